@@ -1,0 +1,10 @@
+"""`medseg-dfl evaluate` (not implemented yet)."""
+
+from __future__ import annotations
+
+from medseg_dfl.cli._common import fail
+
+
+def command() -> None:
+    """Not implemented yet."""
+    fail("medseg-dfl evaluate is not implemented yet")

@@ -1,0 +1,320 @@
+"""Typed configuration: the only place that reads YAML.
+
+YAML -> :func:`load_config` -> :class:`Config` (nested dataclasses) -> passed explicitly.
+Unknown keys, wrong types and values outside a field's choices are rejected with the full key
+path, so a typo is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "AugmentConfig",
+    "Config",
+    "DataConfig",
+    "ExperimentConfig",
+    "InferenceConfig",
+    "LossConfig",
+    "NetworkConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "TransformConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
+
+
+def _choices(*values: str) -> dict[str, tuple[str, ...]]:
+    return {"choices": values}
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    # Folder with images/ + labels/ (or *_masks files, or a Decathlon dataset.json).
+    # Relative paths are resolved against the current working directory.
+    root: str = "sample_data/blood_smear"
+    spatial_dims: int = field(default=2, metadata={"choices": (2, 3)})
+    modality: str = field(default="microscopy", metadata=_choices("microscopy", "ct", "mr"))
+    in_channels: int = 3
+    class_names: list[str] = field(default_factory=lambda: ["background", "rbc", "wbc", "platelet"])
+    # Used when the data folder has no dataset.json "validation" list.
+    val_fraction: float = 0.2
+    cache: str = field(default="memory", metadata=_choices("none", "memory", "disk"))
+    cache_dir: str | None = None
+    num_workers: int = 0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    rot90: bool = True
+    affine: bool = True
+    color_jitter: bool = True
+    noise: bool = True
+
+
+@dataclass
+class TransformConfig:
+    patch_size: list[int] = field(default_factory=lambda: [128, 128])
+    # Patches drawn per image per step by RandCropByLabelClassesd.
+    num_samples: int = 2
+    # Relative probability of centring a patch on each class (len = classes); None = uniform.
+    class_ratios: list[float] | None = None
+    # 3D only: resample to this spacing (mm); None = the dataset's median spacing.
+    target_spacing: list[float] | None = None
+    # auto: microscopy -> per-channel z-score, ct -> window, mr -> z-score.
+    intensity: str = field(default="auto", metadata=_choices("auto", "zscore", "window", "percentile"))
+    window: list[float] | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class NetworkConfig:
+    name: str = "UNet"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    name: str = "dfl"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = field(default="adamw", metadata=_choices("adamw", "sgd"))
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.9
+    scheduler: str = field(default="cosine", metadata=_choices("cosine", "poly", "none"))
+    warmup_epochs: int = 0
+    poly_power: float = 0.9
+    grad_clip: float | None = 1.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 4
+    # None = one pass over the training set per epoch.
+    steps_per_epoch: int | None = None
+    val_every: int = 1
+    amp: bool = True  # only takes effect on CUDA
+    device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
+    deterministic: bool = True
+
+
+@dataclass
+class InferenceConfig:
+    # None = transforms.patch_size.
+    roi_size: list[int] | None = None
+    sw_batch_size: int = 4
+    overlap: float = 0.25
+    blend_mode: str = field(default="gaussian", metadata=_choices("gaussian", "constant"))
+
+
+@dataclass
+class Config:
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    transforms: TransformConfig = field(default_factory=TransformConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted (int -> float etc.)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, path)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: expected a mapping, got {value!r}")
+        return _build_dataclass(tp, value, path)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{path}: expected a list of {_type_name(item_tp)}, got {value!r}")
+        return [_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} at {path}")  # programming error
+
+
+def _build_dataclass(cls: type, values: dict[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ValueError(
+            f"unknown config key {where}{unknown[0]!s}; allowed keys{' under ' + path if path else ''}: "
+            f"{', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        key_path = f"{path}.{name}" if path else name
+        converted = _convert(value, hints[name], key_path)
+        choices = fields[name].metadata.get("choices")
+        if choices is not None and converted not in choices:
+            raise ValueError(f"{key_path}: {converted!r} is not one of {', '.join(map(str, choices))}")
+        kwargs[name] = converted
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any] | None) -> Config:
+    """Build a validated :class:`Config`; missing keys take their defaults."""
+    cfg = _build_dataclass(Config, values or {}, "")
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: Config) -> None:
+    dims = cfg.data.spatial_dims
+    if len(cfg.transforms.patch_size) != dims:
+        raise ValueError(f"transforms.patch_size {cfg.transforms.patch_size} must have {dims} values (data.spatial_dims)")
+    if cfg.inference.roi_size is not None and len(cfg.inference.roi_size) != dims:
+        raise ValueError(f"inference.roi_size {cfg.inference.roi_size} must have {dims} values (data.spatial_dims)")
+    if cfg.transforms.target_spacing is not None and len(cfg.transforms.target_spacing) != dims:
+        raise ValueError(f"transforms.target_spacing {cfg.transforms.target_spacing} must have {dims} values")
+    ratios = cfg.transforms.class_ratios
+    if ratios is not None and len(ratios) != cfg.data.num_classes:
+        raise ValueError(
+            f"transforms.class_ratios has {len(ratios)} values but data.class_names has {cfg.data.num_classes} classes"
+        )
+    if cfg.data.num_classes < 2:
+        raise ValueError(f"data.class_names needs at least 2 classes (background + one), got {cfg.data.class_names}")
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    if not 0.0 <= cfg.inference.overlap < 1.0:
+        raise ValueError(f"inference.overlap must be in [0, 1), got {cfg.inference.overlap}")
+    for name in ("epochs", "batch_size", "val_every"):
+        if getattr(cfg.train, name) < 1:
+            raise ValueError(f"train.{name} must be >= 1, got {getattr(cfg.train, name)}")
+    if cfg.optim.lr <= 0:
+        raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain dict (YAML/JSON/checkpoint safe) of a config."""
+    return dataclasses.asdict(cfg)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like key.path=value (e.g. train.epochs=1)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ValueError(f"override {item!r}: value is not valid YAML ({err})") from err
+    return key.split("."), value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config mapping."""
+    out = dict(values)
+    for item in overrides or []:
+        keys, value = _parse_override(item)
+        node = out
+        for k in keys[:-1]:
+            child = node.get(k)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[k] = child
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (safe loader), apply ``--set`` overrides and validate it."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: top level must be a mapping of sections, got {type(loaded).__name__}")
+        values = loaded or {}
+    try:
+        return config_from_dict(apply_overrides(values, overrides))
+    except ValueError as err:
+        where = f"{path}: " if path is not None else ""
+        raise ValueError(f"{where}{err}") from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the fully resolved config as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    tmp.replace(path)

@@ -1,0 +1,90 @@
+"""MONAI segmentation networks by name: the one place that decides the network."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from medseg_dfl.config import Config
+
+__all__ = ["NETWORK_NAMES", "build_network"]
+
+
+def _unet_defaults(cfg: Config) -> dict[str, Any]:
+    return {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 2}
+
+
+def _dynunet_defaults(cfg: Config) -> dict[str, Any]:
+    dims = cfg.data.spatial_dims
+    depth = 4
+    kernels = [[3] * dims] * depth
+    strides = [[1] * dims] + [[2] * dims] * (depth - 1)
+    return {"kernel_size": kernels, "strides": strides, "upsample_kernel_size": strides[1:]}
+
+
+def _vit_defaults(cfg: Config) -> dict[str, Any]:
+    return {"img_size": list(cfg.transforms.patch_size)}
+
+
+def _swin_defaults(cfg: Config) -> dict[str, Any]:
+    return {"feature_size": 24}
+
+
+def _no_defaults(cfg: Config) -> dict[str, Any]:
+    return {}
+
+
+def _network_table() -> dict[str, tuple[Callable[..., nn.Module], Callable[[Config], dict[str, Any]]]]:
+    from monai import networks as mn
+
+    return {
+        "unet": (mn.nets.UNet, _unet_defaults),
+        "basicunet": (mn.nets.BasicUNet, _no_defaults),
+        "attentionunet": (mn.nets.AttentionUnet, _unet_defaults),
+        "segresnet": (mn.nets.SegResNet, _no_defaults),
+        "dynunet": (mn.nets.DynUNet, _dynunet_defaults),
+        "unetr": (mn.nets.UNETR, _vit_defaults),
+        "swinunetr": (mn.nets.SwinUNETR, _swin_defaults),
+    }
+
+
+NETWORK_NAMES = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "UNETR", "SwinUNETR")
+
+
+def build_network(cfg: Config) -> nn.Module:
+    """Build ``cfg.network.name`` with ``cfg.network.kwargs`` over sensible defaults.
+
+    ``spatial_dims``, ``in_channels`` and ``out_channels`` come from ``cfg.data``; the network's
+    kwargs may override anything else. Names are case-insensitive.
+    """
+    table = _network_table()
+    key = cfg.network.name.lower()
+    if key not in table:
+        raise ValueError(f"network.name {cfg.network.name!r} is not one of {', '.join(NETWORK_NAMES)}")
+    factory, defaults = table[key]
+    kwargs: dict[str, Any] = {
+        "spatial_dims": cfg.data.spatial_dims,
+        "in_channels": cfg.data.in_channels,
+        "out_channels": cfg.data.num_classes,
+    }
+    kwargs.update(defaults(cfg))
+    kwargs.update(cfg.network.kwargs)
+    accepted = inspect.signature(factory.__init__).parameters
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        # Drop defaults a given MONAI version does not take (e.g. SwinUNETR's img_size), but report
+        # user-given ones.
+        user_unknown = [k for k in unknown if k in cfg.network.kwargs]
+        if user_unknown:
+            raise ValueError(
+                f"network.kwargs {user_unknown} are not parameters of {factory.__name__}; "
+                f"allowed: {', '.join(k for k in accepted if k != 'self')}"
+            )
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ValueError(f"cannot build network {factory.__name__} with {kwargs}: {err}") from err
