@@ -1,10 +1,53 @@
-"""`medseg-dfl compare` (not implemented yet)."""
+"""``medseg-dfl compare``: train one run per loss and seed, then tabulate and plot."""
 
 from __future__ import annotations
 
-from medseg_dfl.cli._common import fail
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medseg_dfl.cli._common import user_errors
 
 
-def command() -> None:
-    """Not implemented yet."""
-    fail("medseg-dfl compare is not implemented yet")
+def _split_names(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@user_errors
+def command(
+    config: Annotated[Path, typer.Argument(help="Training config (YAML); everything but the loss is shared.")],
+    losses: Annotated[
+        str, typer.Option("--losses", help="Comma-separated loss names.")
+    ] = "ce,focal,dice-ce,dfl,dfl-acw,dfl-learnable,dice-dfl",
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Runs per loss (seeds base, base+1, ...).")] = 3,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.")] = None,
+    rare_classes: Annotated[
+        str | None, typer.Option("--rare-classes", help="Comma-separated class names (default: all but the most frequent foreground class).")
+    ] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="Rare-class Dice that counts as converged.")] = 0.5,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set train.epochs=5 (repeatable).")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: from config).")] = None,
+) -> None:
+    """Compare losses on one config: per-class Dice/IoU (mean ± std over seeds) and convergence."""
+    from rich.console import Console
+
+    from medseg_dfl.config import load_config
+    from medseg_dfl.engine.compare import compare_losses
+
+    cfg = load_config(config, overrides)
+    output_dir = output or Path("runs") / f"compare-{cfg.experiment.name}"
+    result = compare_losses(
+        cfg,
+        _split_names(losses) or [],
+        seeds,
+        output_dir,
+        rare_classes=_split_names(rare_classes),
+        threshold=threshold,
+        device=device,
+    )
+    console = Console()
+    console.print(result.results_md.read_text(), markup=False, highlight=False)
+    console.print(f"results: {result.results_csv}\ntable:   {result.results_md}\nplot:    {result.convergence_png}")
