@@ -1,1 +1,28 @@
-"""medseg_dfl.io"""
+"""Image I/O: readers by suffix (MONAI ``LoadImage``), pairing, validation, geometry-keeping writers."""
+
+from medseg_dfl.io.errors import DataError
+from medseg_dfl.io.readers import (
+    IMAGE_SUFFIXES,
+    SimpleITKReader,
+    TifffileReader,
+    file_suffix,
+    image_readers,
+    load_image,
+    load_transforms,
+)
+from medseg_dfl.io.writers import atomic_path, output_name, write_mask_like, write_probabilities_like
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "DataError",
+    "SimpleITKReader",
+    "TifffileReader",
+    "atomic_path",
+    "file_suffix",
+    "image_readers",
+    "load_image",
+    "load_transforms",
+    "output_name",
+    "write_mask_like",
+    "write_probabilities_like",
+]
