@@ -1,0 +1,134 @@
+"""MONAI datasets and data loaders for training and validation.
+
+``cfg.data.root`` may be either
+
+- a raw data folder (images/+labels/, Cellpose ``*_masks``, or a Decathlon ``dataset.json``), or
+- the OUTPUT_DIR of ``medseg-dfl preprocess``: its ``dataset.json`` lists the *absolute* paths of
+  the original files and the train/validation split, ``fingerprint.json`` holds the dataset
+  statistics and ``cache/`` the deterministic part of the pipeline. There, :func:`build_datasets`
+  loads the fingerprint itself (when none is passed) and, with ``cfg.data.cache == "disk"`` and no
+  ``cfg.data.cache_dir``, uses ``<root>/cache`` -- the cache ``preprocess`` warmed.
+
+``cfg.data.cache``: "none" -> ``monai.data.Dataset``; "memory" -> ``CacheDataset``; "disk" ->
+``PersistentDataset`` in ``cfg.data.cache_dir`` (required for a raw folder: we never write into the
+user's data folder). Disk cache keys hash each item *and* the deterministic transforms, so a config
+change (spacing, window, ...) never reuses stale arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from monai.data.utils import pickle_hashing
+from monai.transforms import Compose
+from torch.utils.data.distributed import DistributedSampler
+
+from medseg_dfl.config import Config
+from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, load_fingerprint
+from medseg_dfl.transforms import build_train_transforms, build_val_transforms
+
+__all__ = [
+    "CACHE_DIRNAME",
+    "DATASET_JSON",
+    "build_datasets",
+    "build_loaders",
+    "is_preprocessed",
+    "make_dataset",
+    "pair_to_item",
+]
+
+DATASET_JSON = "dataset.json"
+CACHE_DIRNAME = "cache"
+
+
+def is_preprocessed(root: str | Path) -> bool:
+    """True for an OUTPUT_DIR of ``preprocess`` (dataset.json + fingerprint.json side by side)."""
+    root = Path(root)
+    return (root / DATASET_JSON).is_file() and (root / FINGERPRINT_NAME).is_file()
+
+
+def pair_to_item(pair: Any) -> dict[str, str]:
+    """The data dict of a ``CasePair`` (also what ``preprocess`` caches; keep the two in step)."""
+    item = {"image": str(pair.image), "case_id": str(pair.case_id)}
+    if pair.label is not None:
+        item["label"] = str(pair.label)
+    return item
+
+
+def _cache_dir(cfg: Config, root: Path) -> Path:
+    if cfg.data.cache_dir:
+        return Path(cfg.data.cache_dir)
+    if is_preprocessed(root):
+        return root / CACHE_DIRNAME
+    raise ValueError(
+        f"data.cache is 'disk' but data.cache_dir is not set; give a cache folder (we never write into "
+        f"the data folder {root}) or run `medseg-dfl preprocess` and train on its output folder"
+    )
+
+
+def make_dataset(cfg: Config, items: list[dict], transform: Compose, root: Path) -> Dataset:
+    """One MONAI dataset of ``items`` with ``transform``, cached as ``cfg.data.cache`` says."""
+    if cfg.data.cache == "none":
+        return Dataset(items, transform=transform)
+    if cfg.data.cache == "memory":
+        workers = max(cfg.data.num_workers, 1)
+        return CacheDataset(items, transform=transform, num_workers=workers, progress=False)
+    cache_dir = _cache_dir(cfg, root)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return PersistentDataset(items, transform=transform, cache_dir=cache_dir, hash_transform=pickle_hashing)
+
+
+def build_datasets(cfg: Config, fingerprint: dict | None = None) -> tuple[Dataset, Dataset]:
+    """(train, val) datasets of ``cfg.data.root`` split by ``split_pairs`` (seed ``cfg.experiment.seed``)."""
+    from medseg_dfl.io.pairing import discover_pairs, split_pairs
+
+    root = Path(cfg.data.root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.root is not a folder: {root}")
+    if fingerprint is None and is_preprocessed(root):
+        fingerprint = load_fingerprint(root)
+    pairs = discover_pairs(root)
+    unlabelled = [str(p.image) for p in pairs if p.label is None]
+    if unlabelled:
+        raise ValueError(f"{root}: {len(unlabelled)} image(s) have no label, e.g. {unlabelled[0]}")
+    train_pairs, val_pairs = split_pairs(root, pairs, cfg.data.val_fraction, cfg.experiment.seed)
+    if not train_pairs:
+        raise ValueError(f"{root}: no training cases after the train/validation split")
+    train_ds = make_dataset(cfg, [pair_to_item(p) for p in train_pairs], build_train_transforms(cfg, fingerprint), root)
+    val_ds = make_dataset(cfg, [pair_to_item(p) for p in val_pairs], build_val_transforms(cfg, fingerprint), root)
+    return train_ds, val_ds
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+def build_loaders(
+    cfg: Config, train_ds: Dataset, val_ds: Dataset, distributed: bool = False
+) -> tuple[DataLoader, DataLoader]:
+    """MONAI DataLoaders: train shuffled (``DistributedSampler`` when ``distributed``), val batch 1, in order.
+
+    The seeded generator fixes the shuffling and every random transform (MONAI seeds the transforms
+    from it with 0 workers, and each worker from it otherwise): the same seed gives the same batches.
+    With ``distributed`` call ``loader.sampler.set_epoch(epoch)`` each epoch.
+    """
+    seed = cfg.experiment.seed + _rank()
+    generator = torch.Generator().manual_seed(seed)
+    workers = cfg.data.num_workers
+    sampler = DistributedSampler(train_ds, shuffle=True, seed=cfg.experiment.seed) if distributed else None
+    train_loader = DataLoader(
+        train_ds, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
+        num_workers=workers, generator=generator, drop_last=False,
+        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+    )
+    # Validation is not sharded: every rank sees every case (run it on rank 0 only if you like).
+    val_loader = DataLoader(
+        val_ds, batch_size=1, shuffle=False, num_workers=workers,
+        generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available(),
+    )
+    return train_loader, val_loader
