@@ -1,10 +1,70 @@
-"""`medseg-dfl sample-data` (not implemented yet)."""
+"""`medseg-dfl sample-data`: write synthetic blood smears or CT-like volumes (deterministic)."""
 
 from __future__ import annotations
 
-from medseg_dfl.cli._common import fail
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medseg_dfl.cli._common import user_errors
+
+DEFAULT_COUNT = {"blood-smear": 30, "volume": 8}
 
 
-def command() -> None:
-    """Not implemented yet."""
-    fail("medseg-dfl sample-data is not implemented yet")
+class Kind(str, Enum):
+    blood_smear = "blood-smear"
+    volume = "volume"
+
+
+def parse_size(text: str | None) -> int | tuple[int, ...] | None:
+    """``"256"`` -> 256, ``"64,64,48"`` (or ``64x64x48``) -> (64, 64, 48); None stays None."""
+    if text is None:
+        return None
+    parts = [p for p in text.lower().replace("x", ",").split(",") if p.strip()]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--size must be integers like 256 or 64,64,48, got {text!r}") from None
+    if not sizes:
+        raise ValueError(f"--size must be integers like 256 or 64,64,48, got {text!r}")
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+@user_errors
+def command(
+    output_dir: Annotated[Path, typer.Argument(help="Folder to create (gets images/, labels/, dataset.json).")],
+    kind: Annotated[Kind, typer.Option("--kind", help="What to generate.")] = Kind.blood_smear,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Number of samples [default: 30 smears, 8 volumes].")
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option("--size", help="Smear side length (default 256) or volume X,Y,Z / one cube size (default 64,64,48)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share listed as validation.")] = 0.2,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set.")] = False,
+) -> None:
+    """Generate synthetic sample data (deterministic for a seed) and print its class frequencies."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from medseg_dfl.data.synthetic import generate_sample_data, read_class_frequencies
+
+    n = count if count is not None else DEFAULT_COUNT[kind.value]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(f"{kind.value} samples", total=n)
+        paths = generate_sample_data(
+            output_dir, kind.value, n, parse_size(size), seed, val_fraction, overwrite=overwrite,
+            progress=lambda done, _total: bar.update(task, completed=done),
+        )
+    table = Table(title=f"class frequencies ({len(paths)} {kind.value} samples in {output_dir})")
+    table.add_column("class")
+    table.add_column("fraction", justify="right")
+    for name, fraction in read_class_frequencies(output_dir).items():
+        table.add_row(name, f"{fraction:.4%}")
+    Console().print(table)

@@ -1,0 +1,248 @@
+"""Synthetic sample data: blood smears (2D RGB PNG) and CT-like volumes (3D NIfTI).
+
+:func:`generate_sample_data` made the committed ``sample_data/`` folders and makes larger sets for
+benchmarks. Output is deterministic: the same arguments give byte-identical files, and sample
+``i`` depends only on ``(seed, kind, i)``, never on ``count``. The renderers live in
+:mod:`.synthetic_smear` and :mod:`.synthetic_volume` (pure numpy); this module does the I/O.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, make_blood_smear
+from medseg_dfl.data.synthetic_volume import VOLUME_CLASSES, make_volume
+
+__all__ = [
+    "KINDS",
+    "SMEAR_CLASSES",
+    "VOLUME_CLASSES",
+    "generate_sample_data",
+    "make_blood_smear",
+    "make_volume",
+    "read_class_frequencies",
+    "sample_seed",
+]
+
+KINDS = ("blood-smear", "volume")
+DEFAULT_SIZE = {"blood-smear": 256, "volume": (64, 64, 48)}
+_STEM = {"blood-smear": "smear", "volume": "vol"}
+_SUFFIX = {"blood-smear": ".png", "volume": ".nii.gz"}
+# Preview tints per class: smears rbc green, wbc blue, platelet yellow; volumes organ green, lesion red.
+_OVERLAY = {
+    "blood-smear": np.array([[0, 0, 0], [40, 200, 60], [40, 90, 255], [255, 220, 0]], np.float64),
+    "volume": np.array([[0, 0, 0], [40, 200, 60], [255, 40, 40]], np.float64),
+}
+
+
+def sample_seed(seed: int, kind: str, index: int) -> int:
+    """The seed of sample ``index``: independent of how many samples are generated."""
+    return int(np.random.SeedSequence([seed, KINDS.index(kind), index]).generate_state(1)[0])
+
+
+def _check_args(kind: str, count: int, size, seed: int, val_fraction: float) -> int | tuple[int, ...]:
+    """Validate the arguments; return ``size`` normalised (int for smears, 3-tuple for volumes)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if size is None:
+        return DEFAULT_SIZE[kind]
+    sizes = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+    if kind == "blood-smear":
+        if len(sizes) != 1 or int(sizes[0]) < 32:
+            raise ValueError(f"blood-smear size must be one side length >= 32 pixels, got {size}")
+        return int(sizes[0])
+    sizes = sizes * 3 if len(sizes) == 1 else sizes
+    if len(sizes) != 3 or min(sizes) < 16:
+        raise ValueError(f"volume size must be one or three sizes >= 16 voxels (e.g. 64 or 64,64,48), got {size}")
+    return tuple(int(s) for s in sizes)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling and rename it, so no reader sees a half file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _nifti_gz_bytes(array: np.ndarray, affine: np.ndarray, description: str) -> bytes:
+    """A gzipped NIfTI-1 with scanner sform/qform and mm units; mtime 0 keeps bytes reproducible."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_data_dtype(array.dtype)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header["descrip"] = description.encode()[:79]
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    return gzip.compress(image.to_bytes(), compresslevel=9, mtime=0)
+
+
+def _render(kind: str, size, seed: int) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
+    """One sample's (image file bytes, label file bytes, image array, label array)."""
+    if kind == "blood-smear":
+        image, label = make_blood_smear(size, seed)
+        return _png_bytes(image), _png_bytes(label), image, label
+    image, label, affine = make_volume(size, seed)
+    image_bytes = _nifti_gz_bytes(image, affine, "medseg-dfl synthetic CT (HU)")
+    return image_bytes, _nifti_gz_bytes(label, affine, "medseg-dfl synthetic labels"), image, label
+
+
+def _prepare_output(output_dir: Path, overwrite: bool) -> None:
+    """Create images/ and labels/; refuse to touch a folder that already holds a data set."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"output is not a folder: {output_dir}")
+    existing = [d for d in (output_dir / "images", output_dir / "labels") if d.is_dir() and any(d.iterdir())]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already holds data ({existing[0]} is not empty); choose another folder or overwrite"
+        )
+    (output_dir / "images").mkdir(parents=True, exist_ok=True)
+    (output_dir / "labels").mkdir(parents=True, exist_ok=True)
+
+
+def _remove_stale(output_dir: Path, kind: str, keep: set[str]) -> None:
+    """After an overwrite, drop generated samples of an earlier, larger run (our stems only)."""
+    pattern = re.compile(rf"^{_STEM[kind]}_\d+{re.escape(_SUFFIX[kind])}$")
+    for sub in ("images", "labels"):
+        for path in (output_dir / sub).iterdir():
+            if pattern.match(path.name) and path.name not in keep:
+                path.unlink()
+
+
+def _overlay(kind: str, image: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """RGB picture with the foreground classes tinted (colours in ``_OVERLAY``)."""
+    rgb = image.astype(np.float64)
+    mask = label > 0
+    rgb[mask] = 0.45 * rgb[mask] + 0.55 * _OVERLAY[kind][label[mask]]
+    return rgb.astype(np.uint8)
+
+
+def _preview_tile(kind: str, image: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Image above its overlay; for volumes the axial slice with the most lesion, CT window."""
+    if kind == "volume":
+        k = int(np.argmax((label == 2).sum(axis=(0, 1)) * 10 + (label == 1).sum(axis=(0, 1))))
+        # Radiological display: rows = anterior..posterior; window [-160, 240] HU.
+        grey = np.clip((image[:, :, k].T[::-1].astype(np.float64) + 160) / 400 * 255, 0, 255)
+        image = np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)
+        label = label[:, :, k].T[::-1]
+    return np.concatenate([image, _overlay(kind, image, label)], axis=0)
+
+
+def _write_preview(path: Path, kind: str, samples: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """A small palette PNG: a row of images over a row of label overlays."""
+    from PIL import Image
+
+    tiles = [_preview_tile(kind, image, label) for image, label in samples]
+    height = max(t.shape[0] for t in tiles)
+    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 2), (0, 0)), constant_values=255) for t in tiles]
+    grid = Image.fromarray(np.concatenate(tiles, axis=1))
+    scale = 2.0 if kind == "volume" else 0.75  # readable volume slices; smear preview < 150 KB
+    grid = grid.resize((round(grid.width * scale), round(grid.height * scale)), Image.Resampling.NEAREST
+                       if kind == "volume" else Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    grid.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        buffer, format="PNG", optimize=True
+    )
+    _write_atomic(path, buffer.getvalue())
+
+
+def _dataset_json(kind: str, stems: list[str], n_val: int, size, seed: int, frequencies: dict) -> dict:
+    suffix = _SUFFIX[kind]
+    entries = [{"image": f"images/{s}{suffix}", "label": f"labels/{s}{suffix}"} for s in stems]
+    names = SMEAR_CLASSES if kind == "blood-smear" else VOLUME_CLASSES
+    n_train = len(stems) - n_val
+    return {
+        "name": "synthetic blood smears" if kind == "blood-smear" else "synthetic CT volumes",
+        "description": "Synthetic data from medseg-dfl sample-data (medseg_dfl.data.synthetic)",
+        "tensorImageSize": "2D" if kind == "blood-smear" else "3D",
+        "modality": {"0": "microscopy"} if kind == "blood-smear" else {"0": "CT"},
+        "labels": {str(i): name for i, name in enumerate(names)},
+        "numTraining": n_train,
+        "numValidation": n_val,
+        "training": entries[:n_train],
+        "validation": entries[n_train:],
+        "class_frequencies": frequencies,
+        "generator": {"kind": kind, "count": len(stems), "size": size, "seed": seed},
+    }
+
+
+def generate_sample_data(
+    output_dir: str | Path,
+    kind: str,
+    count: int,
+    size: int | tuple[int, ...] | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
+    """Write ``count`` synthetic samples of ``kind`` ("blood-smear" or "volume") to ``output_dir``.
+
+    Layout: ``images/<stem>``, ``labels/<stem>`` (``smear_000.png`` / ``vol_000.nii.gz``), a
+    Decathlon-style ``dataset.json`` (the last ``round(count * val_fraction)`` samples are the
+    "validation" list; class pixel frequencies under "class_frequencies") and ``preview.png``.
+    ``size`` is the side length of a smear, or one (cube) or three sizes of a volume; None = 256 or
+    64x64x48. An existing, non-empty ``images/`` or ``labels/`` raises ``FileExistsError`` unless
+    ``overwrite``. ``progress(done, total)`` is called after each sample. Returns the image paths.
+    """
+    size = _check_args(kind, count, size, seed, val_fraction)
+    output_dir = Path(output_dir)
+    _prepare_output(output_dir, overwrite)
+    width = max(3, len(str(count - 1)))
+    stems = [f"{_STEM[kind]}_{i:0{width}d}" for i in range(count)]
+    names = SMEAR_CLASSES if kind == "blood-smear" else VOLUME_CLASSES
+    counts = np.zeros(len(names), np.int64)
+    previews, image_paths = [], []
+    for i, stem in enumerate(stems):
+        image_bytes, label_bytes, image, label = _render(kind, size, sample_seed(seed, kind, i))
+        image_path = output_dir / "images" / f"{stem}{_SUFFIX[kind]}"
+        _write_atomic(image_path, image_bytes)
+        _write_atomic(output_dir / "labels" / f"{stem}{_SUFFIX[kind]}", label_bytes)
+        counts += np.bincount(label.ravel(), minlength=len(names))[: len(names)]
+        if len(previews) < (3 if kind == "blood-smear" else 4):
+            previews.append((image, label))
+        image_paths.append(image_path)
+        if progress is not None:
+            progress(i + 1, count)
+    if overwrite:
+        _remove_stale(output_dir, kind, {p.name for p in image_paths})
+    frequencies = {name: round(float(c) / float(counts.sum()), 6) for name, c in zip(names, counts, strict=True)}
+    n_val = min(int(round(count * val_fraction)), count - 1)
+    meta = _dataset_json(kind, stems, n_val, size, seed, frequencies)
+    _write_atomic(output_dir / "dataset.json", (json.dumps(meta, indent=2) + "\n").encode())
+    _write_preview(output_dir / "preview.png", kind, previews)
+    return image_paths
+
+
+def read_class_frequencies(output_dir: str | Path) -> dict[str, float]:
+    """Class pixel/voxel frequencies recorded in ``output_dir/dataset.json`` by the generator."""
+    path = Path(output_dir) / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no dataset.json in {output_dir}")
+    meta = json.loads(path.read_text())
+    if "class_frequencies" not in meta:
+        raise ValueError(f"{path} has no class_frequencies (not made by medseg-dfl sample-data)")
+    return {str(k): float(v) for k, v in meta["class_frequencies"].items()}

@@ -1,0 +1,218 @@
+"""Synthetic Wright/Giemsa-stained peripheral blood smears (pure numpy rendering, no I/O).
+
+The picture is built the way light goes through a stained slide (Beer-Lambert): every object adds
+optical density (OD) along its stain's colour vector, and the camera sees
+``illumination * exp(-OD)``. Overlapping cells therefore darken where they overlap, as on glass.
+
+Labels: 0 background, 1 red blood cell, 2 white blood cell, 3 platelet. Where objects overlap the
+label follows WBC > platelet > RBC (the rarer, clinically interesting object wins).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["SMEAR_CLASSES", "make_blood_smear"]
+
+SMEAR_CLASSES = ("background", "rbc", "wbc", "platelet")
+
+# Stain colour vectors: OD per unit amount in (R, G, B), from target colours on white light.
+_RBC_OD = np.array([0.10, 0.42, 0.36])  # salmon pink haemoglobin + eosin
+_NUCLEUS_OD = np.array([0.95, 1.55, 0.55])  # azure/methylene blue purple chromatin
+_NEUTRO_CYTO_OD = np.array([0.10, 0.20, 0.14])  # pale pink-lilac, fine granules
+_LYMPH_CYTO_OD = np.array([0.28, 0.20, 0.07])  # pale sky blue
+_PLATELET_OD = np.array([0.55, 0.95, 0.35])  # purple granulomere
+_RBC_RADIUS = 12.5  # px; WBCs and platelets are sized relative to this
+
+
+def _slide_style(rng: np.random.Generator) -> dict:
+    """Per-slide staining, illumination, focus and noise (what differs between two labs)."""
+
+    def jitter(vec: np.ndarray, amount: float) -> np.ndarray:
+        return vec * rng.uniform(1 - amount, 1 + amount, 3)
+
+    stain = rng.uniform(0.8, 1.25)
+    return {
+        "background": rng.uniform([232, 226, 222], [248, 242, 246]),
+        "rbc": jitter(_RBC_OD, 0.15) * stain,
+        "nucleus": jitter(_NUCLEUS_OD, 0.12) * rng.uniform(0.85, 1.15),
+        "neutro_cyto": jitter(_NEUTRO_CYTO_OD, 0.2) * stain,
+        "lymph_cyto": jitter(_LYMPH_CYTO_OD, 0.2),
+        "platelet": jitter(_PLATELET_OD, 0.15) * rng.uniform(0.85, 1.15),
+        "rbc_radius": _RBC_RADIUS * rng.uniform(0.9, 1.1),
+        "density": rng.uniform(0.7, 1.15),
+        "blur": rng.uniform(0.5, 1.5),
+        "noise": rng.uniform(0.3, 0.7),
+        "vignette": rng.uniform(0.0, 0.12),
+        "gradient": rng.uniform(-0.05, 0.05, 2),
+    }
+
+
+def _patch(size: int, cy: float, cx: float, half: float) -> tuple[slice, slice, np.ndarray, np.ndarray]:
+    """Bounding-box slices around (cy, cx) and the pixel offsets (dy, dx) inside it."""
+    y0, y1 = max(int(cy - half), 0), min(int(cy + half) + 2, size)
+    x0, x1 = max(int(cx - half), 0), min(int(cx + half) + 2, size)
+    dy, dx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    return slice(y0, y1), slice(x0, x1), dy - cy, dx - cx
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """Zero-mean, unit-std smooth random field (chromatin, granules, cell outlines)."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
+    return field / (field.std() + 1e-8)
+
+
+def _place(rng: np.random.Generator, size: int, n: int, min_dist: np.ndarray,
+           taken: list[tuple[float, float, float]]) -> list[tuple[float, float]]:
+    """Dart throwing: up to ``n`` centres keeping ``min_dist[i]`` from everything in ``taken``.
+
+    ``taken`` holds (y, x, keep-out radius); accepted centres are appended to it.
+    """
+    out: list[tuple[float, float]] = []
+    candidates = rng.uniform(-8, size + 8, (n * 30, 2))
+    for (y, x), dist in zip(candidates, np.resize(min_dist, len(candidates)), strict=True):
+        if len(out) == n:
+            break
+        if taken:
+            arr = np.asarray(taken)
+            gap = np.hypot(arr[:, 0] - y, arr[:, 1] - x) - arr[:, 2]
+            if gap.min() < dist * 0.5:
+                continue
+        out.append((float(y), float(x)))
+        taken.append((float(y), float(x), float(dist) * 0.5))
+    return out
+
+
+def _draw_rbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
+              radius: float, stain: np.ndarray) -> None:
+    """A biconcave disc: darker rim, pale centre, slightly elliptical and wobbly outline."""
+    a = radius * rng.uniform(0.92, 1.08)
+    b = a * rng.uniform(0.88, 1.0)
+    theta = rng.uniform(0, np.pi)
+    sy, sx, dy, dx = _patch(label.shape[0], cy, cx, a + 3)
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = -dx * np.sin(theta) + dy * np.cos(theta)
+    phi = np.arctan2(v, u)
+    wobble = 1 + 0.03 * np.cos(rng.integers(3, 6) * phi + rng.uniform(0, 6.3))
+    r = np.hypot(u / a, v / b) / wobble
+    edge = np.clip((1 - r) * a + 0.5, 0, 1)  # ~1 px anti-aliased boundary
+    pallor = rng.uniform(0.2, 0.45) if rng.random() > 0.08 else 0.9  # a few spherocytes
+    centre = rng.uniform(0.45, 0.6)
+    thickness = pallor + (1 - pallor) * np.clip((r - 0.1) / centre, 0, 1) ** 1.5
+    thickness += 0.18 * np.exp(-(((r - 0.9) / 0.08) ** 2))  # refractile rim
+    amount = edge * thickness * rng.uniform(0.85, 1.15)
+    od[sy, sx] += amount[..., None] * stain
+    label[sy, sx][r <= 1.0] = 1
+
+
+def _nucleus_field(rng: np.random.Generator, dy: np.ndarray, dx: np.ndarray, radius: float,
+                   kind: str) -> np.ndarray:
+    """Soft (0..1) nucleus mask: lobes joined by thin strands (neutrophil) or a round blob."""
+    if kind == "lymphocyte":
+        oy, ox = rng.uniform(-0.12, 0.12, 2) * radius
+        r = np.hypot(dy - oy, dx - ox) / (radius * rng.uniform(0.74, 0.84))
+        return np.clip((1 - r) * radius * 0.8 + 0.5, 0, 1)
+    n_lobes = int(rng.integers(2, 5))
+    sigma = radius * rng.uniform(0.19, 0.23)
+    start = rng.uniform(0, 2 * np.pi)
+    span = rng.uniform(1.6, 2.6) * (n_lobes - 1) / 3 + 0.5
+    angles = start + np.linspace(0, span, n_lobes) + rng.normal(0, 0.15, n_lobes)
+    arc = radius * rng.uniform(0.4, 0.5)
+    field = np.zeros_like(dy)
+    for ang in angles:
+        ly, lx = arc * np.sin(ang), arc * np.cos(ang)
+        field += np.exp(-((dy - ly) ** 2 + (dx - lx) ** 2) / (2 * sigma**2))
+    return 1 / (1 + np.exp(-(field - 0.55) / 0.06))
+
+
+def _draw_wbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
+              radius: float, kind: str, style: dict) -> None:
+    """A leukocyte: lighter granular cytoplasm and a purple, clumped (lobed) nucleus."""
+    sy, sx, dy, dx = _patch(label.shape[0], cy, cx, radius + 3)
+    shape = dy.shape
+    r = np.hypot(dy, dx) / (radius * (1 + 0.04 * _smooth_noise(rng, shape, radius / 3)))
+    cell = np.clip((1 - r) * radius + 0.5, 0, 1)
+    cyto_stain = style["lymph_cyto"] if kind == "lymphocyte" else style["neutro_cyto"]
+    granules = 1 + 0.35 * _smooth_noise(rng, shape, 0.8)
+    nucleus = _nucleus_field(rng, dy, dx, radius, kind) * cell
+    chromatin = 1 + 0.22 * _smooth_noise(rng, shape, 1.2)
+    od[sy, sx] += (cell * granules)[..., None] * cyto_stain
+    od[sy, sx] += (nucleus * chromatin)[..., None] * style["nucleus"]
+    label[sy, sx][r <= 1.0] = 2
+
+
+def _draw_platelet(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
+                   stain: np.ndarray) -> None:
+    """A 3-6 px irregular purple granular fragment with a paler hyalomere rim."""
+    radius = rng.uniform(1.6, 3.1)
+    sy, sx, dy, dx = _patch(label.shape[0], cy, cx, radius + 3)
+    theta = rng.uniform(0, np.pi)
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = -dx * np.sin(theta) + dy * np.cos(theta)
+    r = np.hypot(u, v / rng.uniform(0.65, 1.0)) / radius
+    r = r * (1 + 0.15 * _smooth_noise(rng, dy.shape, 1.0))
+    body = np.clip((1 - r) * radius + 0.5, 0, 1)
+    granular = np.clip(1 + 0.3 * rng.standard_normal(dy.shape), 0.4, 1.6)
+    od[sy, sx] += (body * (0.55 + 0.45 * granular * (r < 0.75)))[..., None] * stain
+    label[sy, sx][r <= 1.0] = 3
+
+
+def _illumination(size: int, style: dict) -> np.ndarray:
+    """Background brightness with a vignette and a tilt (uneven Koehler illumination)."""
+    yy, xx = (np.mgrid[0:size, 0:size] / max(size - 1, 1) - 0.5) * 2
+    field = 1 - style["vignette"] * (yy**2 + xx**2) / 2 + style["gradient"][0] * yy + style["gradient"][1] * xx
+    return field[..., None] * style["background"]
+
+
+def _cell_layout(rng: np.random.Generator, size: int, style: dict) -> dict:
+    """How many of each cell (scaled with the field's area) and where they go."""
+    area = (size / 256.0) ** 2
+    rbc_r = style["rbc_radius"]
+    n_wbc = 0 if rng.random() < 0.15 else 1 + rng.poisson(0.25 * area)
+    kinds = ["lymphocyte" if rng.random() < 0.35 else "neutrophil" for _ in range(n_wbc)]
+    wbc_r = np.array([rbc_r * (rng.uniform(1.1, 1.3) if k == "lymphocyte" else rng.uniform(1.55, 1.85))
+                      for k in kinds])
+    taken: list[tuple[float, float, float]] = []
+    wbc_xy = _place(rng, size, n_wbc, 2.2 * wbc_r + 4, taken) if n_wbc else []
+    for i, (y, x) in enumerate(wbc_xy):
+        taken[i] = (y, x, wbc_r[i] - 0.3 * rbc_r)  # RBCs may crowd the leukocyte's edge
+    n_rbc = int(rng.poisson(72 * area * style["density"]))
+    # Most RBCs just touch; about one in six may overlap a neighbour noticeably.
+    min_dist = rbc_r * np.where(rng.random(n_rbc) < 0.17, 1.2, rng.uniform(1.7, 2.0, n_rbc))
+    rbc_xy = _place(rng, size, n_rbc, min_dist, taken)
+    n_plt = int(rng.poisson(9 * area))
+    plt_xy = rng.uniform(2, size - 2, (n_plt, 2))
+    for (y, x), radius in zip(wbc_xy, wbc_r[: len(wbc_xy)], strict=True):  # platelets seldom lie on a leukocyte
+        plt_xy = plt_xy[np.hypot(plt_xy[:, 0] - y, plt_xy[:, 1] - x) > radius + 3]
+    wbcs = list(zip(wbc_xy, kinds, wbc_r, strict=False))  # fewer than asked when there is no room
+    return {"wbc": wbcs, "rbc": rbc_xy, "platelet": plt_xy}
+
+
+def make_blood_smear(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render one ``size`` x ``size`` smear field; same ``seed`` -> identical arrays.
+
+    Returns ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)`` with labels 0 background,
+    1 RBC, 2 WBC, 3 platelet (overlaps: WBC > platelet > RBC).
+    """
+    if int(size) < 32:
+        raise ValueError(f"blood-smear size must be at least 32 pixels, got {size}")
+    rng = np.random.default_rng(seed)
+    style = _slide_style(rng)
+    layout = _cell_layout(rng, size, style)
+    od = np.zeros((size, size, 3))
+    rbc_label = np.zeros((size, size), np.uint8)
+    for cy, cx in layout["rbc"]:
+        _draw_rbc(od, rbc_label, rng, cy, cx, style["rbc_radius"], style["rbc"])
+    plt_label = np.zeros_like(rbc_label)
+    for cy, cx in layout["platelet"]:
+        _draw_platelet(od, plt_label, rng, cy, cx, style["platelet"])
+    wbc_label = np.zeros_like(rbc_label)
+    for (cy, cx), kind, radius in layout["wbc"]:
+        _draw_wbc(od, wbc_label, rng, cy, cx, radius, kind, style)
+    label = np.maximum(rbc_label, plt_label)
+    label[wbc_label > 0] = 2
+    image = _illumination(size, style) * np.exp(-od)
+    image = ndimage.gaussian_filter(image, (style["blur"], style["blur"], 0))
+    image += rng.normal(0, style["noise"], image.shape) + rng.normal(0, style["noise"] * 0.5, (size, size, 1))
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), label
