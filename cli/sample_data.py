@@ -37,7 +37,7 @@ def command(
     output_dir: Annotated[Path, typer.Argument(help="Folder to create (gets images/, labels/, dataset.json).")],
     kind: Annotated[Kind, typer.Option("--kind", help="What to generate.")] = Kind.blood_smear,
     count: Annotated[
-        int | None, typer.Option("--count", help="Number of samples [default: 30 smears, 8 volumes].")
+        int | None, typer.Option("--count", help="Number of samples (default: 30 smears, 8 volumes).")
     ] = None,
     size: Annotated[
         str | None,
@@ -62,9 +62,11 @@ def command(
             output_dir, kind.value, n, parse_size(size), seed, val_fraction, overwrite=overwrite,
             progress=lambda done, _total: bar.update(task, completed=done),
         )
-    table = Table(title=f"class frequencies ({len(paths)} {kind.value} samples in {output_dir})")
+    table = Table(title="class frequencies")
     table.add_column("class")
     table.add_column("fraction", justify="right")
     for name, fraction in read_class_frequencies(output_dir).items():
         table.add_row(name, f"{fraction:.4%}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"{len(paths)} {kind.value} samples written to {output_dir} (see dataset.json, preview.png)")
