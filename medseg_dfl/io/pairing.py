@@ -1,0 +1,255 @@
+"""Which image goes with which label, and which images to predict.
+
+Layouts :func:`discover_pairs` understands, tried in this order under ``root``:
+
+1. ``root/dataset.json`` (MONAI/Decathlon): ``"training"`` + ``"validation"`` lists of
+   ``{"image": rel, "label": rel}``; both lists together are the pairs (``"test"`` is ignored).
+2. ``root/images/`` + ``root/labels/``: same stem (``.nii.gz`` is one suffix), or a label stem
+   ``<stem>_seg``, ``<stem>_label``, ``<stem>_labels``, ``<stem>_mask`` or ``<stem>_masks``.
+3. Cellpose style, one folder: ``x.png`` + ``x_masks.png`` (any supported suffixes).
+
+Files without an image suffix (``.txt``, ``.json``, ``.DS_Store``...) and hidden files are ignored
+(logged at debug level). Image files left unpaired, or two files with one stem (``x.png`` and
+``x.tif``), are a ``ValueError`` that lists them all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from medseg_dfl.io.readers import IMAGE_SUFFIXES, file_suffix, is_dicom_dir
+
+__all__ = ["LABEL_STEM_SUFFIXES", "CasePair", "discover_pairs", "find_images", "image_stem", "split_pairs"]
+
+logger = logging.getLogger(__name__)
+
+LABEL_STEM_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_masks")
+DATASET_JSON = "dataset.json"
+
+
+@dataclass(frozen=True)
+class CasePair:
+    case_id: str
+    image: Path
+    label: Path | None
+
+
+def image_stem(path: str | Path) -> str:
+    """The name without its full image suffix (``a.b.nii.gz`` -> ``a.b``); a DICOM folder's own name."""
+    path = Path(path)
+    suffix = file_suffix(path) if path.suffix else ""
+    return path.name[: len(path.name) - len(suffix)] if suffix in IMAGE_SUFFIXES else path.name
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files (and DICOM series folders) directly in ``folder``, sorted; others logged and skipped."""
+    found, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if (path.is_file() and file_suffix(path) in IMAGE_SUFFIXES) or is_dicom_dir(path):
+            found.append(path)
+        else:
+            skipped.append(path.name)
+    if skipped:
+        logger.debug("%s: ignoring non-image entries: %s", folder, ", ".join(skipped))
+    return found
+
+
+def _by_stem(paths: Iterable[Path], where: Path) -> dict[str, Path]:
+    stems: dict[str, list[Path]] = {}
+    for path in paths:
+        stems.setdefault(image_stem(path), []).append(path)
+    duplicates = {s: ps for s, ps in stems.items() if len(ps) > 1}
+    if duplicates:
+        listed = "; ".join(", ".join(p.name for p in ps) for ps in duplicates.values())
+        raise ValueError(f"{where}: several files share a stem (keep one of each): {listed}")
+    return {s: ps[0] for s, ps in stems.items()}
+
+
+def _unpaired_error(where: Path, images: Sequence[Path], labels: Sequence[Path]) -> ValueError:
+    parts = []
+    if images:
+        parts.append(f"images without a label: {', '.join(str(p) for p in images)}")
+    if labels:
+        parts.append(f"labels without an image: {', '.join(str(p) for p in labels)}")
+    return ValueError(f"{where}: unpaired files; {'; '.join(parts)}")
+
+
+def _base_stem(label_stem: str, image_stems: set[str]) -> str | None:
+    if label_stem in image_stems:
+        return label_stem
+    for suffix in LABEL_STEM_SUFFIXES:
+        if label_stem.endswith(suffix) and label_stem[: -len(suffix)] in image_stems:
+            return label_stem[: -len(suffix)]
+    return None
+
+
+def _match(images: dict[str, Path], labels: dict[str, Path], where: Path) -> list[CasePair]:
+    matched: dict[str, list[Path]] = {}
+    orphan_labels = []
+    for stem, label in labels.items():
+        base = _base_stem(stem, set(images))
+        if base is None:
+            orphan_labels.append(label)
+        else:
+            matched.setdefault(base, []).append(label)
+    duplicates = [ls for ls in matched.values() if len(ls) > 1]
+    if duplicates:
+        listed = "; ".join(", ".join(p.name for p in ls) for ls in duplicates)
+        raise ValueError(f"{where}: several labels for one image: {listed}")
+    orphan_images = [path for stem, path in images.items() if stem not in matched]
+    if orphan_images or orphan_labels:
+        raise _unpaired_error(where, orphan_images, orphan_labels)
+    return [CasePair(stem, images[stem], matched[stem][0]) for stem in sorted(images)]
+
+
+def _pairs_from_folders(root: Path) -> list[CasePair]:
+    labels_dir = root / "labels"
+    if not labels_dir.is_dir():
+        raise ValueError(f"{root}: has images/ but no labels/ folder")
+    images = _by_stem(_image_files(root / "images"), root / "images")
+    labels = _by_stem(_image_files(labels_dir), labels_dir)
+    return _match(images, labels, root)
+
+
+def _pairs_cellpose(root: Path) -> list[CasePair]:
+    files = _image_files(root)
+    masks = [p for p in files if image_stem(p).endswith("_masks")]
+    images = _by_stem([p for p in files if p not in masks], root)
+    masks_by_base = {stem[: -len("_masks")]: path for stem, path in _by_stem(masks, root).items()}
+    orphan_masks = [path for base, path in masks_by_base.items() if base not in images]
+    orphan_images = [path for stem, path in images.items() if stem not in masks_by_base]
+    if orphan_images or orphan_masks:
+        raise _unpaired_error(root, orphan_images, orphan_masks)
+    return [CasePair(stem, images[stem], masks_by_base[stem]) for stem in sorted(images)]
+
+
+def _read_dataset_json(root: Path) -> dict:
+    path = root / DATASET_JSON
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable JSON file ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with a 'training' list")
+    return data
+
+
+def _entry_paths(entry: object, root: Path, where: str) -> tuple[Path, Path | None]:
+    if isinstance(entry, str):
+        return root / entry, None
+    if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+        raise ValueError(f"{where}: each entry needs an 'image' path (one file), got {entry!r}")
+    label = entry.get("label")
+    if label is not None and not isinstance(label, str):
+        raise ValueError(f"{where}: 'label' must be one relative path, got {label!r}")
+    return root / entry["image"], (root / label) if label else None
+
+
+def _pairs_from_dataset_json(root: Path) -> list[CasePair]:
+    data = _read_dataset_json(root)
+    where = str(root / DATASET_JSON)
+    entries = list(data.get("training") or []) + list(data.get("validation") or [])
+    if not entries:
+        raise ValueError(f"{where}: no 'training' or 'validation' entries")
+    pairs, missing, unlabelled = [], [], []
+    for entry in entries:
+        image, label = _entry_paths(entry, root, where)
+        missing += [str(p) for p in (image, label) if p is not None and not p.exists()]
+        if label is None:
+            unlabelled.append(str(image))
+        pairs.append(CasePair(image_stem(image), image, label))
+    if missing:
+        raise FileNotFoundError(f"{where}: listed files not found: {', '.join(missing)}")
+    if unlabelled:
+        raise ValueError(f"{where}: training/validation entries without a label: {', '.join(unlabelled)}")
+    _by_stem([p.image for p in pairs], root / DATASET_JSON)  # duplicate case ids are an error
+    return pairs
+
+
+def discover_pairs(root: str | Path) -> list[CasePair]:
+    """Image/label pairs under ``root`` (see the module docstring for the layouts and errors)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    if (root / DATASET_JSON).is_file():
+        pairs = _pairs_from_dataset_json(root)
+    elif (root / "images").is_dir():
+        pairs = _pairs_from_folders(root)
+    else:
+        pairs = _pairs_cellpose(root)
+    if not pairs:
+        raise ValueError(
+            f"{root}: no image/label pairs found (expected dataset.json, images/ + labels/, or x.png + x_masks.png)"
+        )
+    return pairs
+
+
+def _validation_images(root: Path) -> set[Path] | None:
+    if not (root / DATASET_JSON).is_file():
+        return None
+    entries = _read_dataset_json(root).get("validation") or []
+    where = str(root / DATASET_JSON)
+    return {_entry_paths(e, root, where)[0].resolve() for e in entries} or None
+
+
+def split_pairs(
+    root: str | Path, pairs: Sequence[CasePair], val_fraction: float, seed: int
+) -> tuple[list[CasePair], list[CasePair]]:
+    """(train, val): the dataset.json ``"validation"`` list when there is one, else a seeded split.
+
+    The seeded split takes ``round(len * val_fraction)`` cases, at least 1 when ``val_fraction > 0``
+    and there are >= 2 pairs, never all of them; it depends only on ``seed`` and the case ids.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    listed = _validation_images(Path(root))
+    if listed is not None:
+        val = [p for p in pairs if p.image.resolve() in listed]
+        return [p for p in pairs if p.image.resolve() not in listed], val
+    n_val = round(len(pairs) * val_fraction)
+    if val_fraction > 0 and len(pairs) >= 2:
+        n_val = min(max(n_val, 1), len(pairs) - 1)
+    ids = sorted(p.case_id for p in pairs)
+    random.Random(seed).shuffle(ids)
+    val_ids = set(ids[:n_val])
+    return [p for p in pairs if p.case_id not in val_ids], [p for p in pairs if p.case_id in val_ids]
+
+
+def find_images(input: str | Path, recursive: bool = False) -> list[Path]:
+    """Images to predict: ``input`` itself (a file or DICOM series folder) or the image files in a folder.
+
+    Sorted; hidden files and folders are skipped; ``recursive`` also searches sub-folders.
+    ``FileNotFoundError`` for a missing path, ``ValueError`` for an unsupported file or no images.
+    """
+    path = Path(input)
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if path.is_file():
+        if file_suffix(path) not in IMAGE_SUFFIXES:
+            raise ValueError(f"{path}: not a supported image file (supported: {', '.join(IMAGE_SUFFIXES)})")
+        return [path]
+    if is_dicom_dir(path):
+        return [path]
+    found = _image_files(path)
+    if recursive:
+        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not is_dicom_dir(sub):
+                found += _find_images_or_empty(sub)
+    if not found:
+        raise ValueError(f"{path}: no image files found (supported: {', '.join(IMAGE_SUFFIXES)})")
+    return sorted(found)
+
+
+def _find_images_or_empty(folder: Path) -> list[Path]:
+    """Recursive helper of :func:`find_images`: like it, but an empty folder gives ``[]``."""
+    try:
+        return find_images(folder, recursive=True)
+    except ValueError:
+        return []
