@@ -196,3 +196,19 @@ def test_corrupt_files_give_one_line_naming_the_file(files, rng, kind):
     assert message.startswith(f"{path}: cannot read image (")
     assert "\n" not in message
     assert info.value.path == path
+
+
+def test_palette_label_keeps_indices_and_la_drops_alpha(files, rng):
+    from PIL import Image
+
+    indices = rng.integers(0, 5, size=(6, 9)).astype(np.uint8)
+    palette = Image.fromarray(indices, mode="L").convert("P")
+    palette.putdata(indices.ravel().tolist())
+    palette.putpalette([v for i in range(256) for v in (i * 40 % 256, 0, 255 - i)])
+    palette.save(files.path("p.png"))
+    assert Image.open(files.path("p.png")).mode == "P"
+    np.testing.assert_array_equal(load_image(files.path("p.png"))[0].numpy(), indices.T)
+    grey_alpha = np.stack([indices * 50, np.full_like(indices, 7)], axis=-1)
+    img = load_image(files.pil("la.png", grey_alpha))
+    assert tuple(img.shape) == (1, 9, 6)
+    np.testing.assert_array_equal(img[0].numpy(), (indices * 50).T)
