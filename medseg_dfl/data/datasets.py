@@ -17,13 +17,14 @@ change (spacing, window, ...) never reuses stale arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 from monai.data.utils import pickle_hashing
-from monai.transforms import Compose
+from monai.transforms import Compose, RandomizableTrait, Transform
 from torch.utils.data.distributed import DistributedSampler
 
 from medseg_dfl.config import Config
@@ -38,6 +39,8 @@ __all__ = [
     "is_preprocessed",
     "make_dataset",
     "pair_to_item",
+    "split_items",
+    "warm_disk_cache",
 ]
 
 DATASET_JSON = "dataset.json"
@@ -50,11 +53,20 @@ def is_preprocessed(root: str | Path) -> bool:
     return (root / DATASET_JSON).is_file() and (root / FINGERPRINT_NAME).is_file()
 
 
+def _stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+
 def pair_to_item(pair: Any) -> dict[str, str]:
-    """The data dict of a ``CasePair`` (also what ``preprocess`` caches; keep the two in step)."""
+    """The data dict of a ``CasePair``; ``"stamp"`` (mtime + size of the files) makes the disk cache
+    key change when a file is replaced in place."""
     item = {"image": str(pair.image), "case_id": str(pair.case_id)}
+    stamps = [_stamp(Path(pair.image))]
     if pair.label is not None:
         item["label"] = str(pair.label)
+        stamps.append(_stamp(Path(pair.label)))
+    item["stamp"] = "/".join(stamps)
     return item
 
 
@@ -81,15 +93,13 @@ def make_dataset(cfg: Config, items: list[dict], transform: Compose, root: Path)
     return PersistentDataset(items, transform=transform, cache_dir=cache_dir, hash_transform=pickle_hashing)
 
 
-def build_datasets(cfg: Config, fingerprint: dict | None = None) -> tuple[Dataset, Dataset]:
-    """(train, val) datasets of ``cfg.data.root`` split by ``split_pairs`` (seed ``cfg.experiment.seed``)."""
+def split_items(cfg: Config) -> tuple[list[dict], list[dict]]:
+    """(train, val) data dicts of ``cfg.data.root``, split by ``split_pairs`` (seed ``cfg.experiment.seed``)."""
     from medseg_dfl.io.pairing import discover_pairs, split_pairs
 
     root = Path(cfg.data.root)
     if not root.is_dir():
         raise FileNotFoundError(f"data.root is not a folder: {root}")
-    if fingerprint is None and is_preprocessed(root):
-        fingerprint = load_fingerprint(root)
     pairs = discover_pairs(root)
     unlabelled = [str(p.image) for p in pairs if p.label is None]
     if unlabelled:
@@ -97,9 +107,51 @@ def build_datasets(cfg: Config, fingerprint: dict | None = None) -> tuple[Datase
     train_pairs, val_pairs = split_pairs(root, pairs, cfg.data.val_fraction, cfg.experiment.seed)
     if not train_pairs:
         raise ValueError(f"{root}: no training cases after the train/validation split")
-    train_ds = make_dataset(cfg, [pair_to_item(p) for p in train_pairs], build_train_transforms(cfg, fingerprint), root)
-    val_ds = make_dataset(cfg, [pair_to_item(p) for p in val_pairs], build_val_transforms(cfg, fingerprint), root)
+    return [pair_to_item(p) for p in train_pairs], [pair_to_item(p) for p in val_pairs]
+
+
+def _fingerprint_of(cfg: Config, fingerprint: dict | None) -> dict | None:
+    if fingerprint is None and is_preprocessed(cfg.data.root):
+        return load_fingerprint(cfg.data.root)
+    return fingerprint
+
+
+def build_datasets(cfg: Config, fingerprint: dict | None = None) -> tuple[Dataset, Dataset]:
+    """(train, val) MONAI datasets of ``cfg.data.root`` (see the module docstring)."""
+    train_items, val_items = split_items(cfg)
+    fingerprint = _fingerprint_of(cfg, fingerprint)
+    root = Path(cfg.data.root)
+    train_ds = make_dataset(cfg, train_items, build_train_transforms(cfg, fingerprint), root)
+    val_ds = make_dataset(cfg, val_items, build_val_transforms(cfg, fingerprint), root)
     return train_ds, val_ds
+
+
+def _cached_part(pipeline: Compose) -> Compose:
+    """The part of ``pipeline`` MONAI caches: everything before the first random transform."""
+    first = pipeline.get_index_of_first(lambda t: isinstance(t, RandomizableTrait) or not isinstance(t, Transform))
+    return pipeline if first is None else Compose(pipeline.transforms[:first])
+
+
+def warm_disk_cache(
+    cfg: Config, fingerprint: dict | None = None, on_item: Callable[[dict], None] | None = None
+) -> int:
+    """Store the deterministic part of every case in the disk cache :func:`build_datasets` reads
+    (``cfg.data.cache`` must be "disk"); existing entries are reused. Returns the number of cases."""
+    if cfg.data.cache != "disk":
+        raise ValueError(f"warm_disk_cache needs data.cache 'disk', got {cfg.data.cache!r}")
+    train_items, val_items = split_items(cfg)
+    fingerprint = _fingerprint_of(cfg, fingerprint)
+    root = Path(cfg.data.root)
+    for items, pipeline in (
+        (train_items, build_train_transforms(cfg, fingerprint)),
+        (val_items, build_val_transforms(cfg, fingerprint)),
+    ):
+        dataset = make_dataset(cfg, items, _cached_part(pipeline), root)
+        for index, item in enumerate(items):
+            dataset[index]  # computes and stores, or finds, the cached arrays
+            if on_item is not None:
+                on_item(item)
+    return len(train_items) + len(val_items)
 
 
 def _rank() -> int:

@@ -55,8 +55,8 @@ def _case_spacing(stat: Any, spatial_dims: int) -> list[float]:
     spacing = [float(s) for s in stat.spacing]
     affine = getattr(stat, "affine", None)
     if spatial_dims == 3 and affine is not None and np.asarray(affine).shape == (4, 4):
-        return _ras_order(affine, spacing)
-    return spacing
+        spacing = _ras_order(affine, spacing)
+    return [round(s, 6) for s in spacing]  # float32 headers: 0.93 not 0.9299999813
 
 
 def _percentiles(stats: Sequence[Any]) -> list[dict[str, float]]:
