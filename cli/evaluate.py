@@ -1,10 +1,34 @@
-"""`medseg-dfl evaluate` (not implemented yet)."""
+"""``medseg-dfl evaluate``: Dice, IoU, HD95 and ASD of predicted masks against ground truth."""
 
 from __future__ import annotations
 
-from medseg_dfl.cli._common import fail
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medseg_dfl.cli._common import user_errors
 
 
-def command() -> None:
-    """Not implemented yet."""
-    fail("medseg-dfl evaluate is not implemented yet")
+@user_errors
+def command(
+    pred_dir: Annotated[Path, typer.Argument(help="Folder of predicted label maps (<stem>[_seg].<ext>).")],
+    truth_dir: Annotated[Path, typer.Argument(help="Folder of ground-truth label maps with the same stems.")],
+    classes: Annotated[
+        str | None,
+        typer.Option("--classes", help="Comma-separated class names, background first (default: class_0, ...)."),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="CSV report (a JSON with the summary is written beside it).")
+    ] = Path("report.csv"),
+) -> None:
+    """Score PRED_DIR against TRUTH_DIR per case and class; print mean ± std per class."""
+    from rich.console import Console
+
+    from medseg_dfl.engine.evaluation import evaluate_folders, summary_table
+
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    report = evaluate_folders(pred_dir, truth_dir, class_names=names, output=output, show_progress=True)
+    console = Console()
+    console.print(summary_table(report))
+    console.print(f"per case: {report.csv_path}\nsummary:  {report.json_path}", highlight=False)

@@ -1,10 +1,62 @@
-"""`medseg-dfl infer` (not implemented yet)."""
+"""``medseg-dfl infer``: segment a file or a folder with a trained checkpoint."""
 
 from __future__ import annotations
 
-from medseg_dfl.cli._common import fail
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medseg_dfl.cli._common import fail, user_errors
 
 
-def command() -> None:
-    """Not implemented yet."""
-    fail("medseg-dfl infer is not implemented yet")
+@user_errors
+def command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (best.pt / last.pt); it says how to preprocess.")],
+    input: Annotated[Path, typer.Argument(help="An image file or a folder of images.")],
+    output_dir: Annotated[Path, typer.Argument(help="Folder for the masks (created if needed).")],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of INPUT.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    overlay: Annotated[bool, typer.Option("--overlay", help="Also write <stem>_overlay.png.")] = False,
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Also write per-class probability maps.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Windows per network call (default: checkpoint's).")
+    ] = None,
+    tile_overlap: Annotated[
+        float | None,
+        typer.Option("--tile-overlap", min=0.0, max=0.95, help="Sliding-window overlap (default: checkpoint's)."),
+    ] = None,
+    half: Annotated[bool, typer.Option("--half", help="float16 on CUDA, bfloat16 on CPU.")] = False,
+    suffix: Annotated[str, typer.Option("--suffix", help="Added to mask names, e.g. _seg.")] = "",
+) -> None:
+    """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry."""
+    from rich.console import Console
+
+    from medseg_dfl.engine.inference import InferenceOptions, predict_folder
+
+    options = InferenceOptions(
+        recursive=recursive,
+        overwrite=overwrite,
+        overlay=overlay,
+        probabilities=probabilities,
+        device=device,
+        batch_size=batch_size,
+        overlap=tile_overlap,
+        half=half,
+        suffix=suffix,
+        show_progress=True,
+    )
+    summary = predict_folder(checkpoint, input, output_dir, options)
+    console = Console(stderr=True, highlight=False)
+    for path, reason in summary.failed:
+        console.print(f"[yellow]skipped[/yellow] {path}: {reason}", markup=True, soft_wrap=True)
+    where = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
+    console.print(
+        f"{len(summary.written)} written, {len(summary.skipped_existing)} already done, "
+        f"{len(summary.failed)} failed{where} -> {output_dir}"
+    )
+    if summary.failed:
+        fail(f"{len(summary.failed)} file(s) could not be segmented")

@@ -1,0 +1,281 @@
+"""Inference from a checkpoint: one file (:meth:`Predictor.predict_file`) or a folder (:func:`predict_folder`).
+
+The checkpoint alone says how to preprocess: its config rebuilds the network and the inference
+transforms (``medseg_dfl.transforms``). Each image goes through MONAI ``sliding_window_inference``
+(Gaussian blending by default): windows run on the compute device, the stitched logits stay on the
+CPU, so memory grows with the volume and not with the number of windows. The softmax probabilities
+are mapped back onto the loaded image's grid with ``build_inverse_postprocess`` (MONAI ``Invertd``),
+then reduced by argmax, so a mask has the input's exact shape and the writers give it the input's
+geometry.
+
+``predict_folder`` reads and preprocesses the next file in a background thread while the current
+one is on the network, skips finished outputs (never overwrites without ``overwrite``), records bad
+files and carries on, and under ``torchrun`` takes only this rank's share of the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg_dfl.config import Config
+from medseg_dfl.engine.prediction_io import (
+    OutputPlan,
+    failure_reason,
+    plan_outputs,
+    shard_for_rank,
+    torchrun_rank,
+    write_outputs,
+)
+
+__all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "predict_folder", "resolve_device"]
+
+# Errors that mean "this file cannot be processed" (unreadable, corrupt, wrong channels, out of memory);
+# anything else is a bug and stops the run.
+FILE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, MemoryError)
+
+
+@dataclass
+class InferenceOptions:
+    recursive: bool = False
+    overwrite: bool = False
+    overlay: bool = False
+    probabilities: bool = False
+    device: str = "auto"
+    # Windows per network call; None = the checkpoint's inference.sw_batch_size.
+    batch_size: int | None = None
+    # Fraction of window overlap; None = the checkpoint's inference.overlap.
+    overlap: float | None = None
+    # Network and stitching in float16 (CUDA) / bfloat16 (CPU).
+    half: bool = False
+    # Appended to the mask's stem (e.g. "_seg"); "" keeps the input's name.
+    suffix: str = ""
+    show_progress: bool = False
+
+
+@dataclass
+class PredictionResult:
+    mask: np.ndarray  # (spatial...) class indices, in load_image's spatial order of the input
+    probabilities: np.ndarray | None = None  # (classes, spatial...) float32, same grid
+
+
+@dataclass
+class InferenceSummary:
+    written: list[Path] = field(default_factory=list)  # inputs whose outputs were written
+    skipped_existing: list[Path] = field(default_factory=list)  # inputs whose outputs all existed
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, reason)
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> this process's CUDA device (``LOCAL_RANK`` under torchrun) when available, else CPU."""
+    if str(device) != "auto":
+        resolved = torch.device(device)
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        return resolved
+    if torch.cuda.is_available():
+        import os
+
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK") or 0))
+    return torch.device("cpu")
+
+
+@dataclass
+class Predictor:
+    """A network with its preprocessing and inverse, ready to segment whole images."""
+
+    cfg: Config
+    network: torch.nn.Module
+    class_names: list[str]
+    transforms: Any  # monai Compose (key "image")
+    inverse: Any  # monai Compose (key "pred", Invertd without argmax)
+    device: torch.device
+    roi_size: list[int]
+    sw_batch_size: int
+    overlap: float
+    dtype: torch.dtype = torch.float32
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        sw_batch_size: int | None = None,
+        overlap: float | None = None,
+        half: bool = False,
+    ) -> Predictor:
+        """Rebuild config, network, inference transforms and their inverse from a checkpoint."""
+        from medseg_dfl.config import config_from_dict
+        from medseg_dfl.engine.checkpoint import load_checkpoint
+        from medseg_dfl.networks import build_network
+        from medseg_dfl.transforms import build_inference_transforms, build_inverse_postprocess
+
+        payload = load_checkpoint(path)
+        try:
+            cfg = config_from_dict(payload["config"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: checkpoint config is not usable ({err})") from err
+        resolved = resolve_device(device)
+        network = build_network(cfg)
+        try:
+            network.load_state_dict(payload["model_state"])
+        except (KeyError, RuntimeError) as err:
+            raise ValueError(f"{path}: weights do not fit network {cfg.network.name} ({err})") from err
+        dtype = (torch.float16 if resolved.type == "cuda" else torch.bfloat16) if half else torch.float32
+        network = network.to(device=resolved, dtype=dtype).eval()
+        transforms = build_inference_transforms(cfg, payload.get("fingerprint"))
+        overlap = cfg.inference.overlap if overlap is None else float(overlap)
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        batch = cfg.inference.sw_batch_size if sw_batch_size is None else int(sw_batch_size)
+        if batch < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch}")
+        return cls(
+            cfg=cfg,
+            network=network,
+            class_names=list(payload.get("class_names") or cfg.data.class_names),
+            transforms=transforms,
+            inverse=build_inverse_postprocess(cfg, transforms, argmax=False),
+            device=resolved,
+            roi_size=list(cfg.inference.roi_size or cfg.transforms.patch_size),
+            sw_batch_size=batch,
+            overlap=overlap,
+            dtype=dtype,
+        )
+
+    def preprocess(self, path: str | Path) -> dict[str, Any]:
+        """Read ``path`` and run the inference transforms (CPU; safe in a worker thread)."""
+        try:
+            data = self.transforms({"image": str(path)})
+        except Exception:
+            # MONAI's LoadImaged reports only "no suitable reader"; load_image names the real reason.
+            from medseg_dfl.io.readers import load_image
+
+            load_image(path)  # raises DataError("<path>: cannot read image (<reason>)") if unreadable
+            raise
+        image = data["image"]
+        if image.shape[0] != self.cfg.data.in_channels:
+            raise ValueError(
+                f"{path}: image has {image.shape[0]} channel(s), the network expects {self.cfg.data.in_channels}"
+            )
+        return data
+
+    def _logits(self, image: torch.Tensor) -> torch.Tensor:
+        """(C, spatial) -> (classes, spatial) float32 logits on the CPU."""
+        from monai.inferers import sliding_window_inference
+
+        inputs = image.as_tensor() if hasattr(image, "as_tensor") else image
+        with torch.no_grad():
+            logits = sliding_window_inference(
+                inputs[None].to(self.dtype),
+                roi_size=self.roi_size,
+                sw_batch_size=self.sw_batch_size,
+                predictor=self.network,
+                overlap=self.overlap,
+                mode=self.cfg.inference.blend_mode,
+                sw_device=self.device,
+                device="cpu",
+            )
+        return logits[0]
+
+    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> PredictionResult:
+        """Segment a dict from :meth:`preprocess`; the result is on the loaded image's grid."""
+        probs = torch.softmax(self._logits(data["image"]).float(), dim=0)
+        inverted = self.inverse({"image": data["image"], "pred": probs})["pred"]
+        probs = inverted.as_tensor() if hasattr(inverted, "as_tensor") else torch.as_tensor(inverted)
+        # Regions the foreground crop removed come back as all-zero probabilities: they are background.
+        probs[0] += (1.0 - probs.sum(dim=0)).clamp_(min=0.0)
+        labels = torch.argmax(probs, dim=0)
+        dtype = np.uint8 if len(self.class_names) <= 256 else np.uint16
+        mask = labels.numpy().astype(dtype)
+        return PredictionResult(mask=mask, probabilities=probs.numpy() if probabilities else None)
+
+    def predict_file(self, path: str | Path, probabilities: bool = False) -> PredictionResult:
+        """Mask (and optionally probabilities) of one image, in ``load_image``'s spatial order."""
+        return self.predict_preprocessed(self.preprocess(path), probabilities=probabilities)
+
+
+def _prefetch(predictor: Predictor, plans: Sequence[OutputPlan]) -> Iterator[tuple[OutputPlan, Future]]:
+    """Yield (plan, future of its preprocessed dict), keeping the next file loading in the background."""
+    if not plans:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-load") as pool:
+        pending = pool.submit(predictor.preprocess, plans[0].source)
+        for index, plan in enumerate(plans):
+            current = pending
+            if index + 1 < len(plans):
+                pending = pool.submit(predictor.preprocess, plans[index + 1].source)
+            yield plan, current
+
+
+def _progress(enabled: bool, total: int, rank: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    label = f"rank {rank}: segmenting" if rank else "segmenting"
+    progress = Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not enabled
+    )
+    return progress, progress.add_task(label, total=total)
+
+
+def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
+    from medseg_dfl.io.pairing import find_images
+
+    return sorted(find_images(input_path, recursive=recursive))
+
+
+def predict_folder(
+    checkpoint: str | Path,
+    input: str | Path,
+    output_dir: str | Path,
+    options: InferenceOptions | None = None,
+) -> InferenceSummary:
+    """Segment a file or every image in a folder into ``output_dir`` (see module docstring)."""
+    options = options or InferenceOptions()
+    input_path, output_dir = Path(input), Path(output_dir)
+    rank, world_size = torchrun_rank()
+    all_plans = plan_outputs(
+        _find_inputs(input_path, options.recursive),
+        input_path,
+        output_dir,
+        suffix=options.suffix,
+        probabilities=options.probabilities,
+        overlay=options.overlay,
+    )
+    summary = InferenceSummary(rank=rank, world_size=world_size)
+    plans = []
+    for plan in shard_for_rank(all_plans, rank, world_size):
+        if plan.pending(options.overwrite):
+            plans.append(plan)
+        else:
+            summary.skipped_existing.append(plan.source)
+    if not plans:
+        return summary
+    predictor = Predictor.from_checkpoint(
+        checkpoint, options.device, sw_batch_size=options.batch_size, overlap=options.overlap, half=options.half
+    )
+    progress, task = _progress(options.show_progress, len(plans), rank)
+    with progress:
+        for plan, loading in _prefetch(predictor, plans):
+            try:
+                result = predictor.predict_preprocessed(loading.result(), probabilities=plan.probabilities is not None)
+                write_outputs(
+                    plan, result.mask, result.probabilities, predictor.class_names, overwrite=options.overwrite
+                )
+                summary.written.append(plan.source)
+            except FILE_ERRORS as err:
+                summary.failed.append((plan.source, failure_reason(err)))
+            progress.advance(task)
+    return summary

@@ -1,0 +1,174 @@
+"""File side of batch inference: which inputs, which outputs, what is already done, and writing.
+
+Output naming (``medseg_dfl.io.writers.output_name``): ``<stem><suffix><family extension>`` for the
+mask, ``<stem>_probabilities<ext>`` for probability maps and ``<stem>_overlay.png`` for overlays.
+Inputs found under a folder keep their sub-folder below ``output_dir``, so equal stems in different
+folders never collide. Outputs that exist are never replaced without ``overwrite``; every file is
+written under a temporary name and renamed (``medseg_dfl.io.writers.atomic_path``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+__all__ = [
+    "OutputPlan",
+    "failure_reason",
+    "plan_outputs",
+    "shard_for_rank",
+    "torchrun_rank",
+    "write_outputs",
+]
+
+PROBABILITIES_SUFFIX = "_probabilities"
+OVERLAY_SUFFIX = "_overlay"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where the outputs of one input file go (None = not requested)."""
+
+    source: Path
+    mask: Path
+    probabilities: Path | None = None
+    overlay: Path | None = None
+
+    def requested(self) -> list[Path]:
+        return [p for p in (self.mask, self.probabilities, self.overlay) if p is not None]
+
+    def pending(self, overwrite: bool) -> list[Path]:
+        """The requested outputs still to write (all of them with ``overwrite``)."""
+        return [p for p in self.requested() if overwrite or not p.exists()]
+
+
+def _relative_parent(path: Path, input_root: Path) -> Path:
+    if input_root.is_dir():
+        try:
+            return path.parent.relative_to(input_root)
+        except ValueError:
+            return Path()
+    return Path()
+
+
+def plan_outputs(
+    files: Sequence[Path],
+    input_root: Path,
+    output_dir: Path,
+    *,
+    suffix: str = "",
+    probabilities: bool = False,
+    overlay: bool = False,
+) -> list[OutputPlan]:
+    """One :class:`OutputPlan` per input. ``ValueError`` when two inputs (or an input and an output)
+    would share a file name, before anything is written."""
+    from medseg_dfl.io.writers import output_name
+
+    plans: list[OutputPlan] = []
+    owners: dict[Path, Path] = {}
+    sources = {Path(os.path.abspath(f)) for f in files}
+    for source in files:
+        folder = output_dir / _relative_parent(source, input_root)
+        probs_name = output_name(source, PROBABILITIES_SUFFIX, probabilities=True) if probabilities else None
+        plan = OutputPlan(
+            source=source,
+            mask=folder / output_name(source, suffix),
+            probabilities=folder / probs_name if probs_name else None,
+            overlay=folder / f"{_stem(source)}{OVERLAY_SUFFIX}.png" if overlay else None,
+        )
+        for out in plan.requested():
+            key = Path(os.path.abspath(out))
+            if key in sources:
+                raise ValueError(f"output {out} would overwrite the input {key}; choose another output folder or --suffix")
+            if key in owners:
+                raise ValueError(f"{source} and {owners[key]} would both be written to {out}")
+            owners[key] = source
+        plans.append(plan)
+    return plans
+
+
+def _stem(path: Path) -> str:
+    from medseg_dfl.io.readers import file_suffix
+
+    return path.name[: len(path.name) - len(file_suffix(path))]
+
+
+def torchrun_rank() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) outside torchrun.
+
+    Sharding a file list needs no process group, so this only reads the variables torchrun sets.
+    """
+    try:
+        world = int(os.environ.get("WORLD_SIZE") or 1)
+        rank = int(os.environ.get("RANK") or 0)
+    except ValueError as err:
+        raise ValueError(f"RANK/WORLD_SIZE must be integers (set by torchrun): {err}") from err
+    if not 0 <= rank < max(world, 1):
+        raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    return rank, max(world, 1)
+
+
+def shard_for_rank(items: Sequence[T], rank: int, world_size: int) -> list[T]:
+    """This rank's share: every ``world_size``-th item starting at ``rank`` (sorted input -> stable)."""
+    return list(items[rank::world_size])
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line for a failed file: the reason of a ``DataError`` in the chain, else the innermost cause
+    (MONAI wraps errors as "applying transform ...", which says nothing about the file)."""
+    from medseg_dfl.io.errors import DataError
+
+    chain = [err]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
+        chain.append(cause)
+    data_errors = [e for e in chain if isinstance(e, DataError)]
+    if data_errors:
+        best = data_errors[0]
+        text = best.reason if best.path is not None else str(best)
+    else:
+        best = chain[-1]
+        text = str(best).strip().splitlines()[0] if str(best).strip() else type(best).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def write_outputs(
+    plan: OutputPlan,
+    mask: np.ndarray,
+    probabilities: np.ndarray | None,
+    class_names: Sequence[str],
+    *,
+    overwrite: bool,
+) -> list[Path]:
+    """Write the pending outputs of ``plan`` (mask last, so a finished mask means a finished case)."""
+    from medseg_dfl.io.writers import write_mask_like, write_probabilities_like
+
+    pending = set(plan.pending(overwrite))
+    written: list[Path] = []
+    if plan.probabilities in pending and probabilities is not None:
+        written.append(write_probabilities_like(probabilities, plan.source, plan.probabilities, overwrite=overwrite))
+    if plan.overlay in pending:
+        written.append(_write_overlay(plan, mask, class_names, overwrite=overwrite))
+    if plan.mask in pending:
+        written.append(
+            write_mask_like(mask, plan.source, plan.mask, num_classes=len(class_names), overwrite=overwrite)
+        )
+    return written
+
+
+def _write_overlay(plan: OutputPlan, mask: np.ndarray, class_names: Sequence[str], *, overwrite: bool) -> Path:
+    from medseg_dfl.io.readers import load_image
+    from medseg_dfl.visualize.overlays import save_overlay
+
+    assert plan.overlay is not None  # only called for a requested overlay
+    image = load_image(plan.source)  # the original intensities, in the mask's spatial order
+    spacing = np.linalg.norm(np.asarray(image.affine)[: mask.ndim, : mask.ndim], axis=0)
+    return save_overlay(
+        np.asarray(image), mask, class_names, plan.overlay, spacing=spacing, title=plan.source.name, overwrite=overwrite
+    )
