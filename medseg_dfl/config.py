@@ -110,6 +110,8 @@ class OptimConfig:
     scheduler: str = field(default="cosine", metadata=_choices("cosine", "poly", "none"))
     warmup_epochs: int = 0
     poly_power: float = 0.9
+    # Floor of the cosine/poly schedule (the LR of the last epoch tends to it).
+    min_lr: float = 0.0
     grad_clip: float | None = 1.0
 
 
@@ -255,6 +257,36 @@ def _check_consistency(cfg: Config) -> None:
             raise ValueError(f"train.{name} must be >= 1, got {getattr(cfg.train, name)}")
     if cfg.optim.lr <= 0:
         raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+    _check_training(cfg)
+    _check_names(cfg)
+
+
+def _check_names(cfg: Config) -> None:
+    # The names live with what they name (one place decides each); imported here lazily because
+    # they pull in torch/MONAI and import this module.
+    from medseg_dfl.losses.registry import LOSS_NAMES
+    from medseg_dfl.networks import NETWORK_NAMES
+
+    if cfg.network.name.lower() not in {n.lower() for n in NETWORK_NAMES}:
+        raise ValueError(f"network.name: {cfg.network.name!r} is not one of {', '.join(NETWORK_NAMES)}")
+    if cfg.loss.name not in LOSS_NAMES:
+        raise ValueError(f"loss.name: {cfg.loss.name!r} is not one of {', '.join(LOSS_NAMES)}")
+
+
+def _check_training(cfg: Config) -> None:
+    optim = cfg.optim
+    if not 0.0 <= optim.min_lr <= optim.lr:
+        raise ValueError(f"optim.min_lr must be in [0, optim.lr={optim.lr}], got {optim.min_lr}")
+    if optim.warmup_epochs < 0:
+        raise ValueError(f"optim.warmup_epochs must be >= 0, got {optim.warmup_epochs}")
+    if optim.grad_clip is not None and optim.grad_clip <= 0:
+        raise ValueError(f"optim.grad_clip must be > 0 or null (no clipping), got {optim.grad_clip}")
+    if cfg.train.steps_per_epoch is not None and cfg.train.steps_per_epoch < 1:
+        raise ValueError(f"train.steps_per_epoch must be >= 1 or null (one pass), got {cfg.train.steps_per_epoch}")
+    if cfg.data.num_workers < 0:
+        raise ValueError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    if cfg.inference.sw_batch_size < 1:
+        raise ValueError(f"inference.sw_batch_size must be >= 1, got {cfg.inference.sw_batch_size}")
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

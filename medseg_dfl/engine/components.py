@@ -1,0 +1,139 @@
+"""Everything a training run is built from, in one object, and its checkpoint round trip.
+
+:func:`build_components` makes the data loaders, network (DDP-wrapped when distributed), loss,
+optimiser (network + the loss's own parameters), schedule and grad scaler from a config;
+:func:`checkpoint_payload` / :func:`restore_components` turn them into a checkpoint and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from medseg_dfl.config import Config, config_to_dict
+from medseg_dfl.engine.checkpoint import FORMAT_VERSION, capture_rng_state, restore_rng_state
+from medseg_dfl.engine.distributed import DistContext
+from medseg_dfl.engine.optim import build_optimizer, build_scheduler, trainable_parameters
+from medseg_dfl.engine.validation import shard_val_loader
+
+__all__ = ["Components", "build_components", "checkpoint_payload", "load_fingerprint", "restore_components"]
+
+
+@dataclass
+class Components:
+    model: nn.Module  # the bare network (what checkpoints hold)
+    forward: nn.Module  # what the training step calls: model, or DDP(model)
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    device: torch.device
+    ctx: DistContext
+    amp: bool
+    fingerprint: dict[str, Any] | None
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return trainable_parameters(self.model, self.loss_fn)
+
+    @property
+    def loss_params(self) -> list[nn.Parameter]:
+        return trainable_parameters(self.loss_fn)
+
+
+def load_fingerprint(cfg: Config) -> dict[str, Any] | None:
+    """The dataset fingerprint ``build_datasets`` would use (a ``preprocess`` output folder's
+    fingerprint.json), so the checkpoint carries the exact preprocessing statistics."""
+    from medseg_dfl.data.datasets import is_preprocessed
+    from medseg_dfl.data.fingerprint import load_fingerprint as read_fingerprint
+
+    root = Path(cfg.data.root)
+    return read_fingerprint(root) if is_preprocessed(root) else None
+
+
+def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None) -> tuple[DataLoader, DataLoader]:
+    from medseg_dfl.data.datasets import build_datasets, build_loaders
+
+    train_ds, val_ds = build_datasets(cfg, fingerprint=fingerprint)
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ValueError(
+            f"{cfg.data.root}: need at least one training and one validation case "
+            f"(got {len(train_ds)} and {len(val_ds)}; see data.val_fraction)"
+        )
+    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, distributed=ctx.distributed)
+    if ctx.distributed:  # own sharding: no padded duplicates in the validation metrics
+        val_loader = shard_val_loader(val_ds, ctx, cfg.data.num_workers)
+    return train_loader, val_loader
+
+
+def _build_model(cfg: Config, device: torch.device, ctx: DistContext) -> tuple[nn.Module, nn.Module]:
+    from medseg_dfl.networks import build_network
+
+    model = build_network(cfg).to(device)
+    if not ctx.distributed:
+        return model, model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return model, nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def build_components(cfg: Config, device: torch.device, ctx: DistContext) -> Components:
+    """Data, network, loss, optimiser, schedule and scaler for ``cfg`` on ``device``."""
+    from medseg_dfl.losses.registry import build_loss
+
+    # Network and loss first: a bad name or keyword fails before the data is cached.
+    model, forward = _build_model(cfg, device, ctx)
+    loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
+    fingerprint = load_fingerprint(cfg)
+    train_loader, val_loader = _build_loaders(cfg, ctx, fingerprint)
+    optimizer = build_optimizer(cfg, trainable_parameters(model, loss_fn))
+    amp = cfg.train.amp and device.type == "cuda"
+    return Components(
+        model=model,
+        forward=forward,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=build_scheduler(cfg, optimizer),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp),
+        train_loader=train_loader,
+        val_loader=val_loader,
+        device=device,
+        ctx=ctx,
+        amp=amp,
+        fingerprint=fingerprint,
+    )
+
+
+def checkpoint_payload(cfg: Config, parts: Components, epoch: int, best_metric: float) -> dict[str, Any]:
+    """A self-contained, weights_only-loadable checkpoint of the run after ``epoch`` epochs."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_state": parts.model.state_dict(),
+        "config": config_to_dict(cfg),
+        "class_names": list(cfg.data.class_names),
+        "fingerprint": parts.fingerprint,
+        "loss_state": parts.loss_fn.state_dict(),
+        "optimizer_state": parts.optimizer.state_dict(),
+        "scheduler_state": parts.scheduler.state_dict(),
+        "scaler_state": parts.scaler.state_dict(),
+        "epoch": epoch,
+        "best_metric": best_metric,
+        "rng_state": capture_rng_state(),
+    }
+
+
+def restore_components(parts: Components, payload: dict[str, Any]) -> None:
+    """Load every state of a :func:`checkpoint_payload` back into freshly built components."""
+    parts.model.load_state_dict(payload["model_state"])
+    parts.loss_fn.load_state_dict(payload["loss_state"])
+    parts.optimizer.load_state_dict(payload["optimizer_state"])
+    parts.scheduler.load_state_dict(payload["scheduler_state"])
+    if payload["scaler_state"]:
+        parts.scaler.load_state_dict(payload["scaler_state"])
+    restore_rng_state(payload["rng_state"])

@@ -1,0 +1,133 @@
+"""What a run writes besides checkpoints: metrics.csv, train.log, and the Rich progress bar."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = [
+    "TrainProgress",
+    "close_run_log",
+    "metrics_columns",
+    "open_run_log",
+    "read_metrics_rows",
+    "write_metrics",
+]
+
+
+def metrics_columns(class_names: list[str]) -> list[str]:
+    """``epoch,train_loss,val_loss,dice_<class>...,iou_<class>...,mean_fg_dice,lr,seconds``."""
+    return [
+        "epoch", "train_loss", "val_loss",
+        *[f"dice_{c}" for c in class_names], *[f"iou_{c}" for c in class_names],
+        "mean_fg_dice", "lr", "seconds",
+    ]  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)  # repr: exact round trip of the float
+    return str(value)
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]], class_names: list[str]) -> None:
+    """Rewrite ``metrics.csv`` with ``rows`` atomically (NaN, e.g. no validation that epoch, is empty)."""
+    columns = metrics_columns(class_names)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c, math.nan)) for c in columns])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def read_metrics_rows(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
+    """Rows of an existing ``metrics.csv`` with ``epoch <= up_to_epoch`` (a resumed run drops rows
+    written after the checkpoint it resumes from)."""
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = {k: float(v) if v else math.nan for k, v in raw.items()}
+            row["epoch"] = int(row["epoch"])
+            if row["epoch"] <= up_to_epoch:
+                rows.append(row)
+    return rows
+
+
+def open_run_log(run_dir: Path) -> logging.Logger:
+    """A logger writing one line per epoch to ``RUN_DIR/train.log`` (appending on resume)."""
+    logger = logging.getLogger(f"medseg_dfl.train.{run_dir.resolve()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+def close_run_log(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+class TrainProgress:
+    """Rich bar: epoch, step, running loss and the latest validation Dice (a no-op when disabled)."""
+
+    def __init__(self, epochs: int, enabled: bool) -> None:
+        self.epochs = epochs
+        self.last_dice = math.nan
+        self._progress = (
+            Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  val fg Dice {task.fields[dice]}"),
+                TimeElapsedColumn(),
+            )
+            if enabled
+            else None
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> TrainProgress:
+        if self._progress is not None:
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        if self._progress is None:
+            return
+        fields = {"epoch": epoch, "epochs": self.epochs, "loss": math.nan, "dice": self._dice_text()}
+        if self._task is None:
+            self._task = self._progress.add_task("train", total=steps, **fields)
+        else:
+            self._progress.reset(self._task, total=steps, **fields)
+
+    def step(self, loss: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, loss=loss)
+
+    def end_epoch(self, mean_fg_dice: float) -> None:
+        if not math.isnan(mean_fg_dice):
+            self.last_dice = mean_fg_dice
+        if self._progress is not None:
+            self._progress.update(self._task, dice=self._dice_text())
+
+    def _dice_text(self) -> str:
+        return "-" if math.isnan(self.last_dice) else f"{self.last_dice:.3f}"

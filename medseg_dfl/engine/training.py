@@ -1,0 +1,337 @@
+"""``train(cfg, run_dir)``: the epoch loop, and what a run writes to its directory.
+
+Determinism: every epoch starts by reseeding torch/numpy/random, the MONAI random transforms and
+the samplers from (seed, epoch, rank), so epoch k does the same thing whether the run got there in
+one go or was killed and resumed from ``last.pt`` (exact on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg_dfl.config import Config, config_from_dict, config_to_dict, save_config
+from medseg_dfl.engine.checkpoint import load_checkpoint, save_checkpoint
+from medseg_dfl.engine.components import Components, build_components, checkpoint_payload, restore_components
+from medseg_dfl.engine.distributed import (
+    DistContext,
+    all_reduce_sum,
+    average_gradients,
+    broadcast_object,
+    cleanup_distributed,
+    init_distributed,
+)
+from medseg_dfl.engine.optim import lr_factor
+from medseg_dfl.engine.records import (
+    TrainProgress,
+    close_run_log,
+    open_run_log,
+    read_metrics_rows,
+    write_metrics,
+)
+from medseg_dfl.engine.validation import ValidationResult, plain_tensor, validate
+
+__all__ = ["EpochStats", "TrainResult", "default_run_dir", "resolve_device", "seed_epoch", "train", "train_one_epoch"]
+
+# Config keys a resumed run may change (they do not change what the checkpoint means).
+RESUME_MAY_CHANGE = {"train.epochs", "train.device", "data.num_workers", "data.cache", "data.cache_dir",
+                     "inference.sw_batch_size"}  # fmt: skip
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_metric: float  # best mean foreground validation Dice (NaN if never validated)
+    best_epoch: int | None
+    epochs_run: int  # epochs completed in total (including those before a resume)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # the rows of metrics.csv
+    rank: int = 0  # this process's rank under torchrun (every rank returns the same numbers)
+
+
+@dataclass
+class EpochStats:
+    loss: float  # mean training loss over steps (and ranks)
+    steps: int
+    seconds: float
+    data_seconds: float  # time spent waiting for the data loader
+
+
+def default_run_dir(cfg: Config) -> Path:
+    return Path("runs") / cfg.experiment.name
+
+
+def resolve_device(requested: str | None, ctx: DistContext | None = None) -> torch.device:
+    """``auto`` -> CUDA when available; under DDP on CUDA, this process's ``cuda:LOCAL_RANK``."""
+    name = requested or "auto"
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device {name!r} is not one of auto, cpu, cuda")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but torch sees no CUDA device (use --device cpu)")
+    return torch.device("cuda", ctx.local_rank if ctx else 0) if name == "cuda" else torch.device("cpu")
+
+
+def seed_epoch(cfg: Config, epoch: int, loader: Any, rank: int = 0) -> None:
+    """Reseed every random source that epoch ``epoch`` (0-based) draws from."""
+    from monai.data.utils import set_rnd
+
+    seed = (cfg.experiment.seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % (2**31 - 1)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    set_rnd(loader.dataset, seed)  # MONAI random transforms (workers reseed from torch's seed)
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)  # DistributedSampler: shuffles from its own (seed, epoch)
+    for generator in (getattr(loader, "generator", None), getattr(sampler, "generator", None)):
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(seed)
+
+
+def _batches(loader: Any, steps: int | None) -> Iterator[Any]:
+    """One pass over ``loader``, or exactly ``steps`` batches (cycling the loader if needed)."""
+    done = 0
+    while True:
+        for batch in loader:
+            yield batch
+            done += 1
+            if steps is not None and done >= steps:
+                return
+        if steps is None or done == 0:
+            return
+
+
+def _train_step(parts: Components, cfg: Config, batch: dict[str, Any]) -> torch.Tensor:
+    image = plain_tensor(batch["image"]).to(parts.device, non_blocking=True)
+    label = plain_tensor(batch["label"]).to(parts.device, non_blocking=True).long()
+    autocast = torch.autocast("cuda", dtype=torch.float16) if parts.amp else nullcontext()
+    with autocast:
+        logits = parts.forward(image)
+    loss = parts.loss_fn(logits.float(), label)
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss).backward()
+    average_gradients(parts.loss_params, parts.ctx)  # DDP averages only the network's gradients
+    if cfg.optim.grad_clip is not None:
+        parts.scaler.unscale_(parts.optimizer)
+        torch.nn.utils.clip_grad_norm_(parts.params, cfg.optim.grad_clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    return loss.detach()
+
+
+def train_one_epoch(parts: Components, cfg: Config, bar: TrainProgress | None = None) -> EpochStats:
+    """One epoch of training steps; the mean loss is averaged over ranks."""
+    parts.forward.train()
+    parts.loss_fn.train()
+    start = time.perf_counter()
+    data_seconds, total, steps = 0.0, torch.zeros(2, dtype=torch.float64), 0
+    batches = _batches(parts.train_loader, cfg.train.steps_per_epoch)
+    while True:
+        fetch = time.perf_counter()
+        batch = next(batches, None)
+        data_seconds += time.perf_counter() - fetch
+        if batch is None:
+            break
+        loss = float(_train_step(parts, cfg, batch))
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at step {steps + 1}; lower optim.lr")
+        total += torch.tensor([loss, 1.0], dtype=torch.float64)
+        steps += 1
+        if bar is not None:
+            bar.step(loss)
+    reduced = all_reduce_sum(total.to(parts.device), parts.ctx).cpu()
+    mean = float(reduced[0] / reduced[1]) if reduced[1] > 0 else math.nan
+    return EpochStats(mean, steps, time.perf_counter() - start, data_seconds)
+
+
+def _epoch_row(cfg: Config, epoch: int, stats: EpochStats, val: ValidationResult | None, lr: float,
+               seconds: float) -> dict[str, Any]:  # fmt: skip
+    names = cfg.data.class_names
+    nan_list = [math.nan] * len(names)
+    dice, iou = (val.dice, val.iou) if val else (nan_list, nan_list)
+    row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss, "val_loss": val.loss if val else math.nan}
+    row.update({f"dice_{c}": d for c, d in zip(names, dice, strict=True)})
+    row.update({f"iou_{c}": v for c, v in zip(names, iou, strict=True)})
+    row.update(mean_fg_dice=val.mean_fg_dice if val else math.nan, lr=lr, seconds=seconds)
+    return row
+
+
+def _check_resume_config(cfg: Config, payload: dict[str, Any], run_dir: Path) -> None:
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            is_section = isinstance(v, dict) and k != "kwargs"
+            out.update(flat(v, f"{prefix}{k}.") if is_section else {f"{prefix}{k}": v})
+        return out
+
+    saved = flat(config_to_dict(config_from_dict(payload["config"])))
+    given = flat(config_to_dict(cfg))
+    changed = sorted(k for k in saved.keys() | given.keys() if saved.get(k) != given.get(k))
+    changed = [k for k in changed if k not in RESUME_MAY_CHANGE]
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in changed)
+        raise ValueError(f"cannot resume {run_dir}: the config differs from its last.pt in {details}")
+
+
+def _open_run_dir(cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """Rank 0's check of RUN_DIR: the checkpoint to resume from, or None for a fresh run."""
+    last = run_dir / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: {last} does not exist (nothing to resume)")
+        payload = load_checkpoint(last)
+        _check_resume_config(cfg, payload, run_dir)
+        return payload
+    if last.exists():
+        raise FileExistsError(f"{run_dir} already holds a run ({last.name}); pass --resume to continue it "
+                              "or choose another output directory")  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _shared_run_dir(cfg: Config, run_dir: Path, resume: bool, ctx: DistContext) -> dict[str, Any] | None:
+    """:func:`_open_run_dir` on rank 0; its answer (or error) on every rank."""
+    answer: tuple[BaseException | None, dict[str, Any] | None] = (None, None)
+    if ctx.is_main:
+        try:
+            answer = (None, _open_run_dir(cfg, run_dir, resume))
+        except (FileExistsError, FileNotFoundError, ValueError) as err:
+            answer = (err, None)
+    error, payload = broadcast_object(answer, ctx)
+    if error is not None:
+        raise error
+    return payload
+
+
+@dataclass
+class _Progress:
+    """Where the run stands: metrics rows so far and the best validation score."""
+
+    rows: list[dict[str, Any]]
+    epoch: int = 0  # completed epochs
+    best_metric: float = -math.inf
+    best_epoch: int | None = None
+
+
+def _resume_state(run_dir: Path, payload: dict[str, Any] | None) -> _Progress:
+    if payload is None:
+        return _Progress(rows=[])
+    epoch = int(payload["epoch"])
+    rows = read_metrics_rows(run_dir / "metrics.csv", up_to_epoch=epoch)
+    best = payload["best_metric"]
+    best_row = next((r for r in rows if r["mean_fg_dice"] == best), None)
+    return _Progress(rows, epoch, best, best_row["epoch"] if best_row else None)
+
+
+def _save_epoch(cfg: Config, parts: Components, state: _Progress, run_dir: Path, improved: bool) -> None:
+    """Rank 0: metrics.csv and curves first, then best.pt, then last.pt (a kill in between is
+    repaired on resume, which drops metrics rows newer than last.pt)."""
+    from medseg_dfl.visualize.curves import plot_training_curves
+
+    write_metrics(run_dir / "metrics.csv", state.rows, cfg.data.class_names)
+    plot_training_curves(state.rows, cfg.data.class_names, run_dir / "curves.png")
+    payload = checkpoint_payload(cfg, parts, state.epoch, state.best_metric)
+    if improved:
+        save_checkpoint(run_dir / "best.pt", payload)
+    save_checkpoint(run_dir / "last.pt", payload)
+
+
+def _run_epoch(cfg: Config, parts: Components, state: _Progress, bar: TrainProgress) -> tuple[dict, EpochStats]:
+    epoch = state.epoch  # 0-based index of the epoch being run
+    start = time.perf_counter()
+    seed_epoch(cfg, epoch, parts.train_loader, parts.ctx.rank)
+    steps = cfg.train.steps_per_epoch or len(parts.train_loader)
+    bar.start_epoch(epoch + 1, steps)
+    lr = parts.optimizer.param_groups[0]["lr"]
+    stats = train_one_epoch(parts, cfg, bar)
+    parts.scheduler.step()
+    due = (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
+    val = validate(parts.model, parts.loss_fn, parts.val_loader, cfg, parts.device, parts.ctx, parts.amp) if due else None
+    row = _epoch_row(cfg, epoch + 1, stats, val, lr, time.perf_counter() - start)
+    bar.end_epoch(row["mean_fg_dice"])
+    return row, stats
+
+
+def _run_epochs(cfg: Config, parts: Components, state: _Progress, run_dir: Path, progress: bool) -> None:
+    ctx = parts.ctx
+    logger = open_run_log(run_dir) if ctx.is_main else None
+    try:
+        if logger and state.epoch:
+            logger.info("resumed from last.pt after epoch %d", state.epoch)
+        with TrainProgress(cfg.train.epochs, enabled=progress and ctx.is_main) as bar:
+            while state.epoch < cfg.train.epochs:
+                row, stats = _run_epoch(cfg, parts, state, bar)
+                state.epoch += 1
+                state.rows.append(row)
+                score = row["mean_fg_dice"]
+                improved = not math.isnan(score) and score > state.best_metric
+                if improved:
+                    state.best_metric, state.best_epoch = score, state.epoch
+                if logger:
+                    _save_epoch(cfg, parts, state, run_dir, improved)
+                    logger.info(_log_line(row, stats))
+    finally:
+        if logger:
+            close_run_log(logger)
+
+
+def _log_line(row: dict[str, Any], stats: EpochStats) -> str:
+    dice = " ".join(f"{k[5:]}={v:.4f}" for k, v in row.items() if k.startswith("dice_"))
+    return (f"epoch {row['epoch']} train_loss={row['train_loss']:.5f} val_loss={row['val_loss']:.5f} "
+            f"mean_fg_dice={row['mean_fg_dice']:.4f} {dice} lr={row['lr']:.3g} steps={stats.steps} "
+            f"seconds={row['seconds']:.1f} data_wait={stats.data_seconds:.1f}s")  # fmt: skip
+
+
+def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None = None,
+          progress: bool = True) -> TrainResult:  # fmt: skip
+    """Train ``cfg`` into ``run_dir`` (or continue it from ``last.pt`` with ``resume=True``).
+
+    Writes config.yaml, metrics.csv, curves.png, last.pt, best.pt and train.log (rank 0 only under
+    ``torchrun``). Refuses a ``run_dir`` that already holds a run unless ``resume``.
+    """
+    run_dir = Path(run_dir)
+    device_type = resolve_device(device or cfg.train.device).type
+    ctx = init_distributed(device_type)
+    try:
+        torch_device = resolve_device(device_type, ctx)
+        payload = _shared_run_dir(cfg, run_dir, resume, ctx)
+        _seed_build(cfg)
+        parts = build_components(cfg, torch_device, ctx)
+        if payload is not None:
+            restore_components(parts, payload)
+            _follow_schedule(cfg, parts, int(payload["epoch"]))
+        state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
+        state = broadcast_object(state, ctx)
+        if ctx.is_main:
+            save_config(cfg, run_dir / "config.yaml")
+        _run_epochs(cfg, parts, state, run_dir, progress)
+    finally:
+        cleanup_distributed(ctx)
+    best = state.best_metric if state.best_epoch is not None else math.nan
+    return TrainResult(run_dir, best, state.best_epoch, state.epoch, state.rows, ctx.rank)
+
+
+def _follow_schedule(cfg: Config, parts: Components, epoch: int) -> None:
+    """Set the LR of the next epoch from this config's schedule (train.epochs may have grown)."""
+    for group, base in zip(parts.optimizer.param_groups, parts.scheduler.base_lrs, strict=True):
+        group["lr"] = base * lr_factor(cfg, epoch)
+
+
+def _seed_build(cfg: Config) -> None:
+    """Seed the network's initialisation and pick deterministic kernels when asked."""
+    torch.manual_seed(cfg.experiment.seed)
+    np.random.seed(cfg.experiment.seed)
+    random.seed(cfg.experiment.seed)
+    torch.backends.cudnn.deterministic = cfg.train.deterministic
+    torch.backends.cudnn.benchmark = not cfg.train.deterministic
+
