@@ -12,17 +12,17 @@ from medseg_dfl.cli._common import user_errors
 
 @user_errors
 def command(
-    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/blood_smear_2d.yaml.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config, e.g. configs/blood_smear_2d.yaml.")],
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config key: --set train.epochs=1 --set loss.name=ce (repeatable)."),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Run directory [default: runs/<experiment.name>].")
+        Path | None, typer.Option("--output", "-o", help="Run directory (default: runs/<experiment.name>).")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in the output directory from last.pt.")] = False,
     device: Annotated[
-        str | None, typer.Option("--device", help="cpu or cuda [default: the config's train.device].")
+        str | None, typer.Option("--device", help="cpu or cuda (default: the config's train.device).")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ) -> None:
