@@ -72,13 +72,23 @@ class AdaptiveClassWeights(nn.Module):
         """
         if not self.training:
             return
-        num_classes = target.shape[1]
+        y = target.to(torch.float64) if mask is None else target.to(torch.float64) * mask
+        self._add_counts(y.sum(dim=[0, *range(2, y.dim())]))
+
+    @torch.no_grad()
+    def update_from_labels(self, labels: torch.Tensor, num_classes: int, mask: torch.Tensor | None = None) -> None:
+        """As ``update``, from integer labels B,1,spatial (no one-hot tensor needed)."""
+        if not self.training:
+            return
+        flat = labels.reshape(-1) if mask is None else labels.reshape(-1)[mask.reshape(-1) > 0]
+        self._add_counts(torch.bincount(flat, minlength=num_classes).to(torch.float64))
+
+    def _add_counts(self, batch_counts: torch.Tensor) -> None:
+        num_classes = batch_counts.numel()
         if self.num_classes == 0:
             self._resize(num_classes)
         if num_classes != self.num_classes:
             raise ValueError(f"target has {num_classes} classes, the class weights track {self.num_classes}.")
-        y = target.to(torch.float64) if mask is None else target.to(torch.float64) * mask
-        batch_counts = y.sum(dim=[0, *range(2, y.dim())])
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(batch_counts, op=dist.ReduceOp.SUM)
         total = batch_counts.sum()

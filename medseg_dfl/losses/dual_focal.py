@@ -147,12 +147,14 @@ class DualFocalLoss(_Loss):
         return True
 
     def _prepare_target(self, input: torch.Tensor, target: torch.Tensor):
-        """One-hot float target B,C,spatial and a pixel mask B,1,spatial (or None)."""
+        """Target (one-hot float B,C,spatial, or long labels B,1,spatial) and a pixel mask B,1,spatial or None."""
         n_channels = input.shape[1]
         if self.to_onehot_y:
             labels, mask = _check_labels(input, target, self.ignore_index)
             if n_channels == 1:  # binary: the labels are already the target of the single channel
                 return labels.to(input.dtype), mask
+            if self.activation == "softmax" and self.reduction != LossReduction.NONE.value:
+                return labels, mask  # the functional's label path: no one-hot tensor
             return one_hot(labels, num_classes=n_channels, dtype=torch.float32), mask
         if target.shape != input.shape:
             raise ValueError(
@@ -172,7 +174,10 @@ class DualFocalLoss(_Loss):
         if weight is not None:
             weight = self._full_weight(weight, n_channels)
         elif self.class_weights is not None:
-            self.class_weights.update(y, mask)
+            if y.is_floating_point():
+                self.class_weights.update(y, mask)
+            else:
+                self.class_weights.update_from_labels(y, n_channels, mask)
             weight = self.class_weights.weights()
         if drop_background:
             weight = torch.ones(n_channels, device=y.device) if weight is None else weight.clone()

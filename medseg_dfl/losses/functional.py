@@ -25,6 +25,7 @@ the two-class softmax over (0, z), since sigmoid(z) = softmax((0, z))[1], with t
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["dual_focal_loss", "ACTIVATIONS", "REDUCTIONS"]
 
@@ -130,6 +131,74 @@ def _focal_grad(diff: torch.Tensor, gamma: float) -> torch.Tensor:
     return magnitude.mul_(sign).mul_(gamma)
 
 
+class _FusedDualFocalLabels(torch.autograd.Function):
+    """Softmax DFL summed over pixels, for hard labels B,1,spatial: no one-hot tensor, and the
+    true-class terms are gathered per pixel, so most work is on B,1,spatial rather than B,C,spatial.
+
+    With t the label, w the class weights and m the pixel mask, per pixel:
+        m * [ -w_t log p_t - beta (sum_c w_c F_c - w_t F_t) + alpha (sum_c w_c p_c^g - w_t p_t^g + w_t (1 - p_t)^g) ]
+    (F_c = log(max(rho - p_c, eps)), g = gamma); its gradient w.r.t. the logits is
+        m * ( p (h - sum_c h_c p_c + w_t) - w_t onehot(t) ),
+        h_c = w_c (beta [rho - p_c > eps] / (rho - p_c) + alpha g p_c^(g-1)) for c != t,  h_t = -w_t alpha g (1 - p_t)^(g-1).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, class_weight, mask, alpha, beta, gamma, rho, eps):  # noqa: D102
+        shifted = logits - logits.amax(1, keepdim=True)
+        p = shifted.exp()
+        norm = p.sum(1, keepdim=True)
+        p.div_(norm)
+        log_p_t = shifted.gather(1, labels).sub_(norm.log_())
+        p_t = p.gather(1, labels)
+        w = None if class_weight is None else class_weight.reshape(1, -1, *([1] * (logits.dim() - 2)))
+        w_t = torch.ones_like(p_t) if w is None else class_weight[labels]
+        false_log = (rho - p).clamp_(min=eps).log_()
+        false_px = _weighted_channel_sum(false_log, w) - w_t * false_log.gather(1, labels)
+        if gamma == 1.0 and w is None:  # sum_c p_c = 1
+            focal_px = 2.0 * (1.0 - p_t)
+        else:
+            powered = p.pow(gamma)
+            focal_px = _weighted_channel_sum(powered, w) - w_t * (p_t.pow(gamma) - (1.0 - p_t).pow(gamma))
+        pixel = focal_px * alpha - false_px * beta - w_t * log_p_t
+        if mask is not None:
+            pixel, focal_px = pixel * mask, focal_px * mask
+        ctx.save_for_backward(p, labels, class_weight, mask, focal_px.sum())
+        ctx.params = (alpha, beta, gamma, rho, eps)
+        return pixel.sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # noqa: D102
+        p, labels, class_weight, mask, focal_total = ctx.saved_tensors
+        alpha, beta, gamma, rho, eps = ctx.params
+        alpha_value = float(alpha) if isinstance(alpha, torch.Tensor) else alpha
+        tiny = torch.finfo(p.dtype).tiny
+        p_t = p.gather(1, labels)
+        w_t = torch.ones_like(p_t) if class_weight is None else class_weight[labels]
+        # beta / (rho - p), 0 where the clamp at eps is active (threshold to inf, then 1/inf = 0)
+        h = F.threshold(rho - p, eps, float("inf")).reciprocal_()
+        if beta != 1.0:
+            h.mul_(beta)
+        if gamma == 1.0:
+            h.add_(alpha_value)
+            h_t = -alpha_value * w_t
+        else:
+            h.add_(p.clamp(min=tiny).pow_(gamma - 1.0), alpha=alpha_value * gamma)
+            h_t = -alpha_value * gamma * w_t * (1.0 - p_t).clamp_(min=tiny).pow_(gamma - 1.0)
+        if class_weight is not None:
+            h.mul_(class_weight.reshape(1, -1, *([1] * (p.dim() - 2))))
+        h.scatter_(1, labels, h_t)
+        h.sub_((h * p).sum(1, keepdim=True) - w_t).mul_(p)
+        h.scatter_add_(1, labels, -w_t)
+        h.mul_(grad_out if mask is None else grad_out * mask)
+        grad_alpha = grad_out * focal_total if ctx.needs_input_grad[4] else None
+        return h, None, None, None, grad_alpha, None, None, None, None
+
+
+def _weighted_channel_sum(x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    return x.sum(1, keepdim=True) if w is None else (x * w).sum(1, keepdim=True)
+
+
 def _softmax_terms(logits, y, weight, alpha, beta, gamma, rho, eps, reduce, fused) -> torch.Tensor:
     if fused:
         return _FusedDualFocal.apply(logits, y, weight, alpha, beta, gamma, rho, eps, reduce)
@@ -159,11 +228,15 @@ def _check_call(input: torch.Tensor, target: torch.Tensor, activation: str, redu
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
     if input.dim() < 3:
         raise ValueError(f"input must be B,C,spatial (at least 3 dims), got shape {tuple(input.shape)}.")
-    if target.shape != input.shape:
+    if target.shape != input.shape and not _is_label_map(input, target):
         raise ValueError(
             f"target shape {tuple(target.shape)} must equal input shape {tuple(input.shape)} "
-            "(one-hot or soft target)."
+            f"(one-hot or soft target), or be {(input.shape[0], 1, *input.shape[2:])} integer labels."
         )
+
+
+def _is_label_map(input: torch.Tensor, target: torch.Tensor) -> bool:
+    return not target.is_floating_point() and target.shape == (input.shape[0], 1, *input.shape[2:])
 
 
 def dual_focal_loss(
@@ -181,11 +254,12 @@ def dual_focal_loss(
     reduction: str = "mean",
     fused: bool = True,
 ) -> torch.Tensor:
-    """Dual Focal Loss of logits against a one-hot (or soft) target of the same shape.
+    """Dual Focal Loss of logits against a one-hot (or soft) target, or integer labels.
 
     Args:
         input: logits B,C,spatial (probabilities when ``activation="none"``).
-        target: B,C,spatial, one-hot or soft labels in [0, 1].
+        target: B,C,spatial, one-hot or soft labels in [0, 1]; or B,1,spatial integer class indices
+            in [0, C) (the fastest path for softmax with a reduction: no one-hot tensor is built).
         alpha, beta, gamma, rho, eps: the spec's parameters; ``alpha`` may be a 0-dim tensor that
             requires grad (the learnable scale).
         weight: per-class weights, shape (C,).
@@ -201,8 +275,14 @@ def dual_focal_loss(
     _check_call(input, target, activation, reduction)
     with torch.autocast(device_type=input.device.type, enabled=False):
         dtype = torch.promote_types(input.dtype, torch.float32)
-        logits, y = input.to(dtype), target.to(dtype)
-        reduce = reduction != "none"
+        logits, reduce = input.to(dtype), reduction != "none"
+        if _is_label_map(input, target) and input.shape[1] > 1:
+            labels = target.long()
+            if activation == "softmax" and reduce and fused:
+                out = _FusedDualFocalLabels.apply(logits, labels, _as(weight, dtype), _as(mask, dtype), alpha, beta, gamma, rho, eps)
+                return out / _pixel_count(logits, mask) if reduction == "mean" else out
+            target = torch.zeros_like(logits).scatter_(1, labels, 1.0)
+        y = target.to(dtype)
         pixel_weight = _pixel_weight(weight, mask, logits.dim(), dtype)
         if activation == "softmax":
             out = _softmax_terms(logits, y, pixel_weight, alpha, beta, gamma, rho, eps, reduce, fused)
@@ -214,9 +294,16 @@ def dual_focal_loss(
             out = out if pixel_weight is None else out * pixel_weight
             out = out.sum() if reduce else out
         if reduction == "mean":
-            pixels = logits[:, :1].numel() if mask is None else mask.to(dtype).sum().clamp(min=1.0)
-            out = out / pixels
+            out = out / _pixel_count(logits, mask)
     return out
+
+
+def _pixel_count(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | int:
+    return logits[:, :1].numel() if mask is None else mask.to(logits.dtype).sum().clamp(min=1.0)
+
+
+def _as(x: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if x is None else x.to(dtype)
 
 
 def _sigmoid_terms(logits, y, pixel_weight, params, reduce, fused) -> torch.Tensor:

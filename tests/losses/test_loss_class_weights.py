@@ -79,3 +79,15 @@ def test_bad_arguments():
         AdaptiveClassWeights(3, weight_range=(2.0, 1.0))
     with pytest.raises(ValueError, match="4 classes"):
         AdaptiveClassWeights(3).update(torch.ones(1, 4, 2, 2))
+
+
+def test_update_from_labels_equals_onehot_update():
+    y = imbalanced_batch(3, FRACTIONS[0])
+    labels = y.argmax(1, keepdim=True)
+    mask = (torch.rand(2, 1, 20, 20) > 0.5).float()
+    a, b = AdaptiveClassWeights(3), AdaptiveClassWeights(3)
+    a.update(y, mask)
+    b.update_from_labels(labels, 3, mask)
+    torch.testing.assert_close(a.counts, b.counts)
+    torch.testing.assert_close(a.weights(), b.weights())
+    assert a.counts.sum().item() == mask.sum().item()

@@ -192,3 +192,45 @@ def test_bad_call_arguments():
         dual_focal_loss(z, z, reduction="avg")
     with pytest.raises(ValueError, match=r"\(1, 3, 3\)"):
         dual_focal_loss(z, torch.zeros(1, 3, 3))
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.5, 2.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_path_matches_onehot_plain_path_and_gradcheck(gamma, weighted):
+    torch.manual_seed(6)
+    logits = torch.randn(2, 3, 4, 3, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 1, 4, 3))
+    y = torch.zeros_like(logits).scatter_(1, labels, 1.0)
+    weight = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64) if weighted else None
+    mask = (torch.rand(2, 1, 4, 3) > 0.3).double() if weighted else None
+    alpha = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    kw = dict(gamma=gamma, beta=0.8, rho=1.2, weight=weight, mask=mask)
+    assert torch.autograd.gradcheck(lambda z, a: dual_focal_loss(z, labels, alpha=a, **kw), (logits, alpha))
+    from_labels = dual_focal_loss(logits, labels, alpha=alpha, **kw)
+    reference = dual_focal_loss(logits, y, alpha=alpha, fused=False, **kw)
+    torch.testing.assert_close(from_labels, reference)
+    for a, b in zip(torch.autograd.grad(from_labels, (logits, alpha)), torch.autograd.grad(reference, (logits, alpha)), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("scale", [50.0, 1e4])
+def test_label_path_extreme_logits(scale):
+    labels = torch.randint(0, 3, (2, 1, 6, 6))
+    y = torch.zeros(2, 3, 6, 6).scatter_(1, labels, 1.0)
+    for sign in (1.0, -1.0):  # confidently right, confidently wrong
+        logits = (sign * (2 * y - 1) * scale).requires_grad_()
+        reference = logits.detach().clone().requires_grad_()
+        loss, expected = dual_focal_loss(logits, labels), dual_focal_loss(reference, y, fused=False)
+        (loss + expected).backward()
+        torch.testing.assert_close(loss, expected)
+        assert torch.isfinite(logits.grad).all()
+        torch.testing.assert_close(logits.grad, reference.grad)
+    assert dual_focal_loss(logits.detach() * -1, labels).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_labels_for_none_reduction_and_sigmoid_use_onehot():
+    logits = torch.randn(2, 3, 4, 4)
+    labels = torch.randint(0, 3, (2, 1, 4, 4))
+    y = torch.zeros_like(logits).scatter_(1, labels, 1.0)
+    torch.testing.assert_close(dual_focal_loss(logits, labels, reduction="none"), dual_focal_loss(logits, y, reduction="none"))
+    torch.testing.assert_close(dual_focal_loss(logits, labels, activation="sigmoid"), dual_focal_loss(logits, y, activation="sigmoid"))
