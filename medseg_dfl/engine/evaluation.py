@@ -301,27 +301,29 @@ def write_report(report: EvaluationReport, output: Path) -> tuple[Path, Path]:
         "summary": summary,
     }
     for path, text in ((csv_path, buffer.getvalue()), (json_path, json.dumps(document, indent=2))):
-        with atomic_path(path) as tmp:
+        with atomic_path(path, overwrite=True) as tmp:  # a report is replaced by a re-run
             Path(tmp).write_text(text)
     report.csv_path, report.json_path = csv_path, json_path
     return csv_path, json_path
 
 
 def summary_table(report: EvaluationReport):  # -> rich.table.Table
-    """Rich table: mean ± std (n) per foreground class and metric."""
+    """Rich table: mean ± std per foreground class and metric; "(n=k)" when only k cases were finite."""
     from rich.table import Table
 
-    table = Table(title=f"Evaluation of {len(report.cases)} case(s)")
+    table = Table(title=f"Evaluation of {len(report.cases)} case(s): mean ± std")
     table.add_column("class")
     for metric in METRIC_NAMES:
         table.add_column(metric, justify="right")
+    digits = {"dice": 3, "iou": 3, "hd95": 2, "asd": 2}
     for name, per_metric in report.summary().items():
         cells = []
         for metric in METRIC_NAMES:
-            stats = per_metric[metric]
+            stats, d = per_metric[metric], digits[metric]
             if stats["n"] == 0:
                 cells.append("n/a")
-            else:
-                cells.append(f"{stats['mean']:.4f} ± {stats['std']:.4f} ({stats['n']})")
+                continue
+            partial = f" (n={stats['n']})" if stats["n"] < len(report.cases) else ""
+            cells.append(f"{stats['mean']:.{d}f} ± {stats['std']:.{d}f}{partial}")
         table.add_row(name, *cells)
     return table

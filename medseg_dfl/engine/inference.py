@@ -192,19 +192,40 @@ class Predictor:
 
     def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> PredictionResult:
         """Segment a dict from :meth:`preprocess`; the result is on the loaded image's grid."""
-        probs = torch.softmax(self._logits(data["image"]).float(), dim=0)
+        probs = _softmax_(self._logits(data["image"]).float())
         inverted = self.inverse({"image": data["image"], "pred": probs})["pred"]
+        del probs
         probs = inverted.as_tensor() if hasattr(inverted, "as_tensor") else torch.as_tensor(inverted)
-        # Regions the foreground crop removed come back as all-zero probabilities: they are background.
-        probs[0] += (1.0 - probs.sum(dim=0)).clamp_(min=0.0)
-        labels = torch.argmax(probs, dim=0)
         dtype = np.uint8 if len(self.class_names) <= 256 else np.uint16
-        mask = labels.numpy().astype(dtype)
+        mask = _background_fill_and_argmax_(probs, dtype)
         return PredictionResult(mask=mask, probabilities=probs.numpy() if probabilities else None)
 
     def predict_file(self, path: str | Path, probabilities: bool = False) -> PredictionResult:
         """Mask (and optionally probabilities) of one image, in ``load_image``'s spatial order."""
         return self.predict_preprocessed(self.preprocess(path), probabilities=probabilities)
+
+
+def _softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the class axis (0), in place: one volume-sized buffer less than ``torch.softmax``."""
+    logits.sub_(logits.amax(dim=0, keepdim=True)).exp_()
+    return logits.div_(logits.sum(dim=0, keepdim=True))
+
+
+def _background_fill_and_argmax_(probs: torch.Tensor, dtype: type, slabs: int = 16) -> np.ndarray:
+    """Argmax of (classes, spatial...) probabilities, slab by slab along the last axis (an int64
+    argmax of a whole large volume would cost 8 bytes per voxel).
+
+    Regions that the foreground crop removed come back from ``Invertd`` as all-zero probabilities;
+    they are background, so class 0 gets the missing mass (in place: saved probabilities sum to 1).
+    """
+    mask = np.empty(tuple(probs.shape[1:]), dtype=dtype)
+    depth = probs.shape[-1]
+    step = max(1, -(-depth // slabs))
+    for start in range(0, depth, step):
+        slab = probs[..., start : start + step]
+        slab[0] += (1.0 - slab.sum(dim=0)).clamp_(min=0.0)
+        mask[..., start : start + step] = slab.argmax(dim=0).numpy()
+    return mask
 
 
 def _prefetch(predictor: Predictor, plans: Sequence[OutputPlan]) -> Iterator[tuple[OutputPlan, Future]]:
@@ -245,6 +266,8 @@ def predict_folder(
     """Segment a file or every image in a folder into ``output_dir`` (see module docstring)."""
     options = options or InferenceOptions()
     input_path, output_dir = Path(input), Path(output_dir)
+    if not Path(checkpoint).is_file():  # also when every output exists: a wrong path is never "done"
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     rank, world_size = torchrun_rank()
     all_plans = plan_outputs(
         _find_inputs(input_path, options.recursive),

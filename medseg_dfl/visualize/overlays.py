@@ -1,8 +1,8 @@
 """Segmentation overlays: a label map painted over its image, with a legend of class names.
 
-2D images are shown whole; 3D volumes as three orthogonal slices (sagittal, coronal, axial), each
-through the slice with the most foreground (through the centre when the mask is empty), drawn with
-the voxel spacing's aspect ratio. Arrays are in ``medseg_dfl.io.readers.load_image`` order:
+2D images are shown whole; 3D volumes as three orthogonal slices (sagittal, coronal, axial) through
+the foreground's centre of mass (the volume centre when the mask is empty), drawn with the voxel
+spacing's aspect ratio. Arrays are in ``medseg_dfl.io.readers.load_image`` order:
 image (C, W, H) or (C, X, Y, Z), mask (W, H) or (X, Y, Z). Matplotlib's object API (no pyplot), so it
 is safe in threads and never opens a window.
 """
@@ -56,20 +56,18 @@ def _display_2d(image: np.ndarray) -> np.ndarray:
     return _normalise(image[0]).T
 
 
-def _best_slices(mask: np.ndarray) -> list[int]:
-    """Per axis, the slice index holding the most foreground (the centre when there is none)."""
-    indices = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        counts = np.count_nonzero(mask, axis=other)
-        indices.append(int(np.argmax(counts)) if counts.any() else mask.shape[axis] // 2)
-    return indices
+def _centre_slices(mask: np.ndarray) -> list[int]:
+    """Slice indices through the foreground's centre of mass (the volume centre when there is none)."""
+    coords = np.nonzero(mask)
+    if coords[0].size == 0:
+        return [n // 2 for n in mask.shape]
+    return [int(round(float(c.mean()))) for c in coords]
 
 
 def _panels_3d(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float]):
     """Yield (title, image plane, mask plane, aspect) for the three orthogonal slices."""
     volume = _normalise(image[0])
-    for axis, index in enumerate(_best_slices(mask)):
+    for axis, index in enumerate(_centre_slices(mask)):
         rows_cols = [a for a in range(3) if a != axis]  # plane axes in order (horizontal, vertical)
         plane = np.take(volume, index, axis=axis).T  # (vertical, horizontal)
         mask_plane = np.take(mask, index, axis=axis).T

@@ -33,7 +33,7 @@ def test_evaluate_prints_table_and_writes_reports(tmp_path):
         app, ["evaluate", str(pred_dir), str(truth_dir), "--classes", "background,organ", "--output", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "organ" in result.output and "0.6667" in result.output
+    assert "organ" in result.output and "0.667 ± 0.000" in result.output
     summary = json.loads(out.with_suffix(".json").read_text())["summary"]
     assert summary["organ"]["iou"]["mean"] == 0.5
     assert out.read_text().splitlines()[0] == "case,class,dice,iou,hd95,asd"

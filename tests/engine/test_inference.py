@@ -259,3 +259,16 @@ def test_half_precision_agrees_with_float32(tmp_path, volume_ckpt):
     half = Predictor.from_checkpoint(volume_ckpt, half=True).predict_file(src, probabilities=True)
     assert half.mask.shape == full.mask.shape
     np.testing.assert_allclose(half.probabilities, full.probabilities, atol=0.05)
+
+
+def test_overlay_has_legend_of_foreground_classes_and_centre_slices():
+    from medseg_dfl.visualize.overlays import class_colour, overlay_figure
+
+    mask = np.zeros((12, 10, 8), np.uint8)
+    mask[2:5, 6:9, 1:4] = 2  # centre of mass (3, 7, 2)
+    fig = overlay_figure(np.zeros((1, 12, 10, 8)), mask, ["background", "organ", "lesion"], spacing=(1, 1, 3))
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["organ", "lesion"]
+    assert [ax.get_title() for ax in fig.axes] == ["sagittal 3", "coronal 7", "axial 2"]
+    axial = fig.axes[2].images[1].get_array()  # RGBA mask layer of the axial slice (rows = axis 1)
+    np.testing.assert_allclose(axial[7, 3, :3], class_colour(2))
+    assert axial[0, 0, 3] == 0.0  # background is transparent
