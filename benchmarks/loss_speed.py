@@ -8,10 +8,11 @@ F.cross_entropy, all measured in the same run.
 Every loss gets logits B,C,spatial (requires_grad) and integer labels B,1,spatial, as in training:
 the one-hot conversion is part of what DFL and FocalLoss are timed for.
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above what was allocated before the call.
-On CPU, the peak of the running sum of the allocations and frees that ``torch.profiler`` records
-during one forward + backward (``profile_memory=True``): memory held by tensors the call creates,
-not process RSS.
+Memory: "saved MiB" = the tensors autograd keeps from forward to backward (unique storages, counted
+with ``torch.autograd.graph.saved_tensors_hooks``, inputs excluded): exact on any device, but not
+the transient peak. "peak MiB" = the rise of ``torch.cuda.max_memory_allocated`` during one forward
++ backward, on CUDA only. CPU peak memory is not reported: process RSS on a shared machine (and
+glibc's caching of freed blocks) made it unreliable in our tries.
 """
 
 from __future__ import annotations
@@ -51,59 +52,82 @@ def _candidates() -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tens
     }
 
 
-def _time_ms(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+def _times_ms(steps: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median time per step; the steps take turns, so a busy machine slows them all alike."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for round_ in range(repeats + 2):  # two warm-up rounds
+        for name, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            if round_ >= 2:
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def _peak_mib(fn: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        _sync(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        fn()
-        _sync(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted(
-        (e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start
-    )  # alloc > 0, free < 0
-    current = peak = 0
-    for event in events:
-        current += event.cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2**20
+def _saved_mib(loss_fn, logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Tensors autograd keeps from forward to backward (unique storages; the inputs excluded)."""
+    inputs = {logits.untyped_storage().data_ptr(), labels.untyped_storage().data_ptr()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in inputs:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = loss_fn(logits, labels)
+    torch.autograd.grad(loss, logits)
+    return sum(saved.values()) / 2**20
+
+
+def _peak_mib(step: Callable[[], None], device: torch.device) -> float:
+    """CUDA: the rise of max_memory_allocated during one step; CPU: not measured (nan)."""
+    if device.type != "cuda":
+        return float("nan")
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    _sync(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def _make_step(loss_fn, logits: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:  # the gradient is returned, not kept in .grad: each step starts from the same memory
+        torch.autograd.grad(loss_fn(logits, labels), logits)
+
+    return step
+
+
+def _inputs(shape: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape, generator=gen).to(device).requires_grad_()
+    labels = torch.randint(0, shape[1], (shape[0], 1, *shape[2:]), generator=gen).to(device)
+    return logits, labels
 
 
 def run(device: torch.device, repeats: int) -> None:
-    losses = _candidates()
     print(f"device={device}  threads={torch.get_num_threads()}  torch={torch.__version__}  repeats={repeats}")
+    print(
+        "saved MiB: tensors kept for backward; peak MiB: CUDA max_memory_allocated rise (CPU: not measured)"
+    )
+    losses = _candidates()
     for shape in SHAPES:
-        gen = torch.Generator().manual_seed(0)
-        logits = torch.randn(shape, generator=gen).to(device).requires_grad_()
-        labels = torch.randint(0, shape[1], (shape[0], 1, *shape[2:]), generator=gen).to(device)
-        results = {}
-        for name, loss_fn in losses.items():
-
-            def step(loss_fn=loss_fn, logits=logits, labels=labels):
-                logits.grad = None
-                loss_fn(logits, labels).backward()
-
-            results[name] = (_time_ms(step, device, repeats), _peak_mib(step, device))
-        ce_ms, focal_ms = results["cross_entropy"][0], results["monai_focal"][0]
+        logits, labels = _inputs(shape, device)
+        steps = {n: _make_step(f, logits, labels) for n, f in losses.items()}
+        times = _times_ms(steps, device, repeats)
+        saved = {n: _saved_mib(f, logits, labels) for n, f in losses.items()}
+        peak = {n: _peak_mib(step, device) for n, step in steps.items()}
+        ce_ms, focal_ms = times["cross_entropy"], times["monai_focal"]
         print(f"\nshape {shape}")
-        print(f"  {'loss':<14}{'median ms':>11}{'peak MiB':>10}{'x CE':>7}{'x Focal':>9}")
-        for name, (ms, mib) in results.items():
-            print(f"  {name:<14}{ms:>11.1f}{mib:>10.1f}{ms / ce_ms:>7.2f}{ms / focal_ms:>9.2f}")
+        print(f"  {'loss':<14}{'median ms':>11}{'x CE':>7}{'x Focal':>9}{'saved MiB':>11}{'peak MiB':>10}")
+        for name, ms in times.items():
+            print(
+                f"  {name:<14}{ms:>11.1f}{ms / ce_ms:>7.2f}{ms / focal_ms:>9.2f}{saved[name]:>11.1f}{peak[name]:>10.1f}"
+            )
 
 
 def main() -> None:

@@ -145,15 +145,17 @@ class _FusedDualFocalLabels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, labels, class_weight, mask, alpha, beta, gamma, rho, eps):  # noqa: D102
         shifted = logits - logits.amax(1, keepdim=True)
-        p = shifted.exp()
+        # The one gather: everything about the true class is then computed on B,1,spatial.
+        shifted_t = shifted.gather(1, labels)
+        p = shifted.exp_()  # in place: one fresh full-size buffer fewer
         norm = p.sum(1, keepdim=True)
         p.div_(norm)
-        log_p_t = shifted.gather(1, labels).sub_(norm.log_())
-        p_t = p.gather(1, labels)
+        log_p_t = shifted_t.sub_(norm.log_())
+        p_t = log_p_t.exp()
         w = None if class_weight is None else class_weight.reshape(1, -1, *([1] * (logits.dim() - 2)))
-        w_t = torch.ones_like(p_t) if w is None else class_weight[labels]
+        w_t = 1.0 if class_weight is None else class_weight[labels]
         false_log = (rho - p).clamp_(min=eps).log_()
-        false_px = _weighted_channel_sum(false_log, w) - w_t * false_log.gather(1, labels)
+        false_px = _weighted_channel_sum(false_log, w) - w_t * (rho - p_t).clamp_(min=eps).log_()
         if gamma == 1.0 and w is None:  # sum_c p_c = 1
             focal_px = 2.0 * (1.0 - p_t)
         else:
@@ -162,37 +164,40 @@ class _FusedDualFocalLabels(torch.autograd.Function):
         pixel = focal_px * alpha - false_px * beta - w_t * log_p_t
         if mask is not None:
             pixel, focal_px = pixel * mask, focal_px * mask
-        ctx.save_for_backward(p, labels, class_weight, mask, focal_px.sum())
+        ctx.save_for_backward(p, labels, p_t, class_weight, mask, focal_px.sum())
         ctx.params = (alpha, beta, gamma, rho, eps)
         return pixel.sum()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):  # noqa: D102
-        p, labels, class_weight, mask, focal_total = ctx.saved_tensors
+        p, labels, p_t, class_weight, mask, focal_total = ctx.saved_tensors
         alpha, beta, gamma, rho, eps = ctx.params
-        alpha_value = float(alpha) if isinstance(alpha, torch.Tensor) else alpha
-        tiny = torch.finfo(p.dtype).tiny
-        p_t = p.gather(1, labels)
-        w_t = torch.ones_like(p_t) if class_weight is None else class_weight[labels]
-        # beta / (rho - p), 0 where the clamp at eps is active (threshold to inf, then 1/inf = 0)
-        h = F.threshold(rho - p, eps, float("inf")).reciprocal_()
-        if beta != 1.0:
-            h.mul_(beta)
-        if gamma == 1.0:
-            h.add_(alpha_value)
-            h_t = -alpha_value * w_t
-        else:
-            h.add_(p.clamp(min=tiny).pow_(gamma - 1.0), alpha=alpha_value * gamma)
-            h_t = -alpha_value * gamma * w_t * (1.0 - p_t).clamp_(min=tiny).pow_(gamma - 1.0)
+        alpha = float(alpha) if isinstance(alpha, torch.Tensor) else alpha
+        w_t = 1.0 if class_weight is None else class_weight[labels]
+        h = _wrong_class_grad(p, alpha, beta, gamma, rho, eps)  # the c != t formula, for every c
         if class_weight is not None:
             h.mul_(class_weight.reshape(1, -1, *([1] * (p.dim() - 2))))
-        h.scatter_(1, labels, h_t)
-        h.sub_((h * p).sum(1, keepdim=True) - w_t).mul_(p)
-        h.scatter_add_(1, labels, -w_t)
-        h.mul_(grad_out if mask is None else grad_out * mask)
+        h_wrong_t = w_t * _wrong_class_grad(p_t.clone(), alpha, beta, gamma, rho, eps)
+        tiny = torch.finfo(p.dtype).tiny
+        h_t = -alpha * gamma * w_t * ((1.0 - p_t).clamp(min=tiny).pow(gamma - 1.0) if gamma != 1.0 else 1.0)
+        h_p = (h * p).sum(1, keepdim=True) + (h_t - h_wrong_t) * p_t  # sum_c h_c p_c with the true h_t
+        grad = h.sub_(h_p - w_t).mul_(p)  # right for c != t; then the true class, computed on B,1,spatial
+        grad.scatter_(1, labels, p_t * (h_t - h_p + w_t) - w_t)
+        grad.mul_(grad_out if mask is None else grad_out * mask)
         grad_alpha = grad_out * focal_total if ctx.needs_input_grad[4] else None
-        return h, None, None, None, grad_alpha, None, None, None, None
+        return grad, None, None, None, grad_alpha, None, None, None, None
+
+
+def _wrong_class_grad(p: torch.Tensor, alpha: float, beta: float, gamma: float, rho: float, eps: float):
+    """d/dp of -beta log(max(rho - p, eps)) + alpha p^gamma (in place on a fresh tensor from p)."""
+    # 1 / (rho - p), 0 where the clamp at eps is active (threshold to inf, then 1/inf = 0)
+    h = F.threshold_(rho - p, eps, float("inf")).reciprocal_()
+    if beta != 1.0:
+        h.mul_(beta)
+    if gamma == 1.0:
+        return h.add_(alpha)
+    return h.add_(p.clamp(min=torch.finfo(p.dtype).tiny).pow_(gamma - 1.0), alpha=alpha * gamma)
 
 
 def _weighted_channel_sum(x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -276,26 +281,27 @@ def dual_focal_loss(
     with torch.autocast(device_type=input.device.type, enabled=False):
         dtype = torch.promote_types(input.dtype, torch.float32)
         logits, reduce = input.to(dtype), reduction != "none"
+        params = (alpha, beta, gamma, rho, eps)
         if _is_label_map(input, target) and input.shape[1] > 1:
             labels = target.long()
             if activation == "softmax" and reduce and fused:
-                out = _FusedDualFocalLabels.apply(logits, labels, _as(weight, dtype), _as(mask, dtype), alpha, beta, gamma, rho, eps)
+                out = _FusedDualFocalLabels.apply(logits, labels, _as(weight, dtype), _as(mask, dtype), *params)
                 return out / _pixel_count(logits, mask) if reduction == "mean" else out
             target = torch.zeros_like(logits).scatter_(1, labels, 1.0)
-        y = target.to(dtype)
-        pixel_weight = _pixel_weight(weight, mask, logits.dim(), dtype)
-        if activation == "softmax":
-            out = _softmax_terms(logits, y, pixel_weight, alpha, beta, gamma, rho, eps, reduce, fused)
-        elif activation == "sigmoid":
-            out = _sigmoid_terms(logits, y, pixel_weight, (alpha, beta, gamma, rho, eps), reduce, fused)
-        else:
-            log_p = torch.log(torch.clamp(logits, min=eps))
-            out = _dfl_elementwise(log_p, y, alpha, beta, gamma, rho, eps)
-            out = out if pixel_weight is None else out * pixel_weight
-            out = out.sum() if reduce else out
-        if reduction == "mean":
-            out = out / _pixel_count(logits, mask)
-    return out
+        out = _onehot_terms(logits, target.to(dtype), _pixel_weight(weight, mask, logits.dim(), dtype), params,
+                            activation, reduce, fused)  # fmt: skip
+        return out / _pixel_count(logits, mask) if reduction == "mean" else out
+
+
+def _onehot_terms(logits, y, pixel_weight, params, activation: str, reduce: bool, fused: bool) -> torch.Tensor:
+    if activation == "softmax":
+        return _softmax_terms(logits, y, pixel_weight, *params, reduce, fused)
+    if activation == "sigmoid":
+        return _sigmoid_terms(logits, y, pixel_weight, params, reduce, fused)
+    log_p = torch.log(torch.clamp(logits, min=params[-1]))  # probabilities given: the authors' clamp at eps
+    out = _dfl_elementwise(log_p, y, *params)
+    out = out if pixel_weight is None else out * pixel_weight
+    return out.sum() if reduce else out
 
 
 def _pixel_count(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | int:

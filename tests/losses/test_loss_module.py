@@ -186,3 +186,20 @@ def test_perfect_prediction_module_near_zero():
     labels, y = labels_and_onehot()
     assert DualFocalLoss(to_onehot_y=True)((2 * y - 1) * 50, labels).item() == pytest.approx(0.0, abs=1e-6)
     assert F.cross_entropy((2 * y - 1) * 50, labels[:, 0]).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_label_and_onehot_targets_agree_with_acw_and_ignore():
+    labels, y = labels_and_onehot(spatial=(10, 10))
+    labels[0, 0, :2] = 255
+    logits = torch.randn(2, 3, 10, 10)
+    from_labels = DualFocalLoss(to_onehot_y=True, adaptive_weights=True, ignore_index=255, include_background=False)
+    from_onehot = DualFocalLoss(adaptive_weights=True, include_background=False)
+    keep = (labels != 255).float()
+    # One-hot with the ignored pixels all-zero is MONAI's sentinel convention: same pixels dropped.
+    onehot_target = y * keep
+    sentinel = DualFocalLoss(adaptive_weights=True, include_background=False, ignore_index=-1)
+    a, c = from_labels(logits, labels), sentinel(logits, onehot_target)
+    torch.testing.assert_close(a, c)
+    torch.testing.assert_close(from_labels.class_weights.counts, sentinel.class_weights.counts)
+    assert from_labels.class_weights.counts.sum().item() == keep.sum().item()
+    assert from_onehot(logits, onehot_target).item() != pytest.approx(a.item())  # ignored pixels do count there
