@@ -7,7 +7,7 @@ target, the spec (shared/spec/dual-focal-loss.md, section 1) defines
                    - beta (1 - y_ic) log(max(rho - p_ic, eps))
                    + alpha |y_ic - p_ic| ** gamma )
 
-Two implementations compute it:
+Three implementations compute it (the tests check that they agree, values and gradients):
 
 - ``_dfl_elementwise``: plain autograd ops; the reference the tests check everything against.
 - ``_FusedDualFocal``: a ``torch.autograd.Function`` with the closed-form gradient w.r.t. the logits,
@@ -15,8 +15,11 @@ Two implementations compute it:
       dz_j = p_j (h_j - sum_c h_c p_c + sum_c W_c y_c) - W_j y_j,
       h_c  = W_c (beta (1 - y_c) [rho - p_c >= eps] / (rho - p_c) + alpha gamma |y_c - p_c|^(gamma-1) sign(p_c - y_c))
 
-  (W = upstream gradient x class weight x mask), which avoids autograd's many saved intermediates
-  and is about twice as fast on CPU (see ``benchmarks/loss_speed.py``).
+  (W = upstream gradient x class weight x mask), which keeps only p for the backward instead of
+  autograd's many intermediates.
+- ``_FusedDualFocalLabels``: the same for integer labels B,1,spatial with a reduction: no one-hot
+  tensor, and the true-class terms are computed per pixel (the default path of ``DualFocalLoss``
+  with ``to_onehot_y=True``; see ``benchmarks/loss_speed.py``).
 
 Sigmoid (binary / multi-label) outputs are mapped onto the softmax form: a channel with logit z is
 the two-class softmax over (0, z), since sigmoid(z) = softmax((0, z))[1], with target (1 - y, y).
