@@ -195,7 +195,6 @@ def _open_run_dir(cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any] | 
     if last.exists():
         raise FileExistsError(f"{run_dir} already holds a run ({last.name}); pass --resume to continue it "
                               "or choose another output directory")  # fmt: skip
-    run_dir.mkdir(parents=True, exist_ok=True)
     return None
 
 
@@ -312,7 +311,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
             _follow_schedule(cfg, parts, int(payload["epoch"]))
         state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
         state = broadcast_object(state, ctx)
-        if ctx.is_main:
+        if ctx.is_main:  # only now: a config or data error leaves no half-made run directory
+            run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
         _run_epochs(cfg, parts, state, run_dir, progress)
     finally:

@@ -73,6 +73,8 @@ def test_default_output_is_runs_experiment_name(config, tmp_path, monkeypatch):
         (["--set", "train.epochs"], "must look like key.path=value"),
         (["--device", "tpu"], "device 'tpu' is not one of auto, cpu, cuda"),
         (["--resume"], "nothing to resume"),
+        (["--set", "data.root=/no/such/folder"], "data.root is not a folder: /no/such/folder"),
+        (["--set", "network.kwargs={channels: [4], strides: []}"], "cannot build network UNet"),
     ],
 )
 def test_user_errors_are_one_red_line(config, tmp_path, extra, message):
@@ -80,7 +82,7 @@ def test_user_errors_are_one_red_line(config, tmp_path, extra, message):
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in " ".join(result.output.split())
-    assert not (tmp_path / "r" / "last.pt").exists()
+    assert not (tmp_path / "r").exists()  # nothing half-made
 
 
 def test_missing_config_file(tmp_path):
