@@ -195,10 +195,10 @@ class Predictor:
         probs = _softmax_(self._logits(data["image"]).float())
         inverted = self.inverse({"image": data["image"], "pred": probs})["pred"]
         del probs
-        probs = inverted.as_tensor() if hasattr(inverted, "as_tensor") else torch.as_tensor(inverted)
+        probs = np.asarray(inverted.as_tensor() if hasattr(inverted, "as_tensor") else inverted, dtype=np.float32)
         dtype = np.uint8 if len(self.class_names) <= 256 else np.uint16
         mask = _background_fill_and_argmax_(probs, dtype)
-        return PredictionResult(mask=mask, probabilities=probs.numpy() if probabilities else None)
+        return PredictionResult(mask=mask, probabilities=probs if probabilities else None)
 
     def predict_file(self, path: str | Path, probabilities: bool = False) -> PredictionResult:
         """Mask (and optionally probabilities) of one image, in ``load_image``'s spatial order."""
@@ -211,20 +211,20 @@ def _softmax_(logits: torch.Tensor) -> torch.Tensor:
     return logits.div_(logits.sum(dim=0, keepdim=True))
 
 
-def _background_fill_and_argmax_(probs: torch.Tensor, dtype: type, slabs: int = 16) -> np.ndarray:
-    """Argmax of (classes, spatial...) probabilities, slab by slab along the last axis (an int64
-    argmax of a whole large volume would cost 8 bytes per voxel).
+def _background_fill_and_argmax_(probs: np.ndarray, dtype: type, slabs: int = 8) -> np.ndarray:
+    """Argmax of (classes, spatial...) probabilities, slab by slab along the first spatial axis (an
+    int64 argmax of a whole large volume would cost 8 bytes per voxel). NumPy: torch's reductions
+    over the class axis of a slab are ~10x slower on CPU.
 
     Regions that the foreground crop removed come back from ``Invertd`` as all-zero probabilities;
     they are background, so class 0 gets the missing mass (in place: saved probabilities sum to 1).
     """
-    mask = np.empty(tuple(probs.shape[1:]), dtype=dtype)
-    depth = probs.shape[-1]
-    step = max(1, -(-depth // slabs))
-    for start in range(0, depth, step):
-        slab = probs[..., start : start + step]
-        slab[0] += (1.0 - slab.sum(dim=0)).clamp_(min=0.0)
-        mask[..., start : start + step] = slab.argmax(dim=0).numpy()
+    mask = np.empty(probs.shape[1:], dtype=dtype)
+    step = max(1, -(-probs.shape[1] // slabs))
+    for start in range(0, probs.shape[1], step):
+        slab = probs[:, start : start + step]
+        slab[0] += np.clip(1.0 - slab.sum(axis=0), 0.0, None)
+        mask[start : start + step] = slab.argmax(axis=0)
     return mask
 
 
