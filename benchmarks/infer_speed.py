@@ -15,6 +15,11 @@ Memory: peak resident set size of a fresh process running ``predict_folder`` on 
 volume size, and for small vs large windows (many vs few windows) at one size. It must grow with the
 volume (stitched output on the CPU, bounded by a few copies of the volume), not with the window count.
 A random-weight tiny UNet is used: the network's cost is not what is measured here.
+
+OpenMP: on a small shared machine, libgomp's default active spin-waiting made every torch op in a
+single-threaded loop ~4x slower here, until a second thread ran torch work (libgomp then throttles
+its spinning). That would flatter ``predict_folder`` (its loader thread) against the plain loops, so
+this script sets ``OMP_WAIT_POLICY=PASSIVE`` (before torch is imported) unless ``--omp-active``.
 """
 
 from __future__ import annotations
@@ -152,7 +157,8 @@ def throughput(work: Path, count: int, shape: tuple[int, int, int], roi: int, de
             run(work / f"out_{index}_{repeat}")
             timings[name].append(time.perf_counter() - start)
     ours = min(timings["predict_folder"])
-    print(f"\nthroughput: {count} volumes of {shape}, roi {roi}^3, device {device} (best of 3)")
+    policy = os.environ.get("OMP_WAIT_POLICY", "default")
+    print(f"\nthroughput: {count} volumes of {shape}, roi {roi}^3, device {device}, OMP_WAIT_POLICY {policy} (best of 3)")
     for name, values in timings.items():
         best = min(values)
         runs = ", ".join(f"{v:.1f}" for v in values)
@@ -223,7 +229,10 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--memory-child", type=parse_shape, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--omp-active", action="store_true", help="keep libgomp's default spin-waiting")
     args = parser.parse_args()
+    if not args.omp_active:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch is imported later, in the functions
     if args.memory_child:
         memory_child(args.work, args.memory_child, args.roi, args.device)
         return
