@@ -96,6 +96,11 @@ def seed_epoch(cfg: Config, epoch: int, loader: Any, rank: int = 0) -> None:
     for generator in (getattr(loader, "generator", None), getattr(sampler, "generator", None)):
         if isinstance(generator, torch.Generator):
             generator.manual_seed(seed)
+    if getattr(loader, "persistent_workers", False) and getattr(loader, "_iterator", None) is not None:
+        # Persistent workers would carry their transforms' random state over from the previous
+        # epoch, which a resumed run cannot reproduce: start fresh workers, seeded from the
+        # generator reseeded above (PyTorch has no public call for this).
+        loader._iterator = None
 
 
 def _batches(loader: Any, steps: int | None) -> Iterator[Any]:

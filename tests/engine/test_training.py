@@ -204,3 +204,27 @@ def test_resume_after_sigkill_matches_uninterrupted_run(smears, tmp_path):
     for got, want in zip(rows, expected, strict=True):
         assert got == pytest.approx(want, rel=1e-6, abs=1e-7, nan_ok=True)
     assert load_checkpoint(run / "best.pt")["best_metric"] == pytest.approx(reference.best_metric)
+
+
+@pytest.mark.slow
+def test_resume_is_exact_with_loader_workers(smears, tmp_path, monkeypatch):
+    """Worker processes carry transform RNG state: each epoch must start them afresh from its seed."""
+    import medseg_dfl.engine.training as training
+
+    cfg = config_from_dict(tiny(smears, train={"epochs": 3, "steps_per_epoch": 2}, data={"num_workers": 1}))
+    reference = train(cfg, tmp_path / "ref", progress=False)
+    save_epoch = training._save_epoch
+
+    def interrupt_after_epoch_2(cfg_, parts, state, run_dir, improved):
+        save_epoch(cfg_, parts, state, run_dir, improved)
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_epoch", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    resumed = train(cfg, tmp_path / "run", resume=True, progress=False)
+    for got, want in zip(resumed.metrics, reference.metrics, strict=True):
+        del got["seconds"], want["seconds"]
+        assert got == pytest.approx(want, rel=0, abs=0, nan_ok=True)
