@@ -19,6 +19,7 @@ for ``--resume``, rank 0 writes every file)::
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -80,10 +81,20 @@ def init_distributed(device_type: str) -> DistContext:
     return DistContext(rank, world_size, local_rank, backend, owns_group)
 
 
-def cleanup_distributed(ctx: DistContext) -> None:
-    """Leave the process group (only if :func:`init_distributed` joined one)."""
-    if ctx.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup_distributed(ctx: DistContext, synchronize: bool = True) -> None:
+    """Leave the process group (only if :func:`init_distributed` joined one).
+
+    ``synchronize``: first wait at a barrier for every rank and every earlier collective. Gloo's
+    worker threads release a finished collective's tensors afterwards, which needs the GIL; tearing
+    the group down while one still does deadlocks (seen with PyTorch 2.13). Skip it after an error on
+    this rank only, where the other ranks may never reach the barrier.
+    """
+    if not (ctx.owns_group and dist.is_initialized()):
+        return
+    if synchronize:
+        dist.barrier()
+        time.sleep(0.05)  # GIL released: lets the worker threads finish releasing tensors
+    dist.destroy_process_group()
 
 
 def is_main_process(ctx: DistContext | None = None) -> bool:

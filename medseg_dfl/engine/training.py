@@ -306,24 +306,32 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     run_dir = Path(run_dir)
     device_type = resolve_device(device or cfg.train.device).type
     ctx = init_distributed(device_type)
+    finished = False
     try:
-        torch_device = resolve_device(device_type, ctx)
-        payload = _shared_run_dir(cfg, run_dir, resume, ctx)
-        _seed_build(cfg)
-        parts = build_components(cfg, torch_device, ctx)
-        if payload is not None:
-            restore_components(parts, payload)
-            _follow_schedule(cfg, parts, int(payload["epoch"]))
-        state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
-        state = broadcast_object(state, ctx)
-        if ctx.is_main:  # only now: a config or data error leaves no half-made run directory
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
-        _run_epochs(cfg, parts, state, run_dir, progress)
+        state = _train(cfg, run_dir, resume, resolve_device(device_type, ctx), progress, ctx)
+        finished = True
     finally:
-        cleanup_distributed(ctx)
+        # _train has returned, so the DDP wrapper is gone before the process group is.
+        cleanup_distributed(ctx, synchronize=finished)
     best = state.best_metric if state.best_epoch is not None else math.nan
     return TrainResult(run_dir, best, state.best_epoch, state.epoch, state.rows, ctx.rank)
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progress: bool,
+           ctx: DistContext) -> _Progress:  # fmt: skip
+    payload = _shared_run_dir(cfg, run_dir, resume, ctx)
+    _seed_build(cfg)
+    parts = build_components(cfg, device, ctx)
+    if payload is not None:
+        restore_components(parts, payload)
+        _follow_schedule(cfg, parts, int(payload["epoch"]))
+    state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
+    state = broadcast_object(state, ctx)
+    if ctx.is_main:  # only now: a config or data error leaves no half-made run directory
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    _run_epochs(cfg, parts, state, run_dir, progress)
+    return state
 
 
 def _follow_schedule(cfg: Config, parts: Components, epoch: int) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +49,12 @@ def test_bad_world_size_is_a_clear_error(monkeypatch):
         init_distributed("cpu")
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 SCRIPT = """
 import json, os, sys
 from pathlib import Path
@@ -75,10 +84,18 @@ def test_two_process_gloo_run(tmp_path):
     script = tmp_path / "run_train.py"
     script.write_text(SCRIPT)
     run = tmp_path / "run"
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(script), json.dumps(values), str(run),
-               str(tmp_path)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # An explicit free port on the loopback: parallel test runs on one machine must not meet.
+    command = [str(TORCHRUN), "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), str(script), json.dumps(values), str(run), str(tmp_path)]  # fmt: skip
+    # Own session: on a time-out, kill torchrun *and* its workers (no orphaned ranks left behind).
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+        pytest.fail(f"torchrun timed out; stderr tail: {stderr[-3000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
     assert sorted(p.name for p in run.iterdir()) == [
         "best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "train.log"
     ]  # fmt: skip
