@@ -98,13 +98,19 @@ def _is_finished(run_dir: Path, epochs: int) -> bool:
 
 def _record(loss: str, seed: int, run_dir: Path, rare: list[str], names: list[str], threshold: float) -> RunRecord:
     rows = read_metrics(run_dir / "metrics.csv")
-    curve = [float(np.mean([row[f"dice_{c}"] for c in rare])) for row in rows]
+    # nanmean: MONAI's Dice is NaN for a class absent from every validation image.
+    curve = [_nanmean([row[f"dice_{c}"] for c in rare]) for row in rows]
     last = rows[-1]
     final = {f"dice_{c}": last[f"dice_{c}"] for c in names} | {f"iou_{c}": last[f"iou_{c}"] for c in names}
     final["rare_dice"] = curve[-1]
-    final["mean_fg_dice"] = float(np.mean([last[f"dice_{c}"] for c in names[1:]]))
+    final["mean_fg_dice"] = _nanmean([last[f"dice_{c}"] for c in names[1:]])
     reached = next((int(row["epoch"]) for row, d in zip(rows, curve, strict=True) if d >= threshold), None)
     return RunRecord(loss, seed, run_dir, [int(r["epoch"]) for r in rows], curve, final, reached)
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def summarise_runs(runs: list[RunRecord]) -> list[LossSummary]:

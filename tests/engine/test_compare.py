@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medseg_dfl.config import config_from_dict
@@ -100,3 +101,44 @@ def test_markdown_table_marks_not_reached(cfg, tmp_path):
     result = compare_losses(cfg, ["ce"], 1, tmp_path, rare_classes=["platelet"], train_fn=FakeTrainer())
     table = markdown_table(NAMES, ["platelet"], 0.5, summarise_runs(result.runs))
     assert "not reached (0/1)" in table
+
+
+def test_real_tiny_compare_writes_outputs_and_resume_retrains_nothing(tmp_path, monkeypatch):
+    """2 losses x 1 seed of real (tiny) training: every output, right rows and columns."""
+    from medseg_dfl.data.synthetic import generate_sample_data
+    from medseg_dfl.engine import training
+
+    root = tmp_path / "smears"
+    generate_sample_data(root, "blood-smear", count=4, size=48, seed=0)  # 3 train, 1 validation
+    cfg = config_from_dict(
+        {
+            "data": {"root": str(root), "class_names": NAMES},
+            "transforms": {"patch_size": [32, 32], "num_samples": 1, "augment": {"affine": False}},
+            "network": {"kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
+            "train": {"epochs": 2, "batch_size": 2},
+        }
+    )
+    out = tmp_path / "cmp"
+    result = compare_losses(cfg, ["ce", "dfl"], 1, out, rare_classes=["wbc", "platelet"], progress=False)
+    assert [r.loss for r in result.runs] == ["ce", "dfl"]
+    assert all(r.epochs == [1, 2] and len(r.rare_dice_curve) == 2 for r in result.runs)
+    for r in result.runs:
+        # The one validation slide may lack a class (MONAI Dice NaN): the rare mean skips it.
+        rare = [d for d in (r.final["dice_wbc"], r.final["dice_platelet"]) if not math.isnan(d)]
+        assert rare and 0.0 <= r.final["rare_dice"] <= 1.0
+        assert r.final["rare_dice"] == pytest.approx(sum(rare) / len(rare))
+    with result.results_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["loss"] for row in rows] == ["ce", "dfl"]
+    assert [row["n_seeds"] for row in rows] == ["1", "1"]
+    assert {f"dice_{c}_mean" for c in NAMES} | {f"iou_{c}_std" for c in NAMES} <= set(rows[0])
+    md = result.results_md.read_text().splitlines()
+    assert len([line for line in md if line.startswith("| ce |") or line.startswith("| dfl |")]) == 2
+    assert result.convergence_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(training, "train", must_not_train)
+    again = compare_losses(cfg, ["ce", "dfl"], 1, out, rare_classes=["wbc", "platelet"], progress=False)
+    np.testing.assert_equal([r.final for r in again.runs], [r.final for r in result.runs])  # NaN == NaN here
