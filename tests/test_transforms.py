@@ -103,8 +103,17 @@ def test_prefix_is_deterministic_and_random_suffix_follows(smear):
     cfg = _cfg_2d()
     train = build_train_transforms(cfg)
     first_random = train.get_index_of_first(lambda t: isinstance(t, Randomizable))
-    assert first_random == len(deterministic_prefix(cfg, None, ["image", "label"])) + 1  # + SpatialPadd
+    # + SpatialPadd + ClassesToIndicesd: the class positions are part of what is cached.
+    assert first_random == len(deterministic_prefix(cfg, None, ["image", "label"])) + 2
     assert build_val_transforms(cfg).get_index_of_first(lambda t: isinstance(t, Randomizable)) is None
+    cached = Compose(train.transforms[:first_random])(dict(smear))
+    positions = cached["label_cls_indices"]
+    assert len(positions) == cfg.data.num_classes
+    label = cached["label"][0].numpy()
+    for cls, flat in enumerate(positions):
+        assert np.array_equal(np.sort(np.asarray(flat)), np.flatnonzero(label == cls))
+    patches = train(dict(smear))
+    assert all("label_cls_indices" not in patch for patch in patches)  # not copied into batches
 
 
 def _fraction_with_class(pipeline, item, cls, draws):
