@@ -49,5 +49,5 @@ def command(
         device=device,
     )
     console = Console()
-    console.print(result.results_md.read_text(), markup=False, highlight=False)
+    console.print(result.results_md.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"results: {result.results_csv}\ntable:   {result.results_md}\nplot:    {result.convergence_png}")
