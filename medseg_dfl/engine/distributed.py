@@ -35,6 +35,7 @@ __all__ = [
     "cleanup_distributed",
     "init_distributed",
     "is_main_process",
+    "resolve_device",
 ]
 
 
@@ -64,6 +65,30 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError as err:
         raise ValueError(f"environment variable {name}={raw!r} must be an integer (set by torchrun)") from err
+
+
+def resolve_device(requested: str | torch.device | None, local_rank: int | None = None) -> torch.device:
+    """The one place that turns a device flag into a ``torch.device`` (training and inference).
+
+    ``auto``/None -> CUDA when available, else CPU. A bare ``cuda`` means this process's GPU:
+    ``local_rank``, or torchrun's ``LOCAL_RANK``, or 0. ``cuda:N`` and ``cpu`` are taken as given.
+    """
+    name = str(requested) if requested is not None else "auto"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but torch sees no CUDA device (use --device cpu)")
+        if device.index is None:
+            index = local_rank if local_rank is not None else _env_int("LOCAL_RANK", 0)
+            device = torch.device("cuda", index)
+    return device
 
 
 def init_distributed(device_type: str) -> DistContext:

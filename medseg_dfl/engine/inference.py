@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from medseg_dfl.config import Config
+from medseg_dfl.engine.distributed import resolve_device
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
     failure_reason,
@@ -34,7 +35,7 @@ from medseg_dfl.engine.prediction_io import (
     write_outputs,
 )
 
-__all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "predict_folder", "resolve_device"]
+__all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "predict_folder"]
 
 # Errors that mean "this file cannot be processed" (unreadable, corrupt, wrong channels, out of memory);
 # anything else is a bug and stops the run.
@@ -76,20 +77,6 @@ class InferenceSummary:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> this process's CUDA device (``LOCAL_RANK`` under torchrun) when available, else CPU."""
-    if str(device) != "auto":
-        resolved = torch.device(device)
-        if resolved.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
-        return resolved
-    if torch.cuda.is_available():
-        import os
-
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK") or 0))
-    return torch.device("cpu")
 
 
 @dataclass

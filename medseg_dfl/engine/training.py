@@ -29,6 +29,7 @@ from medseg_dfl.engine.distributed import (
     broadcast_object,
     cleanup_distributed,
     init_distributed,
+    resolve_device,
 )
 from medseg_dfl.engine.optim import lr_factor
 from medseg_dfl.engine.records import (
@@ -40,7 +41,7 @@ from medseg_dfl.engine.records import (
 )
 from medseg_dfl.engine.validation import ValidationResult, plain_tensor, validate
 
-__all__ = ["EpochStats", "TrainResult", "default_run_dir", "resolve_device", "seed_epoch", "train", "train_one_epoch"]
+__all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train", "train_one_epoch"]
 
 # Config keys a resumed run may change (they do not change what the checkpoint means).
 RESUME_MAY_CHANGE = {"train.epochs", "train.device", "data.num_workers", "data.cache", "data.cache_dir",
@@ -67,18 +68,6 @@ class EpochStats:
 
 def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / cfg.experiment.name
-
-
-def resolve_device(requested: str | None, ctx: DistContext | None = None) -> torch.device:
-    """``auto`` -> CUDA when available; under DDP on CUDA, this process's ``cuda:LOCAL_RANK``."""
-    name = requested or "auto"
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device {name!r} is not one of auto, cpu, cuda")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but torch sees no CUDA device (use --device cpu)")
-    return torch.device("cuda", ctx.local_rank if ctx else 0) if name == "cuda" else torch.device("cpu")
 
 
 def seed_epoch(cfg: Config, epoch: int, loader: Any, rank: int = 0) -> None:
@@ -308,7 +297,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     ctx = init_distributed(device_type)
     finished = False
     try:
-        state = _train(cfg, run_dir, resume, resolve_device(device_type, ctx), progress, ctx)
+        state = _train(cfg, run_dir, resume, resolve_device(device_type, ctx.local_rank), progress, ctx)
         finished = True
     finally:
         # _train has returned, so the DDP wrapper is gone before the process group is.

@@ -113,3 +113,33 @@ def test_two_process_gloo_run(tmp_path):
     for name, dice in zip(cfg.data.class_names, single.dice, strict=True):
         assert row[f"dice_{name}"] == pytest.approx(dice, abs=1e-6, nan_ok=True)
     assert row["val_loss"] == pytest.approx(single.loss, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"), [(None, "cpu"), ("auto", "cpu"), ("cpu", "cpu"), (torch.device("cpu"), "cpu")]
+)
+def test_resolve_device_without_cuda(requested, expected, monkeypatch):
+    from medseg_dfl.engine.distributed import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(requested) == torch.device(expected)
+
+
+@pytest.mark.parametrize(("requested", "message"), [("cuda", "no CUDA device"), ("cuda:1", "no CUDA device"),
+                                                    ("gpu", "not one of auto, cpu, cuda"), ("meta", "not one of")])
+def test_resolve_device_rejects_bad_or_missing_devices(requested, message, monkeypatch):
+    from medseg_dfl.engine.distributed import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=message):
+        resolve_device(requested)
+
+
+def test_bare_cuda_means_this_process_gpu(monkeypatch):
+    from medseg_dfl.engine.distributed import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("cuda") == torch.device("cuda", 3)  # torchrun's LOCAL_RANK
+    assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)  # explicit rank wins
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)  # an explicit index is kept
