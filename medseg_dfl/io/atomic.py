@@ -1,0 +1,159 @@
+"""The one owner of atomic file writes (and of cleaning up after interrupted ones).
+
+Every file the project writes goes through here: it is written under a hidden temporary name in
+the target folder (unique per process and call: ``.<stem>.tmp-<pid>-<hex><suffix>``), flushed
+and fsynced, then renamed into place with ``os.replace``. A crash leaves either the old file or
+the new one, never half of one; the temporary files a killed process leaves behind are removed by
+:func:`remove_stale_temps`, which every re-run or resumed command calls on its output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "TEMP_MARKER",
+    "atomic_path",
+    "describe_os_error",
+    "remove_stale_temps",
+    "save_figure",
+    "torch_save",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]
+
+TEMP_MARKER = ".tmp-"
+# .<stem>.tmp-<pid>-<8 hex><suffix>
+_TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}(\.[^/]*)?$")
+_MULTI_SUFFIXES = (".nii.gz", ".tar.gz")
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    for multi in _MULTI_SUFFIXES:
+        if name.lower().endswith(multi):
+            return name[: -len(multi)], name[-len(multi) :]
+    stem, dot, ext = name.rpartition(".")
+    return (stem, "." + ext) if dot and stem else (name, "")
+
+
+def temp_name_for(out_path: Path) -> Path:
+    stem, suffix = _split_suffix(out_path.name)
+    return out_path.with_name(f".{stem}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
+def describe_os_error(err: OSError, path: str | Path) -> str:
+    """One line naming ``path`` and the reason (no space left, permission denied, ...)."""
+    reason = {
+        errno.ENOSPC: "no space left on device",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.EDQUOT: "disk quota exceeded",
+    }.get(err.errno or -1, err.strerror or str(err))
+    return f"{path}: cannot write ({reason})"
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(out_path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a hidden temporary path beside ``out_path`` (same suffix); rename it into place on success.
+
+    On an exception the temporary file is removed and ``out_path`` is untouched. An existing
+    ``out_path`` raises ``FileExistsError`` unless ``overwrite=True``. An ``OSError`` (full disk,
+    permission denied) is re-raised as ``OSError`` whose message names the path and the reason.
+    """
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"{out_path}: already exists (pass overwrite=True to replace it)")
+    tmp = temp_name_for(out_path)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"{out_path}: nothing was written to the temporary file {tmp.name}")
+        _fsync(tmp)
+        os.replace(tmp, out_path)
+    except OSError as err:
+        if isinstance(err, (FileExistsError, FileNotFoundError)) or err.errno not in _WRITE_ERRNOS:
+            raise
+        raise OSError(err.errno, describe_os_error(err, out_path)) from err
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
+
+
+def write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str, *, overwrite: bool = True) -> Path:
+    return write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def write_json(path: str | Path, data: Any, *, overwrite: bool = True, indent: int = 2) -> Path:
+    return write_text(path, json.dumps(data, indent=indent) + "\n", overwrite=overwrite)
+
+
+def torch_save(obj: Any, path: str | Path, *, overwrite: bool = True) -> Path:
+    import torch  # torch is heavy and only some writers need it
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def save_figure(figure: Any, path: str | Path, *, overwrite: bool = True, **savefig_kwargs: Any) -> Path:
+    """``figure.savefig`` atomically; the format comes from ``path``'s suffix."""
+    path = Path(path)
+    savefig_kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        figure.savefig(tmp, **savefig_kwargs)
+    return path
+
+
+def remove_stale_temps(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """Remove temporary files left in ``folder`` by killed writers (not those of live processes)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    candidates = folder.rglob(".*") if recursive else folder.glob(".*")
+    for path in candidates:
+        match = _TEMP_RE.match(path.name)
+        if not match or not path.is_file():
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
