@@ -11,6 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer  # noqa: E402
 
 from medseg_dfl.cli import compare, evaluate, infer, preprocess, sample_data, train  # noqa: E402
+from medseg_dfl.cli import datasets as datasets_cli  # noqa: E402
 
 app = typer.Typer(
     name="medseg-dfl",
@@ -26,6 +27,7 @@ app.command("train")(train.command)
 app.command("infer")(infer.command)
 app.command("evaluate")(evaluate.command)
 app.command("compare")(compare.command)
+app.add_typer(datasets_cli.app, name="datasets")
 
 
 @app.callback()

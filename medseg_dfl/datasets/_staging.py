@@ -1,0 +1,175 @@
+"""Shared plumbing of the dataset fetchers: staged output folders, downloads, archives, provenance.
+
+An output folder is built under a hidden sibling name (``.<name>.partial-<pid>-<hex>``) and renamed
+into place only when the whole conversion succeeded, so a failed fetch (no network, wrong checksum,
+truncated archive, missing folder) leaves no half-written output. Downloads and extracted archives
+live in another hidden sibling (``.<name>.work-<pid>-<hex>``) that is always removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import secrets
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from medseg_dfl.io.atomic import write_text
+
+__all__ = [
+    "FetchError",
+    "download",
+    "extract_archive",
+    "find_root",
+    "seeded_validation",
+    "staged_folder",
+    "work_folder",
+    "write_provenance",
+]
+
+_SIBLING_RE = re.compile(r"^\.(?P<name>.+)\.(?:partial|work)-(?P<pid>\d+)-[0-9a-f]{8}$")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+
+
+class FetchError(RuntimeError):
+    """A download or conversion that failed for a reason outside the code (network, checksum, archive)."""
+
+
+def _sibling(out_dir: Path, kind: str) -> Path:
+    return out_dir.parent / f".{out_dir.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_siblings(out_dir: Path) -> None:
+    """Staging/work folders of ``out_dir`` left by killed fetches (not those of live processes)."""
+    if not out_dir.parent.is_dir():
+        return
+    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
+        match = _SIBLING_RE.match(path.name)
+        if match and match["name"] == out_dir.name and path.is_dir() and not _alive(int(match["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_target(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass overwrite=True / --overwrite)")
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty hidden sibling of ``out_dir``; on success it replaces ``out_dir``, else it is removed."""
+    _check_target(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(out_dir)
+    staging = _sibling(out_dir, "partial")
+    staging.mkdir()
+    try:
+        yield staging
+        old = None
+        if out_dir.exists():
+            old = _sibling(out_dir, "work")
+            os.replace(out_dir, old)  # keep the old folder until the new one is in place
+        os.replace(staging, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def work_folder(out_dir: Path) -> Iterator[Path]:
+    """A scratch folder beside ``out_dir`` (same file system) for downloads and extraction; always removed."""
+    work = _sibling(out_dir, "work")
+    work.mkdir(parents=True)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def extract_archive(archive: Path, dest: Path) -> Path:
+    """Extract a tar/zip archive into ``dest``; a truncated or corrupt one is a one-line ``FetchError``."""
+    if not archive.is_file():
+        raise FileNotFoundError(f"archive not found: {archive}")
+    try:
+        if archive.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()
+                if bad is not None:
+                    raise FetchError(f"{archive}: corrupt archive (bad CRC in {bad})")
+                zf.extractall(dest)
+        else:
+            with tarfile.open(archive) as tf:
+                tf.extractall(dest, filter="data")  # "data": no absolute paths, links out or devices
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
+        raise FetchError(f"{archive}: truncated or corrupt archive ({err})") from err
+    return dest
+
+
+def download(url: str, dest: Path, *, md5: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` with MONAI's downloader (MD5 checked when given); one-line errors."""
+    from monai.apps.utils import download_url  # monai (and torch) only when a download is asked for
+
+    monai_logger = logging.getLogger("monai.apps")
+    level = monai_logger.level
+    monai_logger.setLevel(logging.CRITICAL)  # MONAI logs the failure too; the FetchError is the one line
+    try:
+        download_url(url, filepath=dest, hash_val=md5, hash_type="md5", progress=False)
+    except Exception as err:  # noqa: BLE001 - network, HTTP, checksum and disk errors all end the fetch
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FetchError(f"download of {url} failed ({reason})") from err
+    finally:
+        monai_logger.setLevel(level)
+    return dest
+
+
+def find_root(base: Path, is_root: Callable[[Path], bool], what: str) -> Path:
+    """``base`` or one folder below it (an archive's top folder) that ``is_root``; else FileNotFoundError."""
+    if is_root(base):
+        return base
+    below = [p for p in sorted(base.iterdir()) if p.is_dir() and not p.name.startswith(".")] if base.is_dir() else []
+    found = [p for p in below if is_root(p)]
+    if len(found) == 1:
+        return found[0]
+    raise FileNotFoundError(f"{base}: not {what} (nor is any folder directly inside it)")
+
+
+def write_provenance(out: Path, *, title: str, source: str, licence: str, citation: str, notes: str,
+                     licence_file: Path | None = None) -> None:
+    """README.md (source, licence, citation, what was converted) and LICENSE beside the data."""
+    readme = (f"# {title}\n\nSource: {source}\n\nLicence: {licence}\n\n## Citation\n\n{citation}\n\n"
+              f"## Conversion (medseg-dfl datasets fetch)\n\n{notes}\n")
+    write_text(out / "README.md", readme)
+    if licence_file is not None and licence_file.is_file():
+        shutil.copyfile(licence_file, out / "LICENSE")
+    else:
+        write_text(out / "LICENSE", f"{title} is distributed under {licence}.\nSource: {source}\n")
+
+
+def seeded_validation(case_ids: list[str], fraction: float = 0.2, seed: int = 0) -> set[str]:
+    """A fixed validation subset: ``round(n * fraction)`` ids (at least 1 of >= 2), the same on every machine."""
+    ids = sorted(case_ids)
+    n_val = min(max(round(len(ids) * fraction), 1), len(ids) - 1) if len(ids) >= 2 else 0
+    random.Random(seed).shuffle(ids)
+    return set(ids[:n_val])
