@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from medseg_dfl.io.atomic import write_text
+
 __all__ = [
     "AugmentConfig",
     "Config",
@@ -346,7 +348,4 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the fully resolved config as YAML (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from medseg_dfl.config import Config
+from medseg_dfl.io.atomic import write_json
 
 __all__ = [
     "FINGERPRINT_NAME",
@@ -108,14 +109,10 @@ def compute_fingerprint(stats: Sequence[Any], cfg: Config) -> dict[str, Any]:
 
 def save_fingerprint(fingerprint: dict[str, Any], path: str | Path) -> Path:
     """Write ``fingerprint`` as JSON atomically (``path`` may be a folder: ``<folder>/fingerprint.json``)."""
-    from medseg_dfl.io.writers import atomic_path
-
     path = Path(path)
     if path.is_dir():
         path = path / FINGERPRINT_NAME
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(fingerprint, indent=2))
-    return path
+    return write_json(path, fingerprint)
 
 
 def load_fingerprint(path_or_dir: str | Path) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ import numpy as np
 from medseg_dfl.config import Config, save_config
 from medseg_dfl.data.datasets import CACHE_DIRNAME, DATASET_JSON, warm_disk_cache
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, compute_fingerprint, save_fingerprint
+from medseg_dfl.io.atomic import remove_stale_temps, write_json
 
 __all__ = ["PreprocessError", "PreprocessResult", "infer_config", "preprocess_dataset"]
 
@@ -152,10 +153,7 @@ def _validate_all(
 
 
 def _write_json(data: Any, path: Path) -> None:
-    from medseg_dfl.io.writers import atomic_path
-
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(data, indent=2))
+    write_json(path, data)
 
 
 def _dataset_json(cfg: Config, input_dir: Path, train: Sequence[Any], val: Sequence[Any]) -> dict[str, Any]:
@@ -231,6 +229,7 @@ def preprocess_dataset(
         train, val = split_pairs(input_dir, good, cfg.data.val_fraction, cfg.experiment.seed)
         fingerprint = compute_fingerprint(stats, cfg)
         output_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(output_dir)  # left by a killed earlier run (not by live ones)
         _write_json(_dataset_json(cfg, input_dir, train, val), output_dir / DATASET_JSON)
         fingerprint_path = save_fingerprint(fingerprint, output_dir / FINGERPRINT_NAME)
         out_cfg = _output_config(cfg, output_dir)

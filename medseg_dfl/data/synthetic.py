@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+from PIL import Image
 
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, make_blood_smear
 from medseg_dfl.data.synthetic_volume import VOLUME_CLASSES, make_volume
+from medseg_dfl.io.atomic import write_bytes
+from medseg_dfl.io.dataset_json import DATASET_JSON, dataset_json_path, read_dataset_json, write_dataset_json
 
 __all__ = [
     "KINDS",
@@ -71,16 +73,7 @@ def _check_args(kind: str, count: int, size, seed: int, val_fraction: float) -> 
     return tuple(int(s) for s in sizes)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling and rename it, so no reader sees a half file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _png_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
@@ -88,8 +81,6 @@ def _png_bytes(array: np.ndarray) -> bytes:
 
 def _nifti_gz_bytes(array: np.ndarray, affine: np.ndarray, description: str) -> bytes:
     """A gzipped NIfTI-1 with scanner sform/qform and mm units; mtime 0 keeps bytes reproducible."""
-    import nibabel as nib
-
     image = nib.Nifti1Image(array, affine)
     image.header.set_data_dtype(array.dtype)
     image.header.set_xyzt_units("mm", "sec")
@@ -152,8 +143,6 @@ def _preview_tile(kind: str, image: np.ndarray, label: np.ndarray) -> np.ndarray
 
 def _write_preview(path: Path, kind: str, samples: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """A small palette PNG: a row of images over a row of label overlays."""
-    from PIL import Image
-
     tiles = [_preview_tile(kind, image, label) for image, label in samples]
     height = max(t.shape[0] for t in tiles)
     tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 2), (0, 0)), constant_values=255) for t in tiles]
@@ -165,7 +154,7 @@ def _write_preview(path: Path, kind: str, samples: list[tuple[np.ndarray, np.nda
     grid.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
         buffer, format="PNG", optimize=True
     )
-    _write_atomic(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def _dataset_json(kind: str, stems: list[str], n_val: int, size, seed: int, frequencies: dict) -> dict:
@@ -219,8 +208,8 @@ def generate_sample_data(
     for i, stem in enumerate(stems):
         image_bytes, label_bytes, image, label = _render(kind, size, sample_seed(seed, kind, i))
         image_path = output_dir / "images" / f"{stem}{_SUFFIX[kind]}"
-        _write_atomic(image_path, image_bytes)
-        _write_atomic(output_dir / "labels" / f"{stem}{_SUFFIX[kind]}", label_bytes)
+        write_bytes(image_path, image_bytes)
+        write_bytes(output_dir / "labels" / f"{stem}{_SUFFIX[kind]}", label_bytes)
         counts += np.bincount(label.ravel(), minlength=len(names))[: len(names)]
         if len(previews) < (3 if kind == "blood-smear" else 4):
             previews.append((image, label))
@@ -232,17 +221,17 @@ def generate_sample_data(
     frequencies = {name: round(float(c) / float(counts.sum()), 6) for name, c in zip(names, counts, strict=True)}
     n_val = min(int(round(count * val_fraction)), count - 1)
     meta = _dataset_json(kind, stems, n_val, size, seed, frequencies)
-    _write_atomic(output_dir / "dataset.json", (json.dumps(meta, indent=2) + "\n").encode())
+    write_dataset_json(output_dir, meta)
     _write_preview(output_dir / "preview.png", kind, previews)
     return image_paths
 
 
 def read_class_frequencies(output_dir: str | Path) -> dict[str, float]:
     """Class pixel/voxel frequencies recorded in ``output_dir/dataset.json`` by the generator."""
-    path = Path(output_dir) / "dataset.json"
+    path = dataset_json_path(output_dir)
     if not path.is_file():
-        raise FileNotFoundError(f"no dataset.json in {output_dir}")
-    meta = json.loads(path.read_text())
+        raise FileNotFoundError(f"no {DATASET_JSON} in {output_dir}")
+    meta = read_dataset_json(output_dir)
     if "class_frequencies" not in meta:
         raise ValueError(f"{path} has no class_frequencies (not made by medseg-dfl sample-data)")
     return {str(k): float(v) for k, v in meta["class_frequencies"].items()}

@@ -7,13 +7,14 @@ Only tensors, dicts, lists, numbers, strings, bools and None go in, so loading n
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from medseg_dfl.io.atomic import torch_save
 
 __all__ = [
     "FORMAT_VERSION",
@@ -43,26 +44,16 @@ PAYLOAD_KEYS = (
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
+    """Write ``payload`` to ``path`` atomically (:func:`medseg_dfl.io.atomic.torch_save`).
 
-    A crash or SIGKILL at any moment leaves either the previous file or the new one, never half of one.
+    A crash or SIGKILL at any moment leaves either the previous file or the new one, never half of
+    one; the temporary file a kill leaves behind is removed by the next ``--resume``.
     """
     path = Path(path)
     missing = [k for k in PAYLOAD_KEYS if k not in payload]
     if missing:
         raise ValueError(f"checkpoint payload for {path} lacks keys {missing}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return torch_save(payload, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

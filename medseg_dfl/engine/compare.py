@@ -13,45 +13,20 @@ import csv
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medseg_dfl.config import Config, LossConfig, save_config
+from medseg_dfl.engine.compare_report import LossSummary, RunRecord, write_reports
+from medseg_dfl.engine.training import train
+from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.io.pairing import discover_pairs, split_pairs
+from medseg_dfl.io.readers import load_image
+from medseg_dfl.losses.registry import LOSS_NAMES
 
 __all__ = ["ComparisonResult", "LossSummary", "RunRecord", "compare_losses", "read_metrics", "summarise_runs"]
-
-
-@dataclass
-class RunRecord:
-    """One finished run: its per-epoch validation curves and final scores."""
-
-    loss: str
-    seed: int
-    run_dir: Path
-    epochs: list[int]
-    rare_dice_curve: list[float]
-    final: dict[str, float]
-    epochs_to_threshold: int | None
-
-
-@dataclass
-class LossSummary:
-    loss: str
-    n_seeds: int
-    mean: dict[str, float]
-    std: dict[str, float]
-    epochs_to_threshold: list[int | None] = field(default_factory=list)
-
-    @property
-    def reached(self) -> int:
-        return sum(e is not None for e in self.epochs_to_threshold)
-
-    @property
-    def mean_epochs_to_threshold(self) -> float:
-        hits = [e for e in self.epochs_to_threshold if e is not None]
-        return float(np.mean(hits)) if hits else math.nan
 
 
 @dataclass
@@ -148,11 +123,8 @@ def compare_losses(
     ``rare_classes`` are class names; by default every foreground class except the most frequent
     one in the training labels (for the blood smears: wbc and platelet).
     """
-    from medseg_dfl.engine.compare_report import write_reports
-    from medseg_dfl.losses import LOSS_NAMES
-
     if train_fn is None:
-        from medseg_dfl.engine.training import train as train_fn
+        train_fn = train
     names = list(cfg.data.class_names)
     bad = [loss for loss in losses if loss not in LOSS_NAMES]
     if bad or not losses:
@@ -162,6 +134,7 @@ def compare_losses(
     rare = _resolve_rare_classes(cfg, rare_classes)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(output_dir)  # a re-run repairs what a killed one left (runs clean their own)
     save_config(cfg, output_dir / "base_config.yaml")
     runs = []
     for loss in losses:
@@ -192,9 +165,6 @@ def _resolve_rare_classes(cfg: Config, rare_classes: list[str] | None) -> list[s
 
 
 def _training_class_frequencies(cfg: Config) -> np.ndarray:
-    from medseg_dfl.io.pairing import discover_pairs, split_pairs
-    from medseg_dfl.io.readers import load_image
-
     root = Path(cfg.data.root)
     train_pairs, _ = split_pairs(root, discover_pairs(root), cfg.data.val_fraction, cfg.experiment.seed)
     counts = np.zeros(cfg.data.num_classes)

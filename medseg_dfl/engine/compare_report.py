@@ -4,30 +4,56 @@ run), ``results.md`` (ready to paste into a README) and ``convergence.png``."""
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from medseg_dfl.engine.compare import LossSummary, RunRecord
+import numpy as np
 
-__all__ = ["markdown_table", "write_reports"]
+from medseg_dfl.io.atomic import write_text
+from medseg_dfl.visualize.comparison import plot_convergence
+
+__all__ = ["LossSummary", "RunRecord", "markdown_table", "write_reports"]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+@dataclass
+class RunRecord:
+    """One finished run: its per-epoch validation curves and final scores."""
+
+    loss: str
+    seed: int
+    run_dir: Path
+    epochs: list[int]
+    rare_dice_curve: list[float]
+    final: dict[str, float]
+    epochs_to_threshold: int | None
+
+
+@dataclass
+class LossSummary:
+    loss: str
+    n_seeds: int
+    mean: dict[str, float]
+    std: dict[str, float]
+    epochs_to_threshold: list[int | None] = field(default_factory=list)
+
+    @property
+    def reached(self) -> int:
+        return sum(e is not None for e in self.epochs_to_threshold)
+
+    @property
+    def mean_epochs_to_threshold(self) -> float:
+        hits = [e for e in self.epochs_to_threshold if e is not None]
+        return float(np.mean(hits)) if hits else math.nan
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -74,8 +100,6 @@ def write_reports(
     runs: list[RunRecord],
     summaries: list[LossSummary],
 ) -> tuple[Path, Path, Path]:
-    from medseg_dfl.visualize.comparison import plot_convergence
-
     keys = list(summaries[0].mean) if summaries else []
     header = ["loss", "n_seeds"]
     for k in keys:
@@ -97,7 +121,10 @@ def write_reports(
         [[r.loss, r.seed, *[f"{r.final[k]:.6f}" for k in run_keys], r.epochs_to_threshold or ""] for r in runs],
     )
     results_md = output_dir / "results.md"
-    _atomic_write_text(results_md, markdown_table(names, rare, threshold, summaries))
+    write_text(results_md, markdown_table(names, rare, threshold, summaries))
     convergence_png = output_dir / "convergence.png"
-    plot_convergence(runs, rare, threshold, convergence_png)
+    curves: dict[str, list[tuple[list[int], list[float]]]] = {}
+    for run in runs:
+        curves.setdefault(run.loss, []).append((run.epochs, run.rare_dice_curve))
+    plot_convergence(curves, rare, threshold, convergence_png)
     return results_csv, results_md, convergence_png

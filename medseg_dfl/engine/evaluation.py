@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from medseg_dfl.io.atomic import write_json, write_text
 
 __all__ = [
     "METRIC_NAMES",
@@ -271,8 +272,6 @@ def _json_number(value: float) -> float | str | None:
 
 def write_report(report: EvaluationReport, output: Path) -> tuple[Path, Path]:
     """Write ``output`` (CSV, one row per case x class) and ``output`` with ``.json`` (cases + summary)."""
-    from medseg_dfl.io.writers import atomic_path
-
     csv_path = output if output.suffix == ".csv" else output.with_name(output.name + ".csv")
     json_path = csv_path.with_suffix(".json")
     csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,9 +299,8 @@ def write_report(report: EvaluationReport, output: Path) -> tuple[Path, Path]:
         ],
         "summary": summary,
     }
-    for path, text in ((csv_path, buffer.getvalue()), (json_path, json.dumps(document, indent=2))):
-        with atomic_path(path, overwrite=True) as tmp:  # a report is replaced by a re-run
-            Path(tmp).write_text(text)
+    write_text(csv_path, buffer.getvalue())  # a report is replaced by a re-run
+    write_json(json_path, document)
     report.csv_path, report.json_path = csv_path, json_path
     return csv_path, json_path
 

@@ -34,6 +34,7 @@ from medseg_dfl.engine.prediction_io import (
     torchrun_rank,
     write_outputs,
 )
+from medseg_dfl.io.atomic import remove_stale_temps
 
 __all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "predict_folder"]
 
@@ -273,6 +274,7 @@ def predict_folder(
             summary.skipped_existing.append(plan.source)
     if not plans:
         return summary
+    remove_stale_temps(output_dir, recursive=True)  # left by a killed earlier run (not by live ones)
     predictor = Predictor.from_checkpoint(
         checkpoint, options.device, sw_batch_size=options.batch_size, overlap=options.overlap, half=options.half
     )

@@ -6,11 +6,12 @@ import csv
 import io
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from medseg_dfl.io.atomic import write_text
 
 __all__ = [
     "TrainProgress",
@@ -45,9 +46,7 @@ def write_metrics(path: Path, rows: list[dict[str, Any]], class_names: list[str]
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_cell(row.get(c, math.nan)) for c in columns])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
+    write_text(path, buffer.getvalue())
 
 
 def read_metrics_rows(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ from medseg_dfl.engine.records import (
     write_metrics,
 )
 from medseg_dfl.engine.validation import ValidationResult, plain_tensor, validate
+from medseg_dfl.io.atomic import remove_stale_temps
 
 __all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train", "train_one_epoch"]
 
@@ -318,6 +319,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progr
     state = broadcast_object(state, ctx)
     if ctx.is_main:  # only now: a config or data error leaves no half-made run directory
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(run_dir)  # e.g. a .last.tmp-<pid>-<hex>.pt of a run killed mid-save
         save_config(cfg, run_dir / "config.yaml")
     _run_epochs(cfg, parts, state, run_dir, progress)
     return state

@@ -34,6 +34,9 @@ __all__ = [
 TEMP_MARKER = ".tmp-"
 # .<stem>.tmp-<pid>-<8 hex><suffix>
 _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}(\.[^/]*)?$")
+# Names of versions before this module (checkpoints, metrics.csv: .<name>.<pid>.tmp; curves:
+# .<stem>.<pid>.tmp.png), so a run folder made by them is repaired on --resume too.
+_LEGACY_TEMP_RE = re.compile(r"^\..+\.(\d+)\.tmp(\.png)?$")
 _MULTI_SUFFIXES = (".nii.gz", ".tar.gz")
 
 
@@ -137,7 +140,7 @@ def remove_stale_temps(folder: str | Path, *, recursive: bool = False) -> list[P
     removed = []
     candidates = folder.rglob(".*") if recursive else folder.glob(".*")
     for path in candidates:
-        match = _TEMP_RE.match(path.name)
+        match = _TEMP_RE.match(path.name) or _LEGACY_TEMP_RE.match(path.name)
         if not match or not path.is_file():
             continue
         pid = int(match.group(1))

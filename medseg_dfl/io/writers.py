@@ -12,15 +12,12 @@ Contract: ``mask`` (and each channel of ``probabilities``) is in the spatial ord
 - 2D (PNG/JPEG/BMP/TIFF) -> PNG label map with the reference's height and width; 16-bit when needed.
   Probabilities for 2D go to a float32 (C, H, W) TIFF.
 
-Every file is written under a hidden temporary name in the target folder and renamed into place.
+Every file is written through :func:`medseg_dfl.io.atomic.atomic_path` (re-exported here): a hidden
+temporary name in the target folder, fsynced, then renamed into place.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -29,6 +26,7 @@ import SimpleITK as sitk
 import tifffile
 from PIL import Image
 
+from medseg_dfl.io.atomic import atomic_path
 from medseg_dfl.io.readers import ITK_SUFFIXES, NIFTI_SUFFIXES, file_suffix, is_dicom_dir, reader_for
 
 __all__ = ["atomic_path", "output_name", "write_mask_like", "write_probabilities_like"]
@@ -65,28 +63,6 @@ def output_name(input: str | Path, suffix: str = "", *, probabilities: bool = Fa
     else:
         ext = ".tif" if probabilities else ".png"
     return f"{_stem(path)}{suffix}{ext}"
-
-
-@contextlib.contextmanager
-def atomic_path(out_path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``out_path`` (same extension); rename it into place on success.
-
-    On an exception the temporary file is removed and ``out_path`` is untouched. An existing
-    ``out_path`` raises ``FileExistsError`` unless ``overwrite=True``.
-    """
-    out_path = Path(out_path)
-    if out_path.exists() and not overwrite:
-        raise FileExistsError(f"{out_path}: already exists (pass overwrite=True to replace it)")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = file_suffix(out_path) or out_path.suffix
-    tmp = out_path.with_name(f".{_stem(out_path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise RuntimeError(f"{out_path}: nothing was written to the temporary file {tmp.name}")
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _label_dtype(mask: np.ndarray, num_classes: int | None) -> type:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from matplotlib.figure import Figure
+
+from medseg_dfl.io.atomic import save_figure
 
 __all__ = ["plot_training_curves"]
 
@@ -19,13 +22,8 @@ def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[f
 
 def plot_training_curves(rows: Sequence[dict[str, Any]], class_names: Sequence[str], out_path: Path) -> Path:
     """Two panels from metrics rows: losses, and validation Dice per class (+ mean foreground)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    out_path = Path(out_path)
-    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_loss, ax_dice = fig.subplots(1, 2)
     for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
         epochs, values = _series(rows, key)
         ax_loss.plot(epochs, values, marker="o", markersize=3, label=label)
@@ -42,8 +40,4 @@ def plot_training_curves(rows: Sequence[dict[str, Any]], class_names: Sequence[s
     ax_dice.grid(alpha=0.3)
     for ax in (ax_loss, ax_dice):
         ax.xaxis.get_major_locator().set_params(integer=True)
-    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out_path)
-    return out_path
+    return save_figure(fig, out_path, dpi=100)

@@ -13,6 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from medseg_dfl.io.atomic import save_figure
 
 __all__ = ["CLASS_COLOURS", "class_colour", "overlay_figure", "save_overlay"]
 
@@ -85,9 +89,6 @@ def overlay_figure(
     title: str | None = None,
 ):  # -> matplotlib.figure.Figure
     """A figure of ``mask`` over ``image`` with a legend (colour + name of every foreground class)."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
     image, mask = np.asarray(image), np.asarray(mask)
     if image.ndim != mask.ndim + 1 or image.shape[1:] != mask.shape:
         raise ValueError(f"image (C, spatial) {image.shape} and mask (spatial) {mask.shape} do not match")
@@ -128,10 +129,5 @@ def save_overlay(
     overwrite: bool = False,
 ) -> Path:
     """Write :func:`overlay_figure` as a PNG, atomically (temporary name, then rename)."""
-    from medseg_dfl.io.writers import atomic_path
-
-    out_path = Path(out_path)
     fig = overlay_figure(image, mask, class_names, spacing=spacing, title=title)
-    with atomic_path(out_path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return out_path
+    return save_figure(fig, out_path, overwrite=overwrite, format="png", dpi=100)

@@ -45,7 +45,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 def test_sample_volumes_fingerprint_matches_direct_count(tmp_path):
     cfg = infer_config(SAMPLE_VOLUMES)
     assert (cfg.data.spatial_dims, cfg.data.modality, cfg.data.class_names) == (3, "ct", ["background", "organ", "lesion"])
-    result = preprocess_dataset(SAMPLE_VOLUMES, tmp_path / "out", cfg, progress=False)
+    result = preprocess_dataset(SAMPLE_VOLUMES, tmp_path / "out", cfg, progress=None)
     labels = sorted((SAMPLE_VOLUMES / "labels").glob("*.nii.gz"))
     counts = sum(np.bincount(np.asarray(nib.load(p).dataobj).astype(np.int64).ravel(), minlength=3) for p in labels)
     fp = json.loads(result.fingerprint_path.read_text())
@@ -65,7 +65,7 @@ def test_bad_pairs_are_all_listed_and_nothing_is_written(tmp_path):
     (raw / "images" / "s2.png").write_bytes(b"\x89PNG truncated")
     out = tmp_path / "out"
     with pytest.raises(PreprocessError) as info:
-        preprocess_dataset(raw, out, _cfg(), progress=False)
+        preprocess_dataset(raw, out, _cfg(), progress=None)
     bad = {path.name: reason for path, reason in info.value.bad}
     assert set(bad) == {"s1.png", "s2.png"} and "7" in bad["s1.png"]
     assert "2 of 4 pairs" in str(info.value)
@@ -75,7 +75,7 @@ def test_bad_pairs_are_all_listed_and_nothing_is_written(tmp_path):
 def test_skip_bad_carries_on_without_them(tmp_path):
     raw = _write_smears(tmp_path / "raw")
     Image.fromarray(np.full((20, 20), 7, np.uint8)).save(raw / "labels" / "s1.png")
-    result = preprocess_dataset(raw, tmp_path / "out", _cfg(), skip_bad=True, progress=False)
+    result = preprocess_dataset(raw, tmp_path / "out", _cfg(), skip_bad=True, progress=None)
     assert result.n_ok == 3 and [p.name for p, _ in result.bad] == ["s1.png"]
     dataset = json.loads(result.dataset_json_path.read_text())
     listed = [Path(e["image"]).name for e in dataset["training"] + dataset["validation"]]
@@ -87,26 +87,26 @@ def test_input_is_untouched_and_output_inside_input_is_refused(tmp_path):
     raw = _write_smears(tmp_path / "raw")
     before = _snapshot(raw)
     with pytest.raises(ValueError, match="inside"):
-        preprocess_dataset(raw, raw / "out", _cfg(), progress=False)
+        preprocess_dataset(raw, raw / "out", _cfg(), progress=None)
     with pytest.raises(ValueError, match="inside"):
-        preprocess_dataset(raw, raw, _cfg(), progress=False)
-    preprocess_dataset(raw, tmp_path / "out", _cfg(), progress=False)
+        preprocess_dataset(raw, raw, _cfg(), progress=None)
+    preprocess_dataset(raw, tmp_path / "out", _cfg(), progress=None)
     assert _snapshot(raw) == before
 
 
 def test_rerun_reuses_validation_and_cache_and_notices_changes(tmp_path):
     raw = _write_smears(tmp_path / "raw")
     out = tmp_path / "out"
-    first = preprocess_dataset(raw, out, _cfg(), progress=False)
+    first = preprocess_dataset(raw, out, _cfg(), progress=None)
     cache = {p.name: p.stat().st_mtime_ns for p in first.cache_dir.iterdir()}
-    again = preprocess_dataset(raw, out, _cfg(), progress=False)
+    again = preprocess_dataset(raw, out, _cfg(), progress=None)
     assert first.n_revalidated == 4 and again.n_revalidated == 0
     assert {p.name: p.stat().st_mtime_ns for p in again.cache_dir.iterdir()} == cache
     assert json.loads(again.fingerprint_path.read_text()) == first.fingerprint
     label = np.zeros((20, 20), np.uint8)
     label[5:15, 5:15] = 2
     Image.fromarray(label).save(raw / "labels" / "s0.png")
-    changed = preprocess_dataset(raw, out, _cfg(), progress=False)
+    changed = preprocess_dataset(raw, out, _cfg(), progress=None)
     assert changed.n_revalidated == 1
     assert changed.fingerprint["class_counts"] != first.fingerprint["class_counts"]
     assert len(set(p.name for p in changed.cache_dir.iterdir()) - set(cache)) == 1
@@ -114,7 +114,7 @@ def test_rerun_reuses_validation_and_cache_and_notices_changes(tmp_path):
 
 def test_output_config_trains_from_the_warm_cache(tmp_path):
     raw = _write_smears(tmp_path / "raw")
-    result = preprocess_dataset(raw, tmp_path / "out", _cfg(), progress=False)
+    result = preprocess_dataset(raw, tmp_path / "out", _cfg(), progress=None)
     cfg = load_config(tmp_path / "out" / "config.yaml")
     assert cfg.data.root == str(tmp_path / "out") and cfg.data.cache == "disk"
     cached = sorted(p.name for p in result.cache_dir.iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,8 +59,8 @@ def test_missing_payload_key_is_rejected_and_nothing_written(tmp_path):
 def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "last.pt", _payload(epoch=1))
 
-    def broken_save(obj, handle):
-        handle.write(b"half a checkpoint")
+    def broken_save(obj, target):
+        Path(target).write_bytes(b"half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -106,7 +106,7 @@ def test_markdown_table_marks_not_reached(cfg, tmp_path):
 def test_real_tiny_compare_writes_outputs_and_resume_retrains_nothing(tmp_path, monkeypatch):
     """2 losses x 1 seed of real (tiny) training: every output, right rows and columns."""
     from medseg_dfl.data.synthetic import generate_sample_data
-    from medseg_dfl.engine import training
+    from medseg_dfl.engine import compare
 
     root = tmp_path / "smears"
     generate_sample_data(root, "blood-smear", count=4, size=48, seed=0)  # 3 train, 1 validation
@@ -119,7 +119,7 @@ def test_real_tiny_compare_writes_outputs_and_resume_retrains_nothing(tmp_path, 
         }
     )
     out = tmp_path / "cmp"
-    result = compare_losses(cfg, ["ce", "dfl"], 1, out, rare_classes=["wbc", "platelet"], progress=False)
+    result = compare_losses(cfg, ["ce", "dfl"], 1, out, rare_classes=["wbc", "platelet"], progress=None)
     assert [r.loss for r in result.runs] == ["ce", "dfl"]
     assert all(r.epochs == [1, 2] and len(r.rare_dice_curve) == 2 for r in result.runs)
     for r in result.runs:
@@ -139,6 +139,6 @@ def test_real_tiny_compare_writes_outputs_and_resume_retrains_nothing(tmp_path, 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was retrained")
 
-    monkeypatch.setattr(training, "train", must_not_train)
-    again = compare_losses(cfg, ["ce", "dfl"], 1, out, rare_classes=["wbc", "platelet"], progress=False)
+    monkeypatch.setattr(compare, "train", must_not_train)
+    again = compare_losses(cfg, ["ce", "dfl"], 1, out, rare_classes=["wbc", "platelet"], progress=None)
     np.testing.assert_equal([r.final for r in again.runs], [r.final for r in result.runs])  # NaN == NaN here

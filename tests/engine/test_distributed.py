@@ -62,7 +62,7 @@ from medseg_dfl.config import config_from_dict
 from medseg_dfl.engine.training import train
 
 cfg = config_from_dict(json.loads(sys.argv[1]))
-result = train(cfg, Path(sys.argv[2]), progress=False)
+result = train(cfg, Path(sys.argv[2]), progress=None)
 out = Path(sys.argv[3]) / f"rank{result.rank}.json"
 out.write_text(json.dumps({"rows": result.metrics, "world": os.environ["WORLD_SIZE"]}))
 """

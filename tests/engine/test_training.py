@@ -54,7 +54,7 @@ def tiny(root: Path, **sections) -> dict:
 
 def test_one_epoch_run_writes_every_file(smears, tmp_path):
     cfg = config_from_dict(tiny(smears))
-    result = train(cfg, tmp_path / "run", progress=False)
+    result = train(cfg, tmp_path / "run", progress=None)
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == [
         "best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "train.log"
@@ -76,7 +76,7 @@ def test_one_epoch_run_writes_every_file(smears, tmp_path):
 
 def test_best_checkpoint_is_self_contained(smears, tmp_path):
     cfg = config_from_dict(tiny(smears, loss={"name": "dfl-learnable"}))
-    train(cfg, tmp_path / "run", progress=False)
+    train(cfg, tmp_path / "run", progress=None)
     payload = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert payload["class_names"] == NAMES and payload["epoch"] == 1 and payload["fingerprint"] is None
     assert payload["config"] == config_to_dict(cfg)
@@ -88,21 +88,21 @@ def test_best_checkpoint_is_self_contained(smears, tmp_path):
 
 def test_existing_run_is_never_clobbered(smears, tmp_path):
     cfg = config_from_dict(tiny(smears))
-    train(cfg, tmp_path / "run", progress=False)
+    train(cfg, tmp_path / "run", progress=None)
     before = (tmp_path / "run" / "last.pt").read_bytes()
     with pytest.raises(FileExistsError, match="already holds a run.*--resume"):
-        train(cfg, tmp_path / "run", progress=False)
+        train(cfg, tmp_path / "run", progress=None)
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        train(cfg, tmp_path / "other", resume=True, progress=False)
+        train(cfg, tmp_path / "other", resume=True, progress=None)
     changed = config_from_dict(tiny(smears, loss={"name": "ce"}))
     with pytest.raises(ValueError, match="loss.name: 'dfl' -> 'ce'"):
-        train(changed, tmp_path / "run", resume=True, progress=False)
+        train(changed, tmp_path / "run", resume=True, progress=None)
 
 
 def test_resume_extends_run_and_keeps_history(smears, tmp_path):
-    train(config_from_dict(tiny(smears)), tmp_path / "run", progress=False)
-    result = train(config_from_dict(tiny(smears, train={"epochs": 2})), tmp_path / "run", resume=True, progress=False)
+    train(config_from_dict(tiny(smears)), tmp_path / "run", progress=None)
+    result = train(config_from_dict(tiny(smears, train={"epochs": 2})), tmp_path / "run", resume=True, progress=None)
     assert [r["epoch"] for r in result.metrics] == [1, 2] and result.epochs_run == 2
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
     log = (tmp_path / "run" / "train.log").read_text().splitlines()
@@ -182,7 +182,7 @@ def _metric_rows(run: Path) -> list[dict[str, float]]:
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(smears, tmp_path):
     values = tiny(smears, train={"epochs": 3, "steps_per_epoch": 2}, transforms={"augment": {"affine": True}})
-    reference = train(config_from_dict(values), tmp_path / "ref", progress=False)
+    reference = train(config_from_dict(values), tmp_path / "ref", progress=None)
     config = _write_config(tmp_path / "cfg.yaml", values)
     run = tmp_path / "run"
     command = [sys.executable, "-m", "medseg_dfl.cli", "train", str(config), "--output", str(run), "--no-progress"]
@@ -212,7 +212,7 @@ def test_resume_is_exact_with_loader_workers(smears, tmp_path, monkeypatch):
     import medseg_dfl.engine.training as training
 
     cfg = config_from_dict(tiny(smears, train={"epochs": 3, "steps_per_epoch": 2}, data={"num_workers": 1}))
-    reference = train(cfg, tmp_path / "ref", progress=False)
+    reference = train(cfg, tmp_path / "ref", progress=None)
     save_epoch = training._save_epoch
 
     def interrupt_after_epoch_2(cfg_, parts, state, run_dir, improved):
@@ -222,9 +222,9 @@ def test_resume_is_exact_with_loader_workers(smears, tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "_save_epoch", interrupt_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", progress=False)
+        train(cfg, tmp_path / "run", progress=None)
     monkeypatch.undo()
-    resumed = train(cfg, tmp_path / "run", resume=True, progress=False)
+    resumed = train(cfg, tmp_path / "run", resume=True, progress=None)
     for got, want in zip(resumed.metrics, reference.metrics, strict=True):
         del got["seconds"], want["seconds"]
         assert got == pytest.approx(want, rel=0, abs=0, nan_ok=True)
