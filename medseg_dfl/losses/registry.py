@@ -15,6 +15,11 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, FocalLoss
 from torch import nn
 
+from medseg_dfl.losses.baselines import (
+    FocalTverskyLoss,
+    InverseFrequencyCrossEntropyLoss,
+    SoftmaxDiceFocalLoss,
+)
 from medseg_dfl.losses.compound import DiceDualFocalLoss
 from medseg_dfl.losses.dual_focal import DualFocalLoss
 
@@ -57,11 +62,16 @@ _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict[str, Any], dict[str, A
     "focal": (FocalLoss, {"to_onehot_y": True, "use_softmax": True}, {}),
     "dice": (DiceLoss, {**_LABELS_SOFTMAX, "sigmoid": False}, {}),
     "dice-ce": (DiceCELoss, {**_LABELS_SOFTMAX, "sigmoid": False}, {}),
-    # MONAI's DiceFocalLoss: softmax for the Dice part; its focal part is MONAI's sigmoid focal loss.
+    # MONAI's DiceFocalLoss: softmax for the Dice part; its focal part is MONAI's sigmoid focal loss
+    # (it does not pass use_softmax on, MONAI issue 8242). "dice-focal-softmax" is the softmax one.
     "dice-focal": (DiceFocalLoss, {**_LABELS_SOFTMAX, "sigmoid": False}, {}),
+    "dice-focal-softmax": (SoftmaxDiceFocalLoss, {"to_onehot_y": True}, {}),
+    "wce": (InverseFrequencyCrossEntropyLoss, {}, {}),
+    "tversky": (FocalTverskyLoss, _LABELS_SOFTMAX, {"gamma": 1.0}),
+    "focal-tversky": (FocalTverskyLoss, _LABELS_SOFTMAX, {}),
 }
 LOSS_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-_TAKES_NUM_CLASSES = (DualFocalLoss, DiceDualFocalLoss)
+_TAKES_NUM_CLASSES = (DualFocalLoss, DiceDualFocalLoss, InverseFrequencyCrossEntropyLoss)
 
 
 def _allowed_kwargs(factory: Callable[..., nn.Module], fixed: dict[str, Any]) -> list[str]:

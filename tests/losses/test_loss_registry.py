@@ -17,7 +17,10 @@ def batch():
 
 
 def test_names():
-    assert set(LOSS_NAMES) == {"dfl", "dfl-acw", "dfl-learnable", "dice-dfl", "ce", "focal", "dice", "dice-ce", "dice-focal"}
+    assert set(LOSS_NAMES) == {
+        "dfl", "dfl-acw", "dfl-learnable", "dice-dfl", "ce", "focal", "dice", "dice-ce", "dice-focal",
+        "dice-focal-softmax", "wce", "tversky", "focal-tversky",
+    }
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
