@@ -10,7 +10,7 @@ from torch import nn
 
 from medseg_dfl.config import Config
 
-__all__ = ["NETWORK_NAMES", "build_network"]
+__all__ = ["NETWORK_NAMES", "build_network", "network_spec"]
 
 
 def _unet_defaults(cfg: Config) -> dict[str, Any]:
@@ -60,6 +60,16 @@ def build_network(cfg: Config) -> nn.Module:
     ``spatial_dims``, ``in_channels`` and ``out_channels`` come from ``cfg.data``; the network's
     kwargs may override anything else. Names are case-insensitive.
     """
+    factory, kwargs = network_spec(cfg)
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ValueError(f"cannot build network {factory.__name__} with {kwargs}: {err}") from err
+
+
+def network_spec(cfg: Config) -> tuple[Callable[..., nn.Module], dict[str, Any]]:
+    """The MONAI network class and the exact keyword arguments :func:`build_network` calls it with
+    (``medseg_dfl.bundle`` writes them into a bundle's ``network_def``)."""
     table = _network_table()
     key = cfg.network.name.lower()
     if key not in table:
@@ -84,7 +94,4 @@ def build_network(cfg: Config) -> nn.Module:
                 f"allowed: {', '.join(k for k in accepted if k != 'self')}"
             )
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
-    try:
-        return factory(**kwargs)
-    except (TypeError, ValueError, AssertionError) as err:
-        raise ValueError(f"cannot build network {factory.__name__} with {kwargs}: {err}") from err
+    return factory, kwargs
