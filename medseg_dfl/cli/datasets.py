@@ -44,10 +44,10 @@ def _summary(out: Path) -> str:
         return ""
     parts = [f"{key[3:].lower()} {meta[key]}" for key in ("numTraining", "numValidation", "numTest", "numImages")
              if key in meta]
-    shares = meta.get("conversion", {}).get("class_pixel_shares")
-    if shares:
-        parts.append(f"class pixel shares {shares}")
-    return ", ".join(parts)
+    conversion = meta.get("conversion")
+    if isinstance(conversion, dict):
+        parts += [f"{key.replace('_', ' ')} {value}" for key, value in conversion.items()]
+    return "; ".join(parts)
 
 
 @app.command("fetch")
