@@ -29,9 +29,15 @@ from typing import Any
 import numpy as np
 
 from medseg_dfl.config import Config, save_config
-from medseg_dfl.data.datasets import CACHE_DIRNAME, DATASET_JSON, warm_disk_cache
+from medseg_dfl.data.datasets import CACHE_DIRNAME, warm_disk_cache
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, compute_fingerprint, save_fingerprint
 from medseg_dfl.io.atomic import remove_stale_temps, write_json
+from medseg_dfl.io.dataset_json import (
+    dataset_json_path,
+    has_dataset_json,
+    read_dataset_json,
+    write_dataset_json,
+)
 
 __all__ = ["PreprocessError", "PreprocessResult", "infer_config", "preprocess_dataset"]
 
@@ -230,7 +236,7 @@ def preprocess_dataset(
         fingerprint = compute_fingerprint(stats, cfg)
         output_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(output_dir)  # left by a killed earlier run (not by live ones)
-        _write_json(_dataset_json(cfg, input_dir, train, val), output_dir / DATASET_JSON)
+        write_dataset_json(output_dir, _dataset_json(cfg, input_dir, train, val))
         fingerprint_path = save_fingerprint(fingerprint, output_dir / FINGERPRINT_NAME)
         out_cfg = _output_config(cfg, output_dir)
         save_config(out_cfg, output_dir / CONFIG_NAME)
@@ -238,7 +244,7 @@ def preprocess_dataset(
         reporter.phase("caching", len(good))
         warm_disk_cache(out_cfg, fingerprint, lambda item: reporter.step(item["case_id"]))
     return PreprocessResult(
-        n_ok=len(good), bad=bad, fingerprint_path=fingerprint_path, dataset_json_path=output_dir / DATASET_JSON,
+        n_ok=len(good), bad=bad, fingerprint_path=fingerprint_path, dataset_json_path=dataset_json_path(output_dir),
         cache_dir=output_dir / CACHE_DIRNAME, n_train=len(train), n_val=len(val), n_revalidated=n_validated,
         fingerprint=fingerprint,
     )
@@ -249,11 +255,8 @@ def preprocess_dataset(
 
 def _dataset_json_hints(input_dir: Path) -> tuple[list[str] | None, str | None]:
     """Class names and modality from INPUT_DIR/dataset.json when it has them."""
-    path = input_dir / DATASET_JSON
-    try:
-        data = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not readable JSON ({err})") from err
+    path = dataset_json_path(input_dir)
+    data = read_dataset_json(input_dir) if has_dataset_json(input_dir) else {}
     labels = data.get("labels") if isinstance(data, dict) else None
     names = None
     if isinstance(labels, dict) and labels:

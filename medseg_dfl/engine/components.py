@@ -67,7 +67,7 @@ def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None) -> t
             f"{cfg.data.root}: need at least one training and one validation case "
             f"(got {len(train_ds)} and {len(val_ds)}; see data.val_fraction)"
         )
-    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, distributed=ctx.distributed)
+    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, distributed=ctx.distributed, rank=ctx.rank)
     if ctx.distributed:  # own sharding: no padded duplicates in the validation metrics
         val_loader = shard_val_loader(val_ds, ctx, cfg.data.num_workers)
     return train_loader, val_loader

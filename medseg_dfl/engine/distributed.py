@@ -1,5 +1,9 @@
 """Multi-process training set-up (``torchrun``/DDP) and the few collective helpers we need.
 
+The one owner of process rank and world size: only this module reads torchrun's environment.
+Lower layers take the rank as a parameter (``data.datasets.build_loaders(..., rank=)``) instead of
+looking it up, so nothing below the engine imports this module.
+
 ``torchrun`` exports ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
 :func:`init_distributed` reads them (and nothing else), picks gloo on CPU and NCCL on CUDA, and
 returns a :class:`DistContext` that is passed explicitly. Without those variables everything is a
@@ -36,6 +40,7 @@ __all__ = [
     "init_distributed",
     "is_main_process",
     "resolve_device",
+    "torchrun_rank",
 ]
 
 
@@ -65,6 +70,16 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError as err:
         raise ValueError(f"environment variable {name}={raw!r} must be an integer (set by torchrun)") from err
+
+
+def torchrun_rank() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment without joining a process group; (0, 1)
+    outside torchrun. For work that is only sharded (inference over a file list), not reduced."""
+    world = max(_env_int("WORLD_SIZE", 1), 1)
+    rank = _env_int("RANK", 0)
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    return rank, world
 
 
 def resolve_device(requested: str | torch.device | None, local_rank: int | None = None) -> torch.device:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from medseg_dfl.io.atomic import write_json, write_text
+from medseg_dfl.io.names import NON_MASK_SUFFIXES, file_stem
 
 __all__ = [
     "METRIC_NAMES",
@@ -39,8 +40,7 @@ __all__ = [
 ]
 
 METRIC_NAMES = ("dice", "iou", "hd95", "asd")
-# Suffixes `medseg-dfl infer` adds to files that are not label maps, and the optional mask suffix.
-_NON_MASK_SUFFIXES = ("_overlay", "_probabilities", "_prob")
+# A suffix often given to `infer --suffix` for the masks: "<case>_seg" is matched to "<case>".
 _MASK_SUFFIX = "_seg"
 # Values for a class that is absent from a case's prediction and truth alike.
 _ABSENT_IN_BOTH = {"dice": 1.0, "iou": 1.0, "hd95": math.nan, "asd": math.nan}
@@ -145,18 +145,12 @@ def _pad_classes(metrics: dict[str, np.ndarray], num_foreground: int) -> dict[st
 # --------------------------------------------------------------------------- files
 
 
-def _stem(path: Path) -> str:
-    from medseg_dfl.io.readers import file_suffix
-
-    return path.name[: len(path.name) - len(file_suffix(path))]
-
-
 def _case_id_of_prediction(path: Path, truth_ids: set[str]) -> str | None:
     """The case id a prediction file belongs to; None for overlays/probability maps."""
-    stem = _stem(path)
+    stem = file_stem(path)
     if stem in truth_ids:
         return stem
-    if stem.endswith(_NON_MASK_SUFFIXES):
+    if stem.endswith(NON_MASK_SUFFIXES):
         return None
     return stem.removesuffix(_MASK_SUFFIX)
 
@@ -170,7 +164,7 @@ def pair_predictions(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, P
             raise NotADirectoryError(f"{what} folder not found: {folder}")
     truths: dict[str, Path] = {}
     for path in find_images(Path(truth_dir), recursive=False):
-        truths.setdefault(_stem(path), path)
+        truths.setdefault(file_stem(path), path)
     preds: dict[str, Path] = {}
     extra: list[str] = []
     for path in find_images(Path(pred_dir), recursive=False):

@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from medseg_dfl.config import Config
-from medseg_dfl.engine.distributed import resolve_device
+from medseg_dfl.engine.distributed import resolve_device, torchrun_rank
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
     failure_reason,
     plan_outputs,
     shard_for_rank,
-    torchrun_rank,
     write_outputs,
 )
 from medseg_dfl.io.atomic import remove_stale_temps

@@ -17,17 +17,16 @@ from typing import TypeVar
 
 import numpy as np
 
+from medseg_dfl.io.names import OVERLAY_SUFFIX, PROBABILITIES_SUFFIX, file_stem
+
 __all__ = [
     "OutputPlan",
     "failure_reason",
     "plan_outputs",
     "shard_for_rank",
-    "torchrun_rank",
     "write_outputs",
 ]
 
-PROBABILITIES_SUFFIX = "_probabilities"
-OVERLAY_SUFFIX = "_overlay"
 T = TypeVar("T")
 
 
@@ -80,7 +79,7 @@ def plan_outputs(
             source=source,
             mask=folder / output_name(source, suffix),
             probabilities=folder / probs_name if probs_name else None,
-            overlay=folder / f"{_stem(source)}{OVERLAY_SUFFIX}.png" if overlay else None,
+            overlay=folder / f"{file_stem(source)}{OVERLAY_SUFFIX}.png" if overlay else None,
         )
         for out in plan.requested():
             key = Path(os.path.abspath(out))
@@ -91,27 +90,6 @@ def plan_outputs(
             owners[key] = source
         plans.append(plan)
     return plans
-
-
-def _stem(path: Path) -> str:
-    from medseg_dfl.io.readers import file_suffix
-
-    return path.name[: len(path.name) - len(file_suffix(path))]
-
-
-def torchrun_rank() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment; (0, 1) outside torchrun.
-
-    Sharding a file list needs no process group, so this only reads the variables torchrun sets.
-    """
-    try:
-        world = int(os.environ.get("WORLD_SIZE") or 1)
-        rank = int(os.environ.get("RANK") or 0)
-    except ValueError as err:
-        raise ValueError(f"RANK/WORLD_SIZE must be integers (set by torchrun): {err}") from err
-    if not 0 <= rank < max(world, 1):
-        raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
-    return rank, max(world, 1)
 
 
 def shard_for_rank(items: Sequence[T], rank: int, world_size: int) -> list[T]:

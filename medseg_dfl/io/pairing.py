@@ -15,21 +15,21 @@ Files without an image suffix (``.txt``, ``.json``, ``.DS_Store``...) and hidden
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from medseg_dfl.io.dataset_json import DATASET_JSON, has_dataset_json, read_dataset_json
+from medseg_dfl.io.names import file_stem
 from medseg_dfl.io.readers import IMAGE_SUFFIXES, file_suffix, is_dicom_dir
 
-__all__ = ["LABEL_STEM_SUFFIXES", "CasePair", "discover_pairs", "find_images", "image_stem", "split_pairs"]
+__all__ = ["LABEL_STEM_SUFFIXES", "CasePair", "discover_pairs", "find_images", "split_pairs"]
 
 logger = logging.getLogger(__name__)
 
 LABEL_STEM_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_masks")
-DATASET_JSON = "dataset.json"
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,6 @@ class CasePair:
     case_id: str
     image: Path
     label: Path | None
-
-
-def image_stem(path: str | Path) -> str:
-    """The name without its full image suffix (``a.b.nii.gz`` -> ``a.b``); a DICOM folder's own name."""
-    path = Path(path)
-    suffix = file_suffix(path) if path.suffix else ""
-    return path.name[: len(path.name) - len(suffix)] if suffix in IMAGE_SUFFIXES else path.name
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -64,7 +57,7 @@ def _image_files(folder: Path) -> list[Path]:
 def _by_stem(paths: Iterable[Path], where: Path) -> dict[str, Path]:
     stems: dict[str, list[Path]] = {}
     for path in paths:
-        stems.setdefault(image_stem(path), []).append(path)
+        stems.setdefault(file_stem(path), []).append(path)
     duplicates = {s: ps for s, ps in stems.items() if len(ps) > 1}
     if duplicates:
         listed = "; ".join(", ".join(p.name for p in ps) for ps in duplicates.values())
@@ -120,7 +113,7 @@ def _pairs_from_folders(root: Path) -> list[CasePair]:
 
 def _pairs_cellpose(root: Path) -> list[CasePair]:
     files = _image_files(root)
-    masks = [p for p in files if image_stem(p).endswith("_masks")]
+    masks = [p for p in files if file_stem(p).endswith("_masks")]
     images = _by_stem([p for p in files if p not in masks], root)
     masks_by_base = {stem[: -len("_masks")]: path for stem, path in _by_stem(masks, root).items()}
     orphan_masks = [path for base, path in masks_by_base.items() if base not in images]
@@ -128,17 +121,6 @@ def _pairs_cellpose(root: Path) -> list[CasePair]:
     if orphan_images or orphan_masks:
         raise _unpaired_error(root, orphan_images, orphan_masks)
     return [CasePair(stem, images[stem], masks_by_base[stem]) for stem in sorted(images)]
-
-
-def _read_dataset_json(root: Path) -> dict:
-    path = root / DATASET_JSON
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable JSON file ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with a 'training' list")
-    return data
 
 
 def _entry_paths(entry: object, root: Path, where: str) -> tuple[Path, Path | None]:
@@ -153,7 +135,7 @@ def _entry_paths(entry: object, root: Path, where: str) -> tuple[Path, Path | No
 
 
 def _pairs_from_dataset_json(root: Path) -> list[CasePair]:
-    data = _read_dataset_json(root)
+    data = read_dataset_json(root)
     where = str(root / DATASET_JSON)
     entries = list(data.get("training") or []) + list(data.get("validation") or [])
     if not entries:
@@ -164,7 +146,7 @@ def _pairs_from_dataset_json(root: Path) -> list[CasePair]:
         missing += [str(p) for p in (image, label) if p is not None and not p.exists()]
         if label is None:
             unlabelled.append(str(image))
-        pairs.append(CasePair(image_stem(image), image, label))
+        pairs.append(CasePair(file_stem(image), image, label))
     if missing:
         raise FileNotFoundError(f"{where}: listed files not found: {', '.join(missing)}")
     if unlabelled:
@@ -178,7 +160,7 @@ def discover_pairs(root: str | Path) -> list[CasePair]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
-    if (root / DATASET_JSON).is_file():
+    if has_dataset_json(root):
         pairs = _pairs_from_dataset_json(root)
     elif (root / "images").is_dir():
         pairs = _pairs_from_folders(root)
@@ -192,9 +174,9 @@ def discover_pairs(root: str | Path) -> list[CasePair]:
 
 
 def _validation_images(root: Path) -> set[Path] | None:
-    if not (root / DATASET_JSON).is_file():
+    if not has_dataset_json(root):
         return None
-    entries = _read_dataset_json(root).get("validation") or []
+    entries = read_dataset_json(root).get("validation") or []
     where = str(root / DATASET_JSON)
     return {_entry_paths(e, root, where)[0].resolve() for e in entries} or None
 

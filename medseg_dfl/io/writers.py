@@ -27,6 +27,7 @@ import tifffile
 from PIL import Image
 
 from medseg_dfl.io.atomic import atomic_path
+from medseg_dfl.io.names import file_stem
 from medseg_dfl.io.readers import ITK_SUFFIXES, NIFTI_SUFFIXES, file_suffix, is_dicom_dir, reader_for
 
 __all__ = ["atomic_path", "output_name", "write_mask_like", "write_probabilities_like"]
@@ -44,11 +45,6 @@ def _family(reference: Path) -> str:
     return "itk" if suffix in ITK_SUFFIXES else "2d"
 
 
-def _stem(path: Path) -> str:
-    suffix = file_suffix(path)
-    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
-
-
 def output_name(input: str | Path, suffix: str = "", *, probabilities: bool = False) -> str:
     """``<input stem><suffix><family extension>``: ``case01.nii`` -> ``case01.nii.gz``, ``a.jpg`` -> ``a.png``.
 
@@ -62,7 +58,7 @@ def output_name(input: str | Path, suffix: str = "", *, probabilities: bool = Fa
         ext = _ITK_OUTPUT[file_suffix(path)]
     else:
         ext = ".tif" if probabilities else ".png"
-    return f"{_stem(path)}{suffix}{ext}"
+    return f"{file_stem(path)}{suffix}{ext}"
 
 
 def _label_dtype(mask: np.ndarray, num_classes: int | None) -> type:

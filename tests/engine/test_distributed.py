@@ -143,3 +143,27 @@ def test_bare_cuda_means_this_process_gpu(monkeypatch):
     assert resolve_device("cuda") == torch.device("cuda", 3)  # torchrun's LOCAL_RANK
     assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)  # explicit rank wins
     assert resolve_device("cuda:0") == torch.device("cuda", 0)  # an explicit index is kept
+
+
+def test_torchrun_rank_is_read_by_the_distributed_module_only(monkeypatch):
+    from medseg_dfl.engine.distributed import torchrun_rank
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert torchrun_rank() == (0, 1)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "2")
+    assert torchrun_rank() == (2, 3)
+    monkeypatch.setenv("RANK", "3")
+    with pytest.raises(ValueError, match="RANK=3 is outside WORLD_SIZE=3"):
+        torchrun_rank()
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(ValueError, match="RANK='x' must be an integer"):
+        torchrun_rank()
+    package = Path(__file__).resolve().parents[2] / "medseg_dfl"
+    readers = sorted(
+        str(p.relative_to(package)) for p in package.rglob("*.py")
+        if any(k in p.read_text(encoding="utf-8") for k in ('environ.get("RANK', 'environ.get("WORLD_SIZE', "environ['RANK",
+                                            "get_rank()"))
+    )  # fmt: skip
+    assert readers == ["engine/distributed.py"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medseg_dfl.io import CasePair, discover_pairs, find_images, split_pairs
-from medseg_dfl.io.pairing import image_stem
+from medseg_dfl.io.names import file_stem
 
 PIXELS = np.zeros((4, 4), dtype=np.uint8)
 
@@ -21,8 +21,8 @@ def _touch_images(files, names):
 
 @pytest.mark.parametrize(("name", "stem"), [("a.nii.gz", "a"), ("a.b.nii.gz", "a.b"), ("x_masks.png", "x_masks"),
                                             ("case.01.mha", "case.01"), ("dicom_series", "dicom_series")])
-def test_image_stem(name, stem):
-    assert image_stem(f"/d/{name}") == stem
+def test_file_stem(name, stem):
+    assert file_stem(f"/d/{name}") == stem
 
 
 def test_images_and_labels_folders_with_label_suffixes(files, caplog):
