@@ -1,7 +1,7 @@
 """Dataset fingerprint (nnU-Net style): what the transforms need to know about a whole dataset.
 
 ``compute_fingerprint(stats, cfg)`` reduces the per-pair ``PairStats`` of
-``medseg_dfl.io.validation.validate_pair`` to a JSON-safe dict:
+``medseg_dfl.io.checks.validate_pair`` to a JSON-safe dict:
 
 - ``modality``, ``spatial_dims``, ``channels``, ``class_names``, ``num_cases``, ``cases``
 - ``shapes``/``spacings`` per case (MONAI spatial order; 3D spacings reordered to RAS axes, the

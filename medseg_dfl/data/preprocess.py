@@ -39,7 +39,7 @@ from medseg_dfl.io.dataset_json import (
     write_dataset_json,
 )
 
-__all__ = ["PreprocessError", "PreprocessResult", "infer_config", "preprocess_dataset"]
+__all__ = ["PreprocessError", "PreprocessResult", "config_from_data", "preprocess_dataset"]
 
 VALIDATED_NAME = "validated.json"
 CONFIG_NAME = "config.yaml"
@@ -94,7 +94,7 @@ def _stats_to_record(stats: Any) -> dict[str, Any]:
 
 
 def _stats_from_record(record: dict[str, Any]) -> Any:
-    from medseg_dfl.io.validation import PairStats
+    from medseg_dfl.io.checks import PairStats
 
     values = dict(record)
     values["shape"], values["spacing"] = tuple(values["shape"]), tuple(values["spacing"])
@@ -133,7 +133,7 @@ def _validate_all(
     pairs: Sequence[Any], cfg: Config, records: dict[str, dict], report: Callable[[str, str | None], None]
 ) -> tuple[list[Any], list[Any], list[tuple[Path, str]], dict[str, dict], int]:
     """Validate (or reuse the record of) each pair: (good pairs, their stats, bad, records, n validated)."""
-    from medseg_dfl.io.validation import DataError, validate_pair
+    from medseg_dfl.io.checks import DataError, validate_pair
 
     good, stats, bad, new_records, n_validated = [], [], [], {}, 0
     for pair in pairs:
@@ -270,7 +270,7 @@ def _dataset_json_hints(input_dir: Path) -> tuple[list[str] | None, str | None]:
     return names, modality
 
 
-def infer_config(input_dir: str | Path) -> Config:
+def config_from_data(input_dir: str | Path) -> Config:
     """A config for INPUT_DIR when none is given: the defaults, plus what the data tells.
 
     ``spatial_dims`` and ``in_channels`` from the first image; class names and modality from a

@@ -19,7 +19,7 @@ from medseg_dfl.config import Config, config_to_dict
 from medseg_dfl.engine.checkpoint import FORMAT_VERSION, capture_rng_state, restore_rng_state
 from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.optim import build_optimizer, build_scheduler, trainable_parameters
-from medseg_dfl.engine.validation import shard_val_loader
+from medseg_dfl.engine.scoring import shard_val_loader
 
 __all__ = ["Components", "build_components", "checkpoint_payload", "load_fingerprint", "restore_components"]
 

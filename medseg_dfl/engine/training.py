@@ -39,7 +39,7 @@ from medseg_dfl.engine.records import (
     read_metrics_rows,
     write_metrics,
 )
-from medseg_dfl.engine.validation import ValidationResult, plain_tensor, validate
+from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
 
 __all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train", "train_one_epoch"]

@@ -11,7 +11,7 @@ from medseg_dfl.io.readers import (
     load_image,
     load_transforms,
 )
-from medseg_dfl.io.validation import PairStats, validate_pair
+from medseg_dfl.io.checks import PairStats, validate_pair
 from medseg_dfl.io.writers import atomic_path, output_name, write_mask_like, write_probabilities_like
 
 __all__ = [

@@ -15,7 +15,7 @@ from medseg_dfl.data.fingerprint import (
     load_fingerprint,
     save_fingerprint,
 )
-from medseg_dfl.io.validation import PairStats
+from medseg_dfl.io.checks import PairStats
 
 CFG_3D = config_from_dict(
     {"data": {"spatial_dims": 3, "modality": "ct", "in_channels": 1, "class_names": ["bg", "organ", "lesion"]},

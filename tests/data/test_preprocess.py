@@ -13,7 +13,7 @@ from PIL import Image
 
 from medseg_dfl.config import config_from_dict, load_config
 from medseg_dfl.data.datasets import build_datasets
-from medseg_dfl.data.preprocess import PreprocessError, infer_config, preprocess_dataset
+from medseg_dfl.data.preprocess import PreprocessError, config_from_data, preprocess_dataset
 
 SAMPLE_VOLUMES = Path(__file__).resolve().parents[2] / "sample_data" / "volumes"
 
@@ -43,7 +43,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 @pytest.mark.skipif(not SAMPLE_VOLUMES.is_dir(), reason="sample_data/volumes not present")
 def test_sample_volumes_fingerprint_matches_direct_count(tmp_path):
-    cfg = infer_config(SAMPLE_VOLUMES)
+    cfg = config_from_data(SAMPLE_VOLUMES)
     assert (cfg.data.spatial_dims, cfg.data.modality, cfg.data.class_names) == (3, "ct", ["background", "organ", "lesion"])
     result = preprocess_dataset(SAMPLE_VOLUMES, tmp_path / "out", cfg, progress=None)
     labels = sorted((SAMPLE_VOLUMES / "labels").glob("*.nii.gz"))
@@ -126,13 +126,13 @@ def test_output_config_trains_from_the_warm_cache(tmp_path):
 
 def test_infer_config_2d_uses_dataset_json_labels(tmp_path):
     raw = _write_smears(tmp_path / "raw")
-    cfg = infer_config(raw)
+    cfg = config_from_data(raw)
     assert (cfg.data.spatial_dims, cfg.data.in_channels, cfg.data.modality) == (2, 3, "microscopy")
     entries = [{"image": f"images/s{i}.png", "label": f"labels/s{i}.png"} for i in range(4)]
     labels = {"1": "a", "0": "bg", "2": "b", "3": "c"}
     (raw / "dataset.json").write_text(json.dumps({"labels": labels, "training": entries}))
-    assert infer_config(raw).data.class_names == ["bg", "a", "b", "c"]
+    assert config_from_data(raw).data.class_names == ["bg", "a", "b", "c"]
     labels["10"] = "d"
     (raw / "dataset.json").write_text(json.dumps({"labels": labels, "training": entries}))
     with pytest.raises(ValueError, match="labels"):
-        infer_config(raw)  # "10" without 4..9: not a contiguous class list
+        config_from_data(raw)  # "10" without 4..9: not a contiguous class list

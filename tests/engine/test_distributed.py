@@ -24,7 +24,7 @@ from medseg_dfl.engine.distributed import (
     init_distributed,
     is_main_process,
 )
-from medseg_dfl.engine.validation import validate
+from medseg_dfl.engine.scoring import validate
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
