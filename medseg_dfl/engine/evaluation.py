@@ -2,8 +2,9 @@
 
 Metrics (foreground classes 1..K-1; background is not scored):
 
-- ``dice``, ``iou``: MONAI ``DiceMetric`` / ``MeanIoU`` with ``ignore_empty=False``: a class absent
-  from both prediction and truth scores 1.0; absent from the truth but predicted scores 0.0.
+- ``dice``, ``iou``: the convention of :mod:`medseg_dfl.engine.metrics`, shared with training's
+  ``metrics.csv``: a class absent from both prediction and truth is not scored (NaN, left out of
+  the means; ``n`` counts the scored cases); absent from the truth but predicted scores 0.0.
 - ``hd95``, ``asd``: MONAI ``HausdorffDistanceMetric(percentile=95)`` and symmetric
   ``SurfaceDistanceMetric``, in physical units (the truth's voxel spacing from its affine).
   A class absent from both has no surface: NaN. A class present in only one of them: +inf.
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.metrics import HausdorffDistanceMetric, SurfaceDistanceMetric
 
+from medseg_dfl.engine.metrics import dice_iou
 from medseg_dfl.io.atomic import write_json, write_text
 from medseg_dfl.io.names import NON_MASK_SUFFIXES, file_stem
 
@@ -43,7 +46,7 @@ METRIC_NAMES = ("dice", "iou", "hd95", "asd")
 # A suffix often given to `infer --suffix` for the masks: "<case>_seg" is matched to "<case>".
 _MASK_SUFFIX = "_seg"
 # Values for a class that is absent from a case's prediction and truth alike.
-_ABSENT_IN_BOTH = {"dice": 1.0, "iou": 1.0, "hd95": math.nan, "asd": math.nan}
+_ABSENT_IN_BOTH = {"dice": math.nan, "iou": math.nan, "hd95": math.nan, "asd": math.nan}
 
 
 @dataclass(frozen=True)
@@ -109,13 +112,10 @@ def compute_case_metrics(
     ``prediction`` and ``truth`` are integer label maps of the same spatial shape (no channel
     axis); ``spacing`` is the physical size of a voxel along each axis (distances are in its units).
     """
-    from monai.metrics import DiceMetric, HausdorffDistanceMetric, MeanIoU, SurfaceDistanceMetric
-
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction shape {prediction.shape} differs from truth shape {truth.shape}")
     pred, true = _one_hot(prediction, num_classes)[:, 1:], _one_hot(truth, num_classes)[:, 1:]
-    dice = DiceMetric(include_background=True, reduction="none", ignore_empty=False)(pred, true)[0]
-    iou = MeanIoU(include_background=True, reduction="none", ignore_empty=False)(pred, true)[0]
+    dice, iou = (values[0] for values in dice_iou(pred, true))
     in_pred = pred.flatten(2).any(-1)[0]
     in_true = true.flatten(2).any(-1)[0]
     # Distances only where both have the class: MONAI warns and is inconsistent (NaN vs inf) otherwise.

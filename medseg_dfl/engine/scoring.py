@@ -1,9 +1,10 @@
 """Validation: sliding-window inference on whole images, MONAI Dice/IoU per class, val loss.
 
 Every rank validates its own shard of the validation images; per-class sums and counts are
-all-reduced, so the numbers equal a single-process run over the whole set (a class absent from an
-image's label gives NaN for that image and is left out of the class mean, as MONAI's
-``mean_batch`` reduction does).
+all-reduced, so the numbers equal a single-process run over the whole set. Dice/IoU follow the one
+convention of :mod:`medseg_dfl.engine.metrics` (shared with ``evaluate``): a class absent from both
+an image's prediction and its label is not scored for that image (NaN, left out of the class mean);
+predicted though absent from the label scores 0.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from dataclasses import dataclass
 import torch
 from monai.data import DataLoader
 from monai.inferers import sliding_window_inference
-from monai.metrics import DiceMetric, MeanIoU
 from monai.networks.utils import one_hot
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from medseg_dfl.config import Config
 from medseg_dfl.engine.distributed import DistContext, all_reduce_sum
+from medseg_dfl.engine.metrics import dice_iou
 
 __all__ = ["ValidationResult", "plain_tensor", "shard_val_loader", "validate"]
 
@@ -34,7 +35,7 @@ class ValidationResult:
 
     @property
     def mean_fg_dice(self) -> float:
-        """Mean Dice over the foreground classes 1..C-1 that occur in the validation labels."""
+        """Mean Dice over the foreground classes 1..C-1 that were scored (not NaN)."""
         values = [d for d in self.dice[1:] if not math.isnan(d)]
         return sum(values) / len(values) if values else math.nan
 
@@ -79,8 +80,6 @@ def validate(
 ) -> ValidationResult:
     """Val loss, per-class Dice and IoU over ``loader`` (this rank's shard), reduced over ranks."""
     num_classes = cfg.data.num_classes
-    dice_metric = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)
-    iou_metric = MeanIoU(include_background=True, reduction="mean_batch", ignore_empty=True)
     # rows: dice sum, dice count, iou sum, iou count; last column of row 0/1: loss sum, image count
     totals = torch.zeros(4, num_classes + 1, dtype=torch.float64, device=device)
     model.eval()
@@ -93,8 +92,8 @@ def validate(
         totals[1, -1] += image.shape[0]
         pred = one_hot(logits.argmax(1, keepdim=True), num_classes)
         truth = one_hot(label, num_classes)
-        for row, metric in ((0, dice_metric), (2, iou_metric)):
-            total, count = _nan_sum_count(metric(pred, truth).double())
+        for row, values in zip((0, 2), dice_iou(pred, truth), strict=True):
+            total, count = _nan_sum_count(values.double())
             totals[row, :num_classes] += total
             totals[row + 1, :num_classes] += count
     all_reduce_sum(totals, ctx)
