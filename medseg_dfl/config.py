@@ -58,6 +58,10 @@ class DataConfig:
     class_names: list[str] = field(default_factory=lambda: ["background", "rbc", "wbc", "platelet"])
     # Used when the data folder has no dataset.json "validation" list.
     val_fraction: float = 0.2
+    # Cross-validation: validate on fold ``fold`` of ``folds`` (medseg_dfl.data.folds); None = the
+    # dataset.json list / val_fraction split above.
+    fold: int | None = None
+    folds: int = 5
     cache: str = field(default="memory", metadata=_choices("none", "memory", "disk"))
     cache_dir: str | None = None
     num_workers: int = 0
@@ -252,6 +256,8 @@ def _check_consistency(cfg: Config) -> None:
         raise ValueError(f"data.class_names needs at least 2 classes (background + one), got {cfg.data.class_names}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    if cfg.data.fold is not None and not (cfg.data.folds >= 2 and 0 <= cfg.data.fold < cfg.data.folds):
+        raise ValueError(f"data.fold must be in 0..data.folds-1 with data.folds >= 2, got {cfg.data.fold} of {cfg.data.folds}")
     if not 0.0 <= cfg.inference.overlap < 1.0:
         raise ValueError(f"inference.overlap must be in [0, 1), got {cfg.inference.overlap}")
     for name in ("epochs", "batch_size", "val_every"):

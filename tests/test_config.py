@@ -47,7 +47,8 @@ def test_wrong_type_or_choice(values, expected):
 
 def test_bad_loss_and_network_names():
     assert _one_line_error({"loss": {"name": "dfll"}}) == (
-        "loss.name: 'dfll' is not one of dfl, dfl-acw, dfl-learnable, dice-dfl, ce, focal, dice, dice-ce, dice-focal"
+        "loss.name: 'dfll' is not one of dfl, dfl-acw, dfl-learnable, dice-dfl, ce, focal, dice, dice-ce, dice-focal, "
+        "dice-focal-softmax, wce, tversky, focal-tversky"
     )
     assert _one_line_error({"network": {"name": "UNet3"}}).startswith("network.name: 'UNet3' is not one of UNet,")
     assert config_from_dict({"network": {"name": "segresnet"}}).network.name == "segresnet"  # case-insensitive

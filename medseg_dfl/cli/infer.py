@@ -12,7 +12,10 @@ from medseg_dfl.cli._common import fail, user_errors
 
 @user_errors
 def command(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (best.pt / last.pt); it says how to preprocess.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(help="Checkpoint (best.pt / last.pt), a run folder, or a folder of fold runs (an ensemble)."),
+    ],
     input: Annotated[Path, typer.Argument(help="An image file or a folder of images.")],
     output_dir: Annotated[Path, typer.Argument(help="Folder for the masks (created if needed).")],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of INPUT.")] = False,
@@ -31,6 +34,11 @@ def command(
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="float16 on CUDA, bfloat16 on CPU.")] = False,
     suffix: Annotated[str, typer.Option("--suffix", help="Added to mask names, e.g. _seg.")] = "",
+    tta: Annotated[bool, typer.Option("--tta", help="Average the softmax over flips of every spatial axis.")] = False,
+    also: Annotated[
+        list[Path] | None,
+        typer.Option("--also", help="Another checkpoint or run folder to ensemble with (repeatable)."),
+    ] = None,
 ) -> None:
     """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry."""
     from rich.console import Console
@@ -48,8 +56,9 @@ def command(
         half=half,
         suffix=suffix,
         show_progress=True,
+        tta=tta,
     )
-    summary = predict_folder(checkpoint, input, output_dir, options)
+    summary = predict_folder([checkpoint, *(also or [])], input, output_dir, options)
     console = Console(stderr=True, highlight=False)
     for path, reason in summary.failed:
         console.print(f"[yellow]skipped[/yellow] {path}: {reason}", markup=True, soft_wrap=True)

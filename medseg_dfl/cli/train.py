@@ -25,6 +25,10 @@ def command(
         str | None, typer.Option("--device", help="cpu or cuda (default: the config's train.device).")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+    fold: Annotated[
+        int | None, typer.Option("--fold", min=0, help="Validate on this fold (0-based) of --folds; sets data.fold.")
+    ] = None,
+    folds: Annotated[int | None, typer.Option("--folds", min=2, help="Number of folds; sets data.folds.")] = None,
 ) -> None:
     """Train a segmentation network (also under torchrun: torchrun --nproc_per_node 2 -m medseg_dfl.cli train CONFIG)."""
     from rich.console import Console
@@ -32,7 +36,9 @@ def command(
     from medseg_dfl.config import load_config
     from medseg_dfl.engine.training import default_run_dir, train
 
-    cfg = load_config(config, set_)
+    fold_keys = [f"data.fold={fold}"] if fold is not None else []
+    fold_keys += [f"data.folds={folds}"] if folds is not None else []
+    cfg = load_config(config, [*(set_ or []), *fold_keys])
     run_dir = output if output is not None else default_run_dir(cfg)
     result = train(cfg, run_dir, resume=resume, device=device, progress=progress)
     if result.rank != 0:  # under torchrun only rank 0 reports
