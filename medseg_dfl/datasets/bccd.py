@@ -8,7 +8,7 @@ Source layout (the repository root, or its ``BCCD/`` folder): ``JPEGImages/*.jpg
 - ``boxes.csv``: ``image,class,xmin,ymin,xmax,ymax`` (class ``rbc``/``wbc``/``platelet``, pixel
   coordinates as in the XML); zero-area boxes (annotation slips) are left out and counted;
 - ``counts.csv``: ``image,rbc,wbc,platelet`` (boxes per image and class);
-- ``splits/*.txt`` (the source's image sets, unchanged) and ``dataset.json`` (metadata, no
+- ``splits/*.txt`` (the source's image sets, limited to the images converted) and ``dataset.json`` (metadata, no
   training list: there are no masks to train on).
 """
 
@@ -98,15 +98,22 @@ def _convert_images(root: Path, out: Path, progress: ProgressCallback | None) ->
     return box_rows, count_rows, degenerate, len(jpgs - {x.stem for x in xmls})
 
 
+def _write_splits(root: Path, out: Path, converted: set[str]) -> dict[str, int]:
+    """The source's image sets, restricted to the converted images (in source order); their sizes."""
+    splits = {}
+    for split in sorted((root / "ImageSets" / "Main").glob("*.txt")):
+        names = [n for n in split.read_text().split() if n in converted]
+        write_text(out / "splits" / split.name, "".join(f"{n}\n" for n in names))
+        splits[split.stem] = len(names)
+    return splits
+
+
 def convert(info, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None) -> None:
     root = _source_root(source, work)
     for sub in ("images", "annotations", "splits"):
         (out / sub).mkdir()
     box_rows, count_rows, degenerate, unannotated = _convert_images(root, out, progress)
-    splits = {}
-    for split in sorted((root / "ImageSets" / "Main").glob("*.txt")):
-        shutil.copyfile(split, out / "splits" / split.name)
-        splits[split.stem] = len(split.read_text().split())
+    splits = _write_splits(root, out, {Path(r[0]).stem for r in count_rows})
     write_text(out / "boxes.csv", _csv_text(BOX_COLUMNS, box_rows))
     write_text(out / "counts.csv", _csv_text(("image", *CLASSES.values()), count_rows))
     totals = {c: sum(r[i + 1] for r in count_rows) for i, c in enumerate(CLASSES.values())}
