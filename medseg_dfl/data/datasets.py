@@ -29,12 +29,11 @@ from torch.utils.data.distributed import DistributedSampler
 
 from medseg_dfl.config import Config
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, load_fingerprint
-from medseg_dfl.data.folds import fold_split
+from medseg_dfl.io.dataset_json import has_dataset_json
 from medseg_dfl.transforms import build_train_transforms, build_val_transforms
 
 __all__ = [
     "CACHE_DIRNAME",
-    "DATASET_JSON",
     "build_datasets",
     "build_loaders",
     "is_preprocessed",
@@ -44,14 +43,13 @@ __all__ = [
     "warm_disk_cache",
 ]
 
-DATASET_JSON = "dataset.json"
 CACHE_DIRNAME = "cache"
 
 
 def is_preprocessed(root: str | Path) -> bool:
     """True for an OUTPUT_DIR of ``preprocess`` (dataset.json + fingerprint.json side by side)."""
     root = Path(root)
-    return (root / DATASET_JSON).is_file() and (root / FINGERPRINT_NAME).is_file()
+    return has_dataset_json(root) and (root / FINGERPRINT_NAME).is_file()
 
 
 def _stamp(path: Path) -> str:
@@ -105,10 +103,7 @@ def split_items(cfg: Config) -> tuple[list[dict], list[dict]]:
     unlabelled = [str(p.image) for p in pairs if p.label is None]
     if unlabelled:
         raise ValueError(f"{root}: {len(unlabelled)} image(s) have no label, e.g. {unlabelled[0]}")
-    if cfg.data.fold is not None:
-        train_pairs, val_pairs = fold_split(pairs, cfg.data.fold, cfg.data.folds, cfg.experiment.seed)
-    else:
-        train_pairs, val_pairs = split_pairs(root, pairs, cfg.data.val_fraction, cfg.experiment.seed)
+    train_pairs, val_pairs = split_pairs(root, pairs, cfg.data.val_fraction, cfg.experiment.seed)
     if not train_pairs:
         raise ValueError(f"{root}: no training cases after the train/validation split")
     return [pair_to_item(p) for p in train_pairs], [pair_to_item(p) for p in val_pairs]
@@ -158,22 +153,17 @@ def warm_disk_cache(
     return len(train_items) + len(val_items)
 
 
-def _rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return 0
-
-
 def build_loaders(
-    cfg: Config, train_ds: Dataset, val_ds: Dataset, distributed: bool = False
+    cfg: Config, train_ds: Dataset, val_ds: Dataset, distributed: bool = False, rank: int = 0
 ) -> tuple[DataLoader, DataLoader]:
     """MONAI DataLoaders: train shuffled (``DistributedSampler`` when ``distributed``), val batch 1, in order.
 
     The seeded generator fixes the shuffling and every random transform (MONAI seeds the transforms
     from it with 0 workers, and each worker from it otherwise): the same seed gives the same batches.
-    With ``distributed`` call ``loader.sampler.set_epoch(epoch)`` each epoch.
+    With ``distributed`` call ``loader.sampler.set_epoch(epoch)`` each epoch. ``rank``: this
+    process's rank (``DistContext.rank``; passed in, as only ``engine/distributed.py`` reads it).
     """
-    seed = cfg.experiment.seed + _rank()
+    seed = cfg.experiment.seed + rank
     generator = torch.Generator().manual_seed(seed)
     workers = cfg.data.num_workers
     sampler = DistributedSampler(train_ds, shuffle=True, seed=cfg.experiment.seed) if distributed else None
