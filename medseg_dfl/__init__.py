@@ -28,6 +28,8 @@ _EXPORTS = {
     "predict_folder": "medseg_dfl.engine.inference",
     "evaluate_folders": "medseg_dfl.engine.evaluation",
     "compare_losses": "medseg_dfl.engine.compare",
+    "fetch_dataset": "medseg_dfl.datasets.registry",
+    "list_datasets": "medseg_dfl.datasets.registry",
 }
 __all__ = ["__version__", *_EXPORTS]
 
