@@ -78,6 +78,9 @@ class AugmentConfig:
     affine: bool = True
     color_jitter: bool = True
     noise: bool = True
+    # RGB microscopy: HED stain jitter, brightness, gamma, blur and scale jitter of the whole image
+    # before its intensity normalisation (medseg_dfl.stain).
+    stain: bool = False
 
 
 @dataclass
@@ -256,6 +259,8 @@ def _check_consistency(cfg: Config) -> None:
         raise ValueError(f"data.class_names needs at least 2 classes (background + one), got {cfg.data.class_names}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    if cfg.transforms.augment.stain and (cfg.data.in_channels != 3 or cfg.data.spatial_dims != 2):
+        raise ValueError("transforms.augment.stain needs 2D RGB images (data.in_channels 3, data.spatial_dims 2)")
     if cfg.data.fold is not None and not (cfg.data.folds >= 2 and 0 <= cfg.data.fold < cfg.data.folds):
         raise ValueError(f"data.fold must be in 0..data.folds-1 with data.folds >= 2, got {cfg.data.fold} of {cfg.data.folds}")
     if not 0.0 <= cfg.inference.overlap < 1.0:

@@ -57,6 +57,7 @@ from monai.transforms import (
 
 from medseg_dfl.config import Config
 from medseg_dfl.data.fingerprint import fingerprint_spacing, fingerprint_window
+from medseg_dfl.stain import with_stain_augmentation
 
 __all__ = [
     "DEFAULT_CT_WINDOW",
@@ -217,6 +218,8 @@ def build_train_transforms(cfg: Config, fingerprint: dict | None = None) -> Comp
     flattens them, so a batch holds ``batch_size * num_samples`` patches).
     """
     steps = deterministic_prefix(cfg, fingerprint, [IMAGE, LABEL])
+    if cfg.transforms.augment.stain:  # on the raw RGB image, before its normalisation
+        steps = with_stain_augmentation(steps, IMAGE, LABEL)
     steps += _patch_sampling(cfg) + _spatial_augment(cfg) + _intensity_augment(cfg)
     return Compose([*steps, _label_to_long()])
 
