@@ -70,6 +70,10 @@ class DualFocalLoss(_Loss):
         ignore_index: label value whose pixels are left out (MONAI's semantics for one-hot targets).
         reduction: "mean" (over pixels, of the sum over classes), "sum", or "none" (B,C,spatial).
         num_classes: optional C, to check ``weight`` and size the ACW buffers at construction.
+        compiled: run the ``torch.compile``d kernels (softmax with a reduction): None (default) =
+            for inputs of 2**18 elements or more, True = always, False = never (eager fused path).
+            The first large call compiles (logged, seconds; cached on disk); if compilation is not
+            available the loss warns once and runs the eager path.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class DualFocalLoss(_Loss):
         ignore_index: int | None = None,
         reduction: LossReduction | str = LossReduction.MEAN,
         num_classes: int | None = None,
+        compiled: bool | None = None,
     ) -> None:
         super().__init__(reduction=LossReduction(reduction).value)
         if softmax and sigmoid:
@@ -104,6 +109,7 @@ class DualFocalLoss(_Loss):
         self.alpha, self.beta, self.gamma, self.rho, self.eps = float(alpha), beta, gamma, rho, eps
         self.ignore_index = ignore_index
         self.num_classes = num_classes
+        self.compiled = compiled
         self.register_buffer("class_weight", class_weight)
         if num_classes is not None and class_weight is not None:
             self._full_weight(class_weight, num_classes)  # raises early on a wrong length
@@ -130,6 +136,7 @@ class DualFocalLoss(_Loss):
         loss = dual_focal_loss(
             input, y, alpha=alpha, beta=self.beta, gamma=self.gamma, rho=self.rho, eps=self.eps,
             weight=weight, mask=mask, activation=self.activation, reduction=self.reduction,
+            compiled=self.compiled,
         )  # fmt: skip
         if drop_background and self.reduction == LossReduction.NONE.value:
             loss = loss[:, 1:]

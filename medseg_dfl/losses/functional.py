@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from medseg_dfl.losses.compiled import compiled_dual_focal, worth_compiling
+
 __all__ = ["dual_focal_loss", "ACTIVATIONS", "REDUCTIONS"]
 
 ACTIVATIONS = ("softmax", "sigmoid", "none")
@@ -261,6 +263,7 @@ def dual_focal_loss(
     activation: str = "softmax",
     reduction: str = "mean",
     fused: bool = True,
+    compiled: bool | None = None,
 ) -> torch.Tensor:
     """Dual Focal Loss of logits against a one-hot (or soft) target, or integer labels.
 
@@ -277,6 +280,11 @@ def dual_focal_loss(
         reduction: "mean" = mean over (unmasked) pixels of the sum over classes; "sum"; "none" =
             element-wise terms B,C,spatial (masked pixels are 0), so ``.sum(1).mean()`` = "mean".
         fused: use the closed-form-gradient kernel (same values as the plain autograd path).
+        compiled: softmax with a reduction only: run the ``torch.compile``d kernels of
+            ``losses/compiled.py`` (a few fused loops instead of ~60 operator passes). None (default):
+            when the input has at least 2**18 elements; True: always; False: never. Compilation
+            happens on first use (logged; seconds) and falls back to the eager fused path, with one
+            warning, where it is unavailable or fails.
 
     Computation runs in float32 (float64 stays float64), outside any autocast region.
     """
@@ -285,17 +293,32 @@ def dual_focal_loss(
         dtype = torch.promote_types(input.dtype, torch.float32)
         logits, reduce = input.to(dtype), reduction != "none"
         params = (alpha, beta, gamma, rho, eps)
-        if _is_label_map(input, target) and input.shape[1] > 1:
-            labels = target.long()
-            if activation == "softmax" and reduce and fused:
-                # B,C,N views: broadcasting over the channels is ~2x faster than in 4D/5D on CPU.
-                flat = [None if t is None else t.reshape(*t.shape[:2], -1) for t in (logits, labels, mask)]
-                out = _FusedDualFocalLabels.apply(flat[0], flat[1], _as(weight, dtype), _as(flat[2], dtype), *params)
-                return out / _pixel_count(logits, mask) if reduction == "mean" else out
-            target = torch.zeros_like(logits).scatter_(1, labels, 1.0)
+        labels = _is_label_map(input, target) and input.shape[1] > 1
+        if activation == "softmax" and reduce and fused and (labels or target.shape == input.shape):
+            # B,C,N views: broadcasting over the channels is ~2x faster than in 4D/5D on CPU.
+            y = target.long() if labels else target.to(dtype)
+            flat = [None if t is None else t.reshape(*t.shape[:2], -1) for t in (logits, y, _as(mask, dtype))]
+            out = _fused_sum(flat[0], flat[1], _as(weight, dtype), flat[2], params, compiled)
+            return out / _pixel_count(logits, mask) if reduction == "mean" else out
+        if labels:
+            target = torch.zeros_like(logits).scatter_(1, target.long(), 1.0)
         out = _onehot_terms(logits, target.to(dtype), _pixel_weight(weight, mask, logits.dim(), dtype), params,
                             activation, reduce, fused)  # fmt: skip
         return out / _pixel_count(logits, mask) if reduction == "mean" else out
+
+
+def _fused_sum(logits, target, class_weight, mask, params, compiled: bool | None) -> torch.Tensor:
+    """Softmax DFL summed over pixels (labels B,1,N or one-hot B,C,N): compiled kernels or eager fused."""
+
+    def eager() -> torch.Tensor:
+        if not target.is_floating_point():
+            return _FusedDualFocalLabels.apply(logits, target, class_weight, mask, *params)
+        weight = _pixel_weight(class_weight, mask, logits.dim(), logits.dtype)
+        return _FusedDualFocal.apply(logits, target, weight, *params, True)
+
+    if worth_compiling(logits, compiled):
+        return compiled_dual_focal(logits, target, class_weight, mask, params, fallback=eager)
+    return eager()
 
 
 def _onehot_terms(logits, y, pixel_weight, params, activation: str, reduce: bool, fused: bool) -> torch.Tensor:
