@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from medseg_dfl.datasets._staging import download, extract_archive, find_root, is_archive, write_provenance
+from medseg_dfl.datasets.registry import DatasetInfo
 from medseg_dfl.io.atomic import write_json, write_text
 from medseg_dfl.progress import ProgressCallback, report
 
@@ -108,7 +109,7 @@ def _write_splits(root: Path, out: Path, converted: set[str]) -> dict[str, int]:
     return splits
 
 
-def convert(info, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None) -> None:
+def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None) -> None:
     root = _source_root(source, work)
     for sub in ("images", "annotations", "splits"):
         (out / sub).mkdir()

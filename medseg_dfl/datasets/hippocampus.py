@@ -24,6 +24,7 @@ from medseg_dfl.datasets._staging import (
     seeded_validation,
     write_provenance,
 )
+from medseg_dfl.datasets.registry import DatasetInfo
 from medseg_dfl.io.atomic import write_json
 from medseg_dfl.progress import ProgressCallback, report
 
@@ -79,7 +80,7 @@ def _copy(root: Path, out: Path, rel: str) -> None:
     shutil.copyfile(root / rel, out / rel)
 
 
-def convert(info, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None) -> None:
+def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None) -> None:
     root = _source_root(source, work)
     meta, pairs, missing, tests = _read_entries(root)
     files = [p[k] for p in pairs for k in ("image", "label")] + tests

@@ -27,6 +27,7 @@ from medseg_dfl.datasets._staging import (
     seeded_validation,
     write_provenance,
 )
+from medseg_dfl.datasets.registry import DatasetInfo
 from medseg_dfl.io.atomic import write_json
 from medseg_dfl.progress import ProgressCallback, report
 
@@ -85,7 +86,7 @@ def _entry(case: str) -> dict[str, str]:
     return {"image": f"images/{case}.png", "label": f"labels/{case}.png"}
 
 
-def convert(info, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None) -> None:
+def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None) -> None:
     root = _source_root(source, work)
     subsets = {tag: _subset_pairs(root / name) for name, tag in SUBSETS.items() if (root / name).is_dir()}
     (out / "images").mkdir()

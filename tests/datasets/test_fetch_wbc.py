@@ -10,7 +10,7 @@ import pytest
 from dataset_copies import copy_files, no_leftovers, shared_dataset
 from PIL import Image
 
-from medseg_dfl.datasets import fetch_dataset
+from medseg_dfl.datasets import FetchError, fetch_dataset
 from medseg_dfl.datasets.wbc import mask_to_classes
 from medseg_dfl.io.pairing import discover_pairs, split_pairs
 
@@ -108,3 +108,18 @@ def test_zip_of_the_repository(tmp_path):
     archive = shutil.make_archive(str(tmp_path / "segmentation_WBC-master"), "zip", tmp_path, repo.name)
     out = fetch_dataset("wbc", tmp_path / "wbc", source=archive)
     assert json.loads((out / "dataset.json").read_text())["conversion"]["cases"] == {"d1": 1, "d2": 2}
+
+
+def test_download_of_the_repository_zip(tmp_path, monkeypatch):
+    # The GitHub archive has one top folder (segmentation_WBC-master/); served here from a file:// URL.
+    import medseg_dfl.datasets.wbc as wbc
+
+    repo = _repo(tmp_path, real=False)
+    shutil.make_archive(str(tmp_path / "master"), "zip", tmp_path, repo.name)
+    monkeypatch.setattr(wbc, "ARCHIVE_URL", (tmp_path / "master.zip").as_uri())
+    out = fetch_dataset("wbc", tmp_path / "wbc")
+    assert json.loads((out / "dataset.json").read_text())["numTest"] == 2
+    monkeypatch.setattr(wbc, "ARCHIVE_URL", (tmp_path / "absent.zip").as_uri())
+    with pytest.raises(FetchError, match="download of file://.*absent.zip failed"):
+        fetch_dataset("wbc", tmp_path / "wbc2")
+    assert no_leftovers(tmp_path, "wbc2")
