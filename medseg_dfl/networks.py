@@ -10,7 +10,7 @@ from torch import nn
 
 from medseg_dfl.config import Config
 
-__all__ = ["NETWORK_NAMES", "build_network", "network_spec"]
+__all__ = ["NETWORK_NAMES", "build_network", "check_input_size", "network_spec"]
 
 
 def _unet_defaults(cfg: Config) -> dict[str, Any]:
@@ -61,6 +61,7 @@ def build_network(cfg: Config) -> nn.Module:
     kwargs may override anything else. Names are case-insensitive.
     """
     factory, kwargs = network_spec(cfg)
+    check_input_size(cfg, kwargs)
     try:
         return factory(**kwargs)
     except (TypeError, ValueError, AssertionError) as err:
@@ -95,3 +96,33 @@ def network_spec(cfg: Config) -> tuple[Callable[..., nn.Module], dict[str, Any]]
             )
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     return factory, kwargs
+
+
+def _downsampling(name: str, kwargs: dict[str, Any], dims: int) -> list[int]:
+    """By how much the network shrinks each spatial axis at its deepest level."""
+    if name in ("unet", "attentionunet", "dynunet"):
+        factor = [1] * dims
+        for stride in kwargs.get("strides") or []:
+            per_axis = list(stride) if isinstance(stride, (list, tuple)) else [stride] * dims
+            factor = [f * int(s) for f, s in zip(factor, per_axis, strict=False)]
+        return factor
+    if name == "basicunet":
+        return [16] * dims  # four 2x poolings
+    if name == "segresnet":
+        return [2 ** (len(kwargs.get("blocks_down") or (1, 2, 2, 4)) - 1)] * dims
+    if name == "unetr":
+        return [16] * dims  # its ViT patches
+    if name == "swinunetr":
+        return [32] * dims
+    return [1] * dims
+
+
+def check_input_size(cfg: Config, kwargs: dict[str, Any] | None = None) -> None:
+    """``ValueError`` (one line) when ``transforms.patch_size`` or ``inference.roi_size`` cannot be
+    divided by the network's down-sampling (a UNet with strides [2, 2, 2] needs multiples of 8)."""
+    kwargs = network_spec(cfg)[1] if kwargs is None else kwargs
+    factor = _downsampling(cfg.network.name.lower(), kwargs, cfg.data.spatial_dims)
+    for key, size in (("transforms.patch_size", cfg.transforms.patch_size), ("inference.roi_size", cfg.inference.roi_size)):
+        if size is not None and any(int(n) % f for n, f in zip(size, factor, strict=False)):
+            raise ValueError(f"{key} {list(size)} is not divisible by {factor}, the down-sampling of network "
+                             f"{cfg.network.name} (network.kwargs strides); use multiples of it")  # fmt: skip

@@ -1,37 +1,125 @@
-"""Shared CLI plumbing: turn known errors into one red line and a non-zero exit."""
+"""Shared CLI plumbing: known errors become one red line and a non-zero exit; safe printing.
+
+Kept light (typer and rich only): every command imports this before it checks its arguments, and
+those checks must answer before torch or MONAI is imported.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-# Errors a user can cause (bad file, bad flag, bad config): one line, exit 1. Anything else is a bug
-# and keeps its traceback.
-KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+# Errors a user can cause (bad file, bad flag, bad config, data that makes the loss non-finite):
+# one line, exit 1. Anything else is a bug and keeps its traceback.
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, FloatingPointError,
+)  # fmt: skip
+# OS errors that are the machine's state, not a bug: one line naming the path and the reason.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
+_REASONS = {errno.ENOSPC: "no space left on device", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
+            errno.EDQUOT: "disk quota exceeded"}  # fmt: skip
+
+# Shared help texts: train and infer take the same --device values.
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
+SET_HELP = "Override a config key, e.g. --set train.epochs=1 --set loss.name=ce (repeatable)."
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print ``message`` as one red line and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True, soft_wrap=True)
+    """Print ``message`` (plain text: never read as markup) as one red line and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 
+def print_bad_files(bad: Iterable[tuple[Path, str]], title: str | None = None) -> None:
+    """One plain line per bad file: ``  <file>: <reason>``."""
+    if title:
+        err_console.print(title, markup=False)
+    for path, reason in bad:
+        err_console.print(f"  {path}: {reason}", markup=False)
+
+
+def os_error_line(err: OSError) -> str:
+    """``<path>: cannot write (<reason>)`` for a full disk, a folder without permission, ...."""
+    reason = _REASONS.get(err.errno or -1, err.strerror or str(err))
+    if err.filename is not None:
+        return f"{err.filename}: {reason}"
+    text = err.strerror if isinstance(err.strerror, str) and err.strerror else str(err)
+    return text if reason in text else f"{text} ({reason})"
+
+
 def user_errors(func: F) -> F:
-    """Decorator for command functions: known errors become one red line and exit code 1."""
+    """Decorator for command functions: known errors become one red line and exit code 1.
+
+    An error with a ``bad`` list (files that failed validation) prints one line per file first.
+    Warnings of the libraries underneath (MONAI, PyTorch) are not shown: what a user needs to
+    know reaches them as an error or in the summary.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return func(*args, **kwargs)
         except KNOWN_ERRORS as err:
-            fail(str(err).replace("[", r"\["))
+            bad = getattr(err, "bad", None)
+            if bad:
+                print_bad_files(bad, f"bad files ({len(bad)}):")
+                fail(getattr(err, "summary", None) or str(err))
+            fail(str(err))
+        except OSError as err:
+            if err.errno not in WRITE_ERRNOS:
+                raise
+            fail(os_error_line(err))
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_exists(path: Path, what: str, *, folder: bool | None = None) -> None:
+    """Fast argument check, before any heavy import: ``FileNotFoundError`` naming ``path``."""
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if folder is True and not path.is_dir():
+        raise NotADirectoryError(f"{what} is not a folder: {path}")
+    if folder is False and path.is_dir():
+        raise IsADirectoryError(f"{what} is a folder, expected a file: {path}")
+
+
+def check_output_folder(path: Path, what: str = "output folder") -> None:
+    """``NotADirectoryError`` when ``path`` exists and is not a folder (checked before heavy imports)."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} exists and is not a folder: {path}")
+
+
+def _flags_without_placeholder() -> None:
+    """Typer's help shows ``<bool>`` after a flag (``--overlay <bool>``), as if it took a value; a flag
+    takes none, so show nothing there."""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_medseg_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._medseg_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_placeholder()

@@ -7,6 +7,7 @@ Only tensors, dicts, lists, numbers, strings, bools and None go in, so loading n
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt file, pickled code, not a torch file
-        raise ValueError(f"{path}: not a readable medseg-dfl checkpoint ({err})") from err
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        version = payload.get("format_version") if isinstance(payload, dict) else None
+    except pickle.UnpicklingError as err:  # PyTorch's text advises loading it unsafely: not repeated
+        raise ValueError(f"{path}: not a medseg-dfl checkpoint (it holds Python objects that are not "
+                         "weights; refused, loading them could run code)") from err
+    except Exception as err:  # corrupt file, not a torch file
+        raise ValueError(f"{path}: not a medseg-dfl checkpoint (not a readable PyTorch file)") from err
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise ValueError(f"{path}: not a medseg-dfl checkpoint (a PyTorch file without its format_version)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        version = payload.get("format_version")
         raise ValueError(f"{path}: unsupported checkpoint format_version {version!r} (expected {FORMAT_VERSION})")
     return payload
 

@@ -69,9 +69,11 @@ def plan_outputs(
     would share a file name, before anything is written."""
     from medseg_dfl.io.writers import output_name
 
+    check_name_part(suffix, "--suffix")
     plans: list[OutputPlan] = []
     owners: dict[Path, Path] = {}
     sources = {Path(os.path.abspath(f)) for f in files}
+    root = Path(os.path.abspath(output_dir))
     for source in files:
         folder = output_dir / _relative_parent(source, input_root)
         probs_name = output_name(source, PROBABILITIES_SUFFIX, probabilities=True) if probabilities else None
@@ -83,6 +85,8 @@ def plan_outputs(
         )
         for out in plan.requested():
             key = Path(os.path.abspath(out))
+            if not key.is_relative_to(root):  # names come from flags and input names: never outside
+                raise ValueError(f"output {out} would lie outside the output folder {output_dir}")
             if key in sources:
                 raise ValueError(f"output {out} would overwrite the input {key}; choose another output folder or --suffix")
             if key in owners:
@@ -90,6 +94,13 @@ def plan_outputs(
             owners[key] = source
         plans.append(plan)
     return plans
+
+
+def check_name_part(value: str, what: str) -> None:
+    """``ValueError`` unless ``value`` can only be part of one file name (no folder separators, no
+    ``..``), so an output named with it stays in its folder."""
+    if any(bad in value for bad in ("/", "\\", "..", "\0")):
+        raise ValueError(f"{what} {value!r} must be part of a file name: no '/', '\\', '..' or NUL")
 
 
 def shard_for_rank(items: Sequence[T], rank: int, world_size: int) -> list[T]:

@@ -219,19 +219,21 @@ def find_images(input: str | Path, recursive: bool = False) -> list[Path]:
         return [path]
     if is_dicom_dir(path):
         return [path]
-    found = _image_files(path)
-    if recursive:
-        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if not is_dicom_dir(sub):
-                found += _find_images_or_empty(sub)
+    found = _image_files(path) if not recursive else _walk_images(path, set())
     if not found:
         raise ValueError(f"{path}: no image files found (supported: {', '.join(IMAGE_SUFFIXES)})")
     return sorted(found)
 
 
-def _find_images_or_empty(folder: Path) -> list[Path]:
-    """Recursive helper of :func:`find_images`: like it, but an empty folder gives ``[]``."""
-    try:
-        return find_images(folder, recursive=True)
-    except ValueError:
+def _walk_images(folder: Path, seen: set[Path]) -> list[Path]:
+    """Images in ``folder`` and its sub-folders, each real folder visited once: a symbolic link back
+    to a folder already seen (``loop -> .``) is not followed again."""
+    real = folder.resolve()
+    if real in seen:
         return []
+    seen.add(real)
+    found = _image_files(folder)
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not is_dicom_dir(sub):
+            found += _walk_images(sub, seen)
+    return found

@@ -23,7 +23,7 @@ from medseg_dfl.losses.baselines import (
 from medseg_dfl.losses.compound import DiceDualFocalLoss
 from medseg_dfl.losses.dual_focal import DualFocalLoss
 
-__all__ = ["LOSS_NAMES", "build_loss", "LabelCrossEntropyLoss"]
+__all__ = ["LOSS_NAMES", "build_loss", "check_loss_kwargs", "LabelCrossEntropyLoss"]
 
 
 class LabelCrossEntropyLoss(nn.Module):
@@ -85,6 +85,27 @@ def _check_weight(weight: Any, num_classes: int, include_background: bool) -> to
     if w.numel() not in allowed:
         raise ValueError(f"weight has {w.numel()} values ({w.tolist()}); expected {sorted(allowed)} for {num_classes} classes.")
     return w
+
+
+def check_loss_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """``ValueError`` for a keyword ``name``'s loss does not take, or a value of the wrong kind (a
+    string where the constructor's default is a number or a flag), without building the loss."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}.")
+    factory, fixed, _ = _REGISTRY[name]
+    allowed = _allowed_kwargs(factory, fixed)
+    unknown = sorted(k for k in kwargs if k not in allowed)
+    if unknown:
+        raise ValueError(f"loss {name!r} does not take {', '.join(unknown)}; allowed keywords: {', '.join(allowed)}.")
+    params = inspect.signature(factory).parameters
+    for key, value in kwargs.items():
+        default = params[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"loss.kwargs.{key}: expected true/false, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
+            raise ValueError(f"loss.kwargs.{key}: expected a number, got {value!r}")
 
 
 def build_loss(name: str, num_classes: int, **kwargs: Any) -> nn.Module:

@@ -1,0 +1,113 @@
+"""Sharing one output folder between concurrent ``infer`` runs (and torchrun ranks), and checking
+that the folder is usable before any work is done.
+
+Before a run segments an input it *claims* the input's mask: it creates ``.<mask name>.claim``
+beside the mask with ``O_CREAT | O_EXCL`` (atomic on local and NFSv3+ file systems), holding
+``<host> <pid>``. A second run that finds the claim leaves that input to its owner and reports it
+as done elsewhere, so no input is segmented twice and each run's counts are its own. The claim is
+removed when the input is finished (or failed). A claim left by a killed process on this host
+(its pid is gone) is stale and taken over; one from another host is respected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from medseg_dfl.io.atomic import describe_os_error
+
+__all__ = ["CLAIM_SUFFIX", "WRITE_ERRNOS", "check_writable_folder", "claim_output", "claim_path", "is_write_error"]
+
+CLAIM_SUFFIX = ".claim"
+# OS errors that say "this folder/disk cannot take the outputs": stop the whole run, not one file.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT})
+
+
+def is_write_error(err: BaseException) -> OSError | None:
+    """The write ``OSError`` (full disk, permission denied, ...) in ``err``'s chain, if any."""
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in seen:
+        if isinstance(current, OSError) and current.errno in WRITE_ERRNOS:
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and write (and remove) a probe file in it.
+
+    ``OSError`` naming the folder and the reason (permission denied, no space left, read-only)
+    when it cannot be used; ``NotADirectoryError`` when it is a file.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"output folder exists and is not a folder: {folder}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".medseg-write-probe-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        raise OSError(err.errno, describe_os_error(err, folder)) from err
+
+
+def claim_path(output: Path) -> Path:
+    return output.with_name(f".{output.name}{CLAIM_SUFFIX}")
+
+
+def _owner_is_gone(claim: Path) -> bool:
+    try:
+        host, pid = claim.read_text().split()
+        pid_number = int(pid)
+    except (OSError, ValueError):
+        return False  # being written right now, or not ours to judge: respect it
+    if host != socket.gethostname():
+        return False
+    if pid_number == os.getpid():
+        return True  # our own leftover
+    try:
+        os.kill(pid_number, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _try_create(claim: Path) -> bool:
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+    return True
+
+
+@contextlib.contextmanager
+def claim_output(output: Path) -> Iterator[bool]:
+    """Claim ``output`` for this process: yields True when the claim is ours (and removes it on
+    exit), False when another live run holds it."""
+    claim = claim_path(Path(output))
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    ours = _try_create(claim)
+    if not ours and _owner_is_gone(claim):
+        with contextlib.suppress(FileNotFoundError):
+            claim.unlink()
+        ours = _try_create(claim)
+    try:
+        yield ours
+    finally:
+        if ours:
+            with contextlib.suppress(OSError):
+                claim.unlink()
