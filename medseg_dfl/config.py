@@ -92,9 +92,17 @@ class TransformConfig:
     class_ratios: list[float] | None = None
     # 3D only: resample to this spacing (mm); None = the dataset's median spacing.
     target_spacing: list[float] | None = None
-    # auto: microscopy -> per-channel z-score, ct -> window, mr -> z-score.
-    intensity: str = field(default="auto", metadata=_choices("auto", "zscore", "window", "percentile"))
+    # auto: microscopy -> per-channel z-score, ct -> window, mr -> z-score. zscore_nonzero: per-case
+    # z-score over non-zero voxels (zero background stays 0); rgb_0_1: 8-bit colour / 255;
+    # ct_zscore: clip to ``window``, then z-score with ``intensity_mean``/``intensity_std`` (nnU-Net CT).
+    intensity: str = field(
+        default="auto",
+        metadata=_choices("auto", "zscore", "zscore_nonzero", "window", "percentile", "rgb_0_1", "ct_zscore"),
+    )
     window: list[float] | None = None
+    # ct_zscore only: the dataset's foreground mean and std, one value per channel.
+    intensity_mean: list[float] | None = None
+    intensity_std: list[float] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -100,16 +100,35 @@ def _ct_window(cfg: Config, fingerprint: dict | None) -> tuple[float, float]:
     return fingerprint_window(fingerprint) or DEFAULT_CT_WINDOW
 
 
-def _intensity(cfg: Config, fingerprint: dict | None) -> Transform:
-    mode = intensity_mode(cfg)
-    if mode == "zscore":
-        return NormalizeIntensityd(keys=IMAGE, channel_wise=True)
-    if mode == "percentile":
-        return ScaleIntensityRangePercentilesd(
-            keys=IMAGE, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True, channel_wise=True
+def _ct_zscore(cfg: Config, fingerprint: dict | None) -> list[Transform]:
+    """nnU-Net's CT scheme: clip to the window, then z-score with the dataset's foreground mean/std."""
+    mean, std = cfg.transforms.intensity_mean, cfg.transforms.intensity_std
+    if not mean or not std or len(mean) != len(std) or min(std) <= 0:
+        raise ValueError(
+            "transforms.intensity ct_zscore needs transforms.intensity_mean and intensity_std (one per channel, "
+            f"std > 0; `medseg-dfl plan` writes them), got {mean} and {std}"
         )
     low, high = _ct_window(cfg, fingerprint)
-    return ScaleIntensityRanged(keys=IMAGE, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
+    return [
+        ScaleIntensityRanged(keys=IMAGE, a_min=low, a_max=high, b_min=low, b_max=high, clip=True),  # clip only
+        NormalizeIntensityd(keys=IMAGE, subtrahend=mean, divisor=std, channel_wise=True),
+    ]
+
+
+def _intensity(cfg: Config, fingerprint: dict | None) -> list[Transform]:
+    mode = intensity_mode(cfg)
+    if mode in ("zscore", "zscore_nonzero"):
+        return [NormalizeIntensityd(keys=IMAGE, nonzero=mode == "zscore_nonzero", channel_wise=True)]
+    if mode == "percentile":
+        return [ScaleIntensityRangePercentilesd(
+            keys=IMAGE, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True, channel_wise=True
+        )]
+    if mode == "rgb_0_1":
+        return [ScaleIntensityRanged(keys=IMAGE, a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True)]
+    if mode == "ct_zscore":
+        return _ct_zscore(cfg, fingerprint)
+    low, high = _ct_window(cfg, fingerprint)
+    return [ScaleIntensityRanged(keys=IMAGE, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
 
 
 def resolve_target_spacing(cfg: Config, fingerprint: dict | None) -> list[float] | None:
@@ -146,7 +165,7 @@ def deterministic_prefix(cfg: Config, fingerprint: dict | None, keys: Sequence[s
         spacing = resolve_target_spacing(cfg, fingerprint)
         if spacing is not None:
             steps.append(Spacingd(keys=keys, pixdim=spacing, mode=_modes(keys, "bilinear"), dtype=torch.float32))
-    steps.append(_intensity(cfg, fingerprint))
+    steps += _intensity(cfg, fingerprint)
     return steps
 
 

@@ -10,7 +10,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from medseg_dfl.cli import compare, evaluate, infer, preprocess, sample_data, train  # noqa: E402
+from medseg_dfl.cli import compare, evaluate, infer, plan, preprocess, sample_data, train  # noqa: E402
 from medseg_dfl.cli import datasets as datasets_cli  # noqa: E402
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 
 app.command("sample-data")(sample_data.command)
+app.command("plan")(plan.command)
 app.command("preprocess")(preprocess.command)
 app.command("train")(train.command)
 app.command("infer")(infer.command)

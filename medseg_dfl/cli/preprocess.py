@@ -24,8 +24,8 @@ def command(
         Path | None,
         typer.Option(
             "--config", "-c",
-            help="YAML config (data.class_names, modality, spacing...). Default: inferred from INPUT_DIR "
-                 "(dims/channels from the first image, classes/modality from its dataset.json).",
+            help="YAML config (data.class_names, modality, spacing...). Default: planned from INPUT_DIR "
+                 "as `medseg-dfl plan` does (channels, classes, normalisation, spacing, patch).",
         ),
     ] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Carry on without the pairs that fail validation.")] = False,
@@ -36,9 +36,11 @@ def command(
     from rich.console import Console
 
     from medseg_dfl.config import load_config
-    from medseg_dfl.data.preprocess import PreprocessError, infer_config, preprocess_dataset
+    from medseg_dfl.data.preprocess import PreprocessError, preprocess_dataset
+    from medseg_dfl.planning import plan_experiment
 
-    cfg = load_config(config) if config is not None else infer_config(input_dir)
+    # No --config: plan one from the data (`medseg-dfl plan`), never the sample data's class names.
+    cfg = load_config(config) if config is not None else plan_experiment(input_dir).config
     try:
         result = preprocess_dataset(input_dir, output_dir, cfg, skip_bad=skip_bad, progress=not quiet)
     except PreprocessError as err:

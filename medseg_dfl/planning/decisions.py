@@ -1,0 +1,207 @@
+"""The data-driven decisions of a plan, each a pure function of the survey returning (value, why).
+
+- classes: ``dataset.json`` ``labels``, else ``background, class_1..class_K`` from the values seen;
+  instance masks and values that are not class indices are refused with one line saying what to do;
+- modality and intensity normalisation, as nnU-Net: CT -> clip to the foreground 0.5/99.5
+  percentiles, then z-score with the data set's foreground mean/std; MR and other non-CT -> per-case
+  z-score (over non-zero voxels when the background is zero); 8-bit colour microscopy -> /255
+  (:data:`RGB_NORMALISATION`, chosen by measurement, see its comment);
+- target spacing: the median, with nnU-Net's rule for a strongly anisotropic low-resolution axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from medseg_dfl.planning.survey import DatasetSurvey
+
+__all__ = [
+    "ANISOTROPY_THRESHOLD",
+    "RGB_NORMALISATION",
+    "ClassDecision",
+    "NormDecision",
+    "decide_classes",
+    "decide_modality",
+    "decide_normalisation",
+    "decide_target_spacing",
+]
+
+ANISOTROPY_THRESHOLD = 3.0  # nnU-Net: a spacing 3x coarser than the others is "anisotropic"
+# Background counts as zero when at least this share of voxels is exactly 0 (skull-stripped MR,
+# padded scans): z-scoring over the non-zero voxels then keeps the background at 0, as nnU-Net does.
+ZERO_BACKGROUND_SHARE = 0.2
+# 8-bit colour microscopy: per-channel /255 ("rgb_0_1") or per-image z-score ("zscore").
+RGB_NORMALISATION = "zscore"
+RGB_NOTE = "per-image per-channel z-score (what our smear comparisons trained with)"
+_CT_NAMES = {"ct", "cect", "nect"}
+_MR_NAMES = {"mr", "mri", "t1", "t1w", "t1gd", "t2", "t2w", "flair", "adc", "dwi", "pd", "swi", "bold"}
+
+
+@dataclass(frozen=True)
+class ClassDecision:
+    names: list[str]
+    why: str
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class NormDecision:
+    mode: str
+    window: list[float] | None
+    mean: list[float] | None
+    std: list[float] | None
+    why: str
+
+
+def _instance_message(survey: DatasetSurvey) -> str:
+    example = next(c for c in survey.cases if c.instance_like)
+    n_values = len([v for v in example.label_counts if v > 0])
+    return (
+        f"{example.case_id}: the labels look like instance masks ({n_values} label values, each one connected "
+        f"blob, in {sum(c.instance_like for c in survey.cases)} of {len(survey.cases)} cases); convert them to "
+        "class maps first (one object class: label > 0 -> 1; several: map each instance to its class) and add a "
+        "dataset.json 'labels' with the class names"
+    )
+
+
+def _not_indices_message(values: list[int]) -> str:
+    remap = ", ".join(f"{v} -> {i}" for i, v in enumerate(values))
+    return (
+        f"label values {values} are not class indices 0..{len(values) - 1}; remap them ({remap}) and, "
+        "if you like, name the classes in a dataset.json 'labels'"
+    )
+
+
+def decide_classes(survey: DatasetSurvey) -> ClassDecision:
+    """Class names (label value i is names[i]); ``ValueError`` for instance masks or non-index values."""
+    values = survey.values()
+    instance_cases = sum(c.instance_like for c in survey.cases)
+    if instance_cases and instance_cases * 2 >= len(survey.cases):
+        raise ValueError(_instance_message(survey))
+    highest = values[-1] if values else 0
+    if survey.json_labels is not None:
+        names = list(survey.json_labels)
+        if highest >= len(names):
+            raise ValueError(
+                f"{survey.root / 'dataset.json'}: 'labels' names classes 0..{len(names) - 1}, but the labels hold "
+                f"values up to {highest}"
+            )
+        why = f"class names from dataset.json 'labels' ({len(names)} classes)"
+    else:
+        if highest + 1 > 2 * len(values) and len(values) <= 16:
+            raise ValueError(f"{survey.root}: " + _not_indices_message(values))
+        names = ["background"] + [f"class_{i}" for i in range(1, highest + 1)]
+        why = f"no dataset.json 'labels': label values 0..{highest} seen -> background, class_1..class_{highest}"
+    if len(names) < 2:
+        raise ValueError(f"{survey.root}: every label map is empty (only background); nothing to learn")
+    counts = survey.counts(len(names))
+    warnings = [
+        f"class '{names[i]}' (label {i}) appears in no case: the network cannot learn it (check the labels, or "
+        "drop it from the class list)"
+        for i in range(len(names)) if counts[i] == 0
+    ]
+    return ClassDecision(names, why, warnings)
+
+
+def _modality_of(name: str) -> str:
+    key = name.strip().lower().replace("-", "").replace(" ", "")
+    if key in _CT_NAMES:
+        return "ct"
+    if key in _MR_NAMES or key.startswith("t1") or key.startswith("t2"):
+        return "mr"
+    return "microscopy" if key in {"microscopy", "rgb", "brightfield", "histology"} else "other"
+
+
+def decide_modality(survey: DatasetSurvey) -> tuple[str, str]:
+    """``data.modality`` (ct | mr | microscopy) and why."""
+    first = survey.cases[0]
+    if survey.json_modalities:
+        kinds = [_modality_of(n) for n in survey.json_modalities]
+        names = ", ".join(survey.json_modalities)
+        if len(survey.json_modalities) != first.channels and not (first.channels == 3 and kinds == ["microscopy"]):
+            raise ValueError(
+                f"{survey.root / 'dataset.json'}: 'modality' names {len(kinds)} channel(s) ({names}) but the images "
+                f"have {first.channels}"
+            )
+        if all(k == "ct" for k in kinds):
+            return "ct", f"dataset.json modality {names}"
+        if kinds and all(k == "microscopy" for k in kinds):
+            return "microscopy", f"dataset.json modality {names}"
+        return "mr", f"dataset.json modality {names}: non-CT, normalised like MR"
+    if first.spatial_dims == 2:
+        return "microscopy", f"2D images with {first.channels} channel(s), no dataset.json modality"
+    lowest = float(np.median([c.minimum for c in survey.cases]))
+    if lowest <= -500:
+        return "ct", f"3D, median image minimum {lowest:.0f} (air in Hounsfield units)"
+    return "mr", f"3D, median image minimum {lowest:.3g} (not Hounsfield units): non-CT"
+
+
+def _pooled(survey: DatasetSurvey) -> tuple[list[float], list[float]]:
+    """Foreground mean/std over all cases pooled (exact, from the per-case moments)."""
+    n = np.array([c.fg_count for c in survey.cases], dtype=np.float64)
+    means = np.array([c.fg_mean for c in survey.cases])
+    stds = np.array([c.fg_std for c in survey.cases])
+    mean = (n[:, None] * means).sum(0) / n.sum()
+    second = (n[:, None] * (stds**2 + means**2)).sum(0) / n.sum()
+    return [float(m) for m in mean], [float(s) for s in np.sqrt(np.maximum(second - mean**2, 1e-12))]
+
+
+def decide_normalisation(survey: DatasetSurvey, modality: str) -> NormDecision:
+    cases = survey.cases
+    if modality == "ct":
+        low = float(np.median([c.fg_p005[0] for c in cases]))
+        high = float(np.median([c.fg_p995[0] for c in cases]))
+        mean, std = _pooled(survey)
+        why = (
+            f"CT (nnU-Net): clip to the foreground 0.5/99.5 percentiles [{low:.4g}, {high:.4g}] (median over cases), "
+            f"then z-score with the data set's foreground mean {mean[0]:.4g} and std {std[0]:.4g}"
+        )
+        return NormDecision("ct_zscore", [round(low, 4), round(high, 4)], _round(mean), _round(std), why)
+    if modality == "microscopy" and all(c.is_8bit for c in cases) and cases[0].channels == 3:
+        return NormDecision(RGB_NORMALISATION, None, None, None, f"8-bit RGB microscopy: {RGB_NOTE}")
+    zero_share = float(np.median([c.zero_share for c in cases]))
+    if zero_share >= ZERO_BACKGROUND_SHARE:
+        why = (
+            f"{modality}: per-case z-score over the non-zero voxels ({zero_share:.0%} of voxels are 0 in the median "
+            "case: zero background stays 0, as nnU-Net does)"
+        )
+        return NormDecision("zscore_nonzero", None, None, None, why)
+    spread = max(c.fg_mean[0] for c in cases) / max(min(abs(c.fg_mean[0]) for c in cases), 1e-6)
+    why = (
+        f"{modality}: per-case z-score per channel (intensities in arbitrary units: foreground means differ up to "
+        f"{spread:.3g}x between cases; background is not zero, only {zero_share:.1%} zero voxels)"
+    )
+    return NormDecision("zscore", None, None, None, why)
+
+
+def _round(values: list[float]) -> list[float]:
+    return [float(f"{v:.6g}") for v in values]
+
+
+def decide_target_spacing(survey: DatasetSurvey) -> tuple[list[float] | None, str]:
+    """3D: the median spacing; for an axis >= 3x coarser than the others (and >= 3x fewer voxels),
+    nnU-Net's rule: that axis takes the 10th percentile of its spacings (at least the others' max)."""
+    if survey.cases[0].spatial_dims != 3:
+        return None, "2D images: no resampling"
+    spacings = np.array([c.spacing for c in survey.cases], dtype=np.float64)
+    shapes = np.array([c.shape for c in survey.cases], dtype=np.float64)
+    target = np.median(spacings, axis=0)
+    sizes = np.median(shapes, axis=0)
+    worst = int(np.argmax(target))
+    others = [i for i in range(3) if i != worst]
+    aniso_spacing = target[worst] > ANISOTROPY_THRESHOLD * max(target[i] for i in others)
+    aniso_voxels = sizes[worst] * ANISOTROPY_THRESHOLD < min(sizes[i] for i in others)
+    text = "x".join(f"{s:.3g}" for s in target)
+    if aniso_spacing and aniso_voxels:
+        axis_spacing = max(float(np.percentile(spacings[:, worst], 10)), max(target[i] for i in others) + 1e-5)
+        target[worst] = axis_spacing
+        why = (
+            f"median spacing {text} mm is anisotropic (axis {worst} >= {ANISOTROPY_THRESHOLD:g}x coarser): that axis "
+            f"takes the 10th percentile of its spacings, {axis_spacing:.3g} mm (nnU-Net)"
+        )
+    else:
+        same = len(set(map(tuple, spacings.round(4)))) == 1
+        why = f"median spacing {text} mm" + (" (every case has it: no resampling needed)" if same else "")
+    return [float(round(s, 5)) for s in target], why

@@ -1,0 +1,130 @@
+"""How long one training step takes on this machine, and the epoch budget that fits a wall clock.
+
+:func:`time_training_step` builds the planned network, loss and optimiser and times a few steps
+on random patches of the planned batch (after one warm-up step); :func:`time_augmentation` times
+the random part of the real training pipeline on a few real cases (the deterministic part is cached
+once per run). :func:`fit_budget` turns both into steps per epoch, epochs and a validation interval.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medseg_dfl.config import Config
+
+__all__ = ["Budget", "StepTiming", "fit_budget", "time_augmentation", "time_training_step"]
+
+MAX_STEPS_PER_EPOCH = 250  # nnU-Net's epoch
+MAX_EPOCHS = 1000
+VAL_SHARE = 0.25  # validation may take at most this share of the training time
+_FORWARD_SHARE = 0.3  # a forward pass (sliding-window validation) ~ a third of a training step
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    step_s: float  # network + loss + optimiser, one batch
+    augment_s: float  # random transforms, one patch
+    device: str
+
+    def per_step(self, patches: int) -> float:
+        return self.step_s + patches * self.augment_s
+
+
+def time_training_step(cfg: Config, device: torch.device, steps: int = 3) -> float:
+    """Median seconds of one training step of ``cfg``'s network and loss on random patches."""
+    from medseg_dfl.losses.registry import build_loss
+    from medseg_dfl.networks import build_network
+
+    torch.manual_seed(0)
+    model = build_network(cfg).to(device).train()
+    loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
+    params = [*model.parameters(), *loss_fn.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)
+    batch = cfg.train.batch_size * cfg.transforms.num_samples
+    shape = (batch, cfg.data.in_channels, *cfg.transforms.patch_size)
+    image = torch.randn(shape, device=device)
+    label = torch.randint(0, cfg.data.num_classes, (batch, 1, *cfg.transforms.patch_size), device=device)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        loss = loss_fn(model(image), label)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[1:]))  # the first step pays for allocations and kernel selection
+
+
+def time_augmentation(cfg: Config, items: Sequence[dict], repeats: int = 2) -> float:
+    """Median seconds of the random part of the training pipeline per patch, on real cases."""
+    from monai.transforms import Compose, RandomizableTrait
+
+    from medseg_dfl.transforms import build_train_transforms
+
+    pipeline = build_train_transforms(cfg)
+    first = pipeline.get_index_of_first(lambda t: isinstance(t, RandomizableTrait))
+    if first is None:
+        return 0.0
+    prefix, suffix = Compose(pipeline.transforms[:first]), Compose(pipeline.transforms[first:])
+    suffix.set_random_state(seed=0)
+    times = []
+    for item in items:
+        cached = prefix(dict(item))
+        for _ in range(repeats):
+            start = time.perf_counter()
+            suffix(dict(cached))
+            times.append((time.perf_counter() - start) / cfg.transforms.num_samples)
+    return float(np.median(times)) if times else 0.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    epochs: int
+    steps_per_epoch: int
+    val_every: int
+    epoch_s: float
+    val_s: float
+    why: str
+
+
+def _windows(shape: Sequence[float], roi: Sequence[int], overlap: float) -> int:
+    count = 1
+    for size, window in zip(shape, roi, strict=True):
+        step = max(1, int(window * (1 - overlap)))
+        count *= max(1, math.ceil((max(size, window) - window) / step) + 1)
+    return count
+
+
+def fit_budget(
+    timing: StepTiming, cfg: Config, *, n_train: int, n_val: int, median_shape: Sequence[float], minutes: float
+) -> Budget:
+    """Epochs, steps per epoch and validation interval whose estimated run time fits ``minutes``."""
+    batch = cfg.train.batch_size
+    step = timing.per_step(batch * cfg.transforms.num_samples)
+    steps_per_epoch = max(1, min(math.ceil(n_train / batch), MAX_STEPS_PER_EPOCH))
+    windows = _windows(median_shape, cfg.transforms.patch_size, cfg.inference.overlap)
+    val_s = n_val * math.ceil(windows / cfg.inference.sw_batch_size) * timing.step_s * _FORWARD_SHARE * (
+        cfg.inference.sw_batch_size / max(batch, 1)
+    )
+    epoch_s = steps_per_epoch * step
+    budget = minutes * 60.0
+    if budget < epoch_s + val_s:  # not even one pass: fewer steps in the one epoch
+        steps_per_epoch = max(1, int((budget - val_s) / step))
+        epoch_s = steps_per_epoch * step
+    val_every = max(1, math.ceil(val_s / (VAL_SHARE * epoch_s))) if val_s > 0 else 1
+    epochs = int(min(MAX_EPOCHS, max(1, budget // (epoch_s + val_s / val_every))))
+    val_every = min(val_every, epochs)
+    why = (
+        f"--time-budget {minutes:g} min on {timing.device}: {step:.2f} s per step measured (network {timing.step_s:.2f} s "
+        f"+ augmentation {timing.augment_s * 1000:.0f} ms per patch), {steps_per_epoch} steps per epoch "
+        f"({epoch_s:.0f} s), validation ~{val_s:.0f} s every {val_every} epochs -> {epochs} epochs"
+    )
+    return Budget(epochs, steps_per_epoch, val_every, epoch_s, val_s, why)

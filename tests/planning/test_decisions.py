@@ -1,0 +1,160 @@
+"""What the planner decides, on the shipped sample data, the real hippocampus (when present) and tiny folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, write_instances, write_rgb, write_volumes
+
+from medseg_dfl.planning import plan_experiment
+from medseg_dfl.planning.decisions import RGB_NORMALISATION, decide_target_spacing
+from medseg_dfl.planning.survey import CaseSurvey, DatasetSurvey
+from medseg_dfl.planning.topology import pool_and_conv
+
+SMEARS, VOLUMES = REPO / "sample_data" / "blood_smear", REPO / "sample_data" / "volumes"
+
+
+def _covers(patch: list[int], median: list[float]) -> bool:
+    return all(p >= m for p, m in zip(patch, median, strict=True))
+
+
+def test_blood_smears_are_rgb_microscopy_with_their_class_names():
+    plan = plan_experiment(SMEARS)
+    cfg = plan.config
+    assert (cfg.data.spatial_dims, cfg.data.in_channels, cfg.data.modality) == (2, 3, "microscopy")
+    assert cfg.data.class_names == ["background", "rbc", "wbc", "platelet"]
+    assert cfg.transforms.intensity == RGB_NORMALISATION
+    assert cfg.transforms.target_spacing is None
+    assert cfg.transforms.patch_size == [256, 256]  # the median shape, already a multiple of 2^5
+    assert cfg.network.name == "DynUNet" and len(cfg.network.kwargs["strides"]) == 6
+    assert cfg.loss.name == "dfl-acw"
+    assert "256x256 pixels -> patch 256x256" in plan.reasons["transforms.patch_size"]
+
+
+def test_synthetic_ct_volumes_get_nnunet_ct_normalisation_and_median_spacing():
+    plan = plan_experiment(VOLUMES)
+    cfg, t = plan.config, plan.config.transforms
+    assert (cfg.data.spatial_dims, cfg.data.in_channels, cfg.data.modality) == (3, 1, "ct")
+    assert cfg.data.class_names == ["background", "organ", "lesion"]
+    assert t.intensity == "ct_zscore"
+    low, high = t.window
+    assert low < t.intensity_mean[0] < high and t.intensity_std[0] > 0
+    assert t.target_spacing == pytest.approx([0.93, 0.93, 2.5], abs=0.01)
+    assert _covers(t.patch_size, [64, 64, 48])
+    # z (2.5 mm) is more than 2x coarser than x/y: not pooled and not convolved at first (nnU-Net)
+    assert cfg.network.kwargs["strides"][1] == [2, 2, 1] and cfg.network.kwargs["kernel_size"][0] == [3, 3, 1]
+
+
+def _hippocampus_subset(root: Path, tmp_path: Path, n: int = 24) -> Path:
+    """A dataset.json in tmp_path listing (absolute paths) n of the real cases: nothing copied."""
+    data = json.loads((root / "dataset.json").read_text())
+    data["training"] = [{k: str((root / v).resolve()) for k, v in e.items()} for e in data["training"][:n]]
+    (tmp_path / "dataset.json").write_text(json.dumps(data))
+    return tmp_path
+
+
+def test_hippocampus_mr_three_named_classes_per_case_zscore(hippocampus, tmp_path):
+    plan = plan_experiment(_hippocampus_subset(hippocampus, tmp_path))
+    cfg = plan.config
+    assert (cfg.data.spatial_dims, cfg.data.in_channels, cfg.data.modality) == (3, 1, "mr")
+    assert cfg.data.class_names == ["background", "Anterior", "Posterior"]
+    assert cfg.transforms.intensity == "zscore"  # intensities vary by orders of magnitude; background is not 0
+    assert cfg.transforms.target_spacing == [1.0, 1.0, 1.0]
+    median = np.median([[35, 50, 36]], axis=0)  # README of the data; this subset's median is close
+    assert _covers(cfg.transforms.patch_size, median - 4)
+    assert all(p % 8 == 0 for p in cfg.transforms.patch_size)
+    assert "-> patch" in plan.reasons["transforms.patch_size"] and "1x1x1 mm" in plan.reasons["transforms.patch_size"]
+
+
+@pytest.mark.slow
+def test_hippocampus_all_cases_patch_is_nnunet_s(hippocampus):
+    plan = plan_experiment(hippocampus)
+    assert plan.config.transforms.patch_size == [40, 56, 40]
+    assert "median shape 35x50x36 at 1x1x1 mm -> patch 40x56x40" in plan.reasons["transforms.patch_size"]
+
+
+def test_wbc_like_rgb_folder(tmp_path):
+    cfg = plan_experiment(write_rgb(tmp_path / "wbc")).config
+    assert (cfg.data.spatial_dims, cfg.data.in_channels, cfg.data.modality) == (2, 3, "microscopy")
+    assert cfg.data.class_names == ["background", "cytoplasm", "nucleus"]
+    assert cfg.transforms.intensity == RGB_NORMALISATION
+
+
+def test_two_channel_4d_volumes_without_dataset_json(tmp_path):
+    plan = plan_experiment(write_volumes(tmp_path / "v", channels=2))
+    cfg = plan.config
+    assert (cfg.data.spatial_dims, cfg.data.in_channels, cfg.data.modality) == (3, 2, "mr")
+    assert cfg.data.class_names == ["background", "class_1", "class_2"]
+    assert cfg.transforms.intensity == "zscore"
+    assert "4D images: the last axis is read as channels" in plan.reasons["data.in_channels"]
+    assert cfg.transforms.target_spacing == [1.0, 1.0, 2.0]
+
+
+def test_decathlon_two_modalities_named(tmp_path):
+    plan = plan_experiment(write_volumes(tmp_path / "d", decathlon_modalities=["T2", "ADC"]))
+    assert plan.config.data.in_channels == 2 and plan.config.data.modality == "mr"
+    assert plan.config.data.class_names == ["background", "gland", "core"]
+    assert "T2, ADC" in plan.reasons["data.in_channels"]
+
+
+def test_instance_masks_are_refused_in_one_line_saying_how_to_convert(tmp_path):
+    with pytest.raises(ValueError) as err:
+        plan_experiment(write_instances(tmp_path / "cells"))
+    message = str(err.value)
+    assert "instance masks" in message and "20 label values" in message and "label > 0 -> 1" in message
+    assert "\n" not in message
+
+
+def test_a_case_with_other_channels_is_named(tmp_path):
+    root = write_volumes(tmp_path / "v", channels=2, n=4)
+    odd = write_volumes(tmp_path / "one", channels=1, n=1, seed=5)
+    (odd / "images" / "case_000.nii.gz").rename(root / "images" / "odd.nii.gz")
+    (odd / "labels" / "case_000.nii.gz").rename(root / "labels" / "odd.nii.gz")
+    with pytest.raises(ValueError, match=r"odd\.nii\.gz: 1 channel\(s\), while 4 of the 5 cases have 2"):
+        plan_experiment(root)
+
+
+def test_absent_class_is_reported(tmp_path):
+    root = write_rgb(tmp_path / "w", names=("background", "cytoplasm", "nucleus", "granule"))
+    plan = plan_experiment(root)
+    assert plan.config.data.num_classes == 4
+    assert any("'granule' (label 3) appears in no case" in w for w in plan.warnings)
+
+
+def test_values_that_are_not_class_indices_say_how_to_remap(tmp_path):
+    root = write_rgb(tmp_path / "w")
+    (root / "dataset.json").unlink()
+    from PIL import Image
+
+    for path in (root / "labels").iterdir():
+        Image.fromarray((np.asarray(Image.open(path)) * 127.5).astype(np.uint8)).save(path)  # 0/127/255
+    with pytest.raises(ValueError, match=r"label values \[0, 127, 255\] are not class indices.*127 -> 1, 255 -> 2"):
+        plan_experiment(root)
+
+
+def _case(spacing, shape) -> CaseSurvey:
+    return CaseSurvey("c", Path("c.nii.gz"), tuple(shape), tuple(spacing), 1, False, 0.0, 0.0, {0: 1}, False,
+                      1, (0.0,), (1.0,), (0.0,), (1.0,))
+
+
+def test_anisotropic_axis_takes_the_10th_percentile_spacing():
+    cases = [_case((0.7, 0.7, z), (512, 512, 40)) for z in (2.5, 5.0, 5.0, 5.0, 6.0)]
+    target, why = decide_target_spacing(DatasetSurvey(Path("."), cases))
+    assert target[:2] == [0.7, 0.7]
+    assert target[2] == pytest.approx(np.percentile([2.5, 5.0, 5.0, 5.0, 6.0], 10))  # 3.5, not the median 5
+    assert "anisotropic" in why
+
+
+def test_isotropic_median_spacing():
+    cases = [_case((1.0, 1.0, z), (64, 64, 64)) for z in (1.0, 1.2, 1.4)]
+    assert decide_target_spacing(DatasetSurvey(Path("."), cases))[0] == [1.0, 1.0, 1.2]
+
+
+def test_pool_and_conv_matches_nnunet_on_hippocampus():
+    topology = pool_and_conv([1.0, 1.0, 1.0], [35, 50, 36])
+    assert topology.patch == [40, 56, 40]
+    assert topology.strides == [[1, 1, 1]] + [[2, 2, 2]] * 3
+    assert topology.kernels == [[3, 3, 3]] * 4

@@ -1,0 +1,81 @@
+"""The written plan (comments say why, loads back), the `plan` command, and `preprocess` without --config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from conftest import REPO, write_rgb
+from typer.testing import CliRunner
+
+from medseg_dfl.cli.main import app
+from medseg_dfl.config import load_config
+from medseg_dfl.planning import plan_experiment, plan_to_yaml, write_plan
+
+VOLUMES = REPO / "sample_data" / "volumes"
+
+
+def test_written_plan_loads_back_to_the_same_config(tmp_path):
+    plan = plan_experiment(VOLUMES, data_root="data/volumes")
+    path = write_plan(plan, tmp_path / "plan.yaml")
+    assert load_config(path) == plan.config
+    assert load_config(path).data.root == "data/volumes"
+
+
+def test_every_planned_value_has_its_reason_above_it():
+    text = plan_to_yaml(plan_experiment(VOLUMES), command="medseg-dfl plan sample_data/volumes")
+    lines = text.splitlines()
+    patch = next(i for i, line in enumerate(lines) if line.strip().startswith("patch_size:"))
+    above = " ".join(line.strip("# ") for line in lines[patch - 3 : patch])
+    assert "median shape 64x64x48 at 0.93x0.93x2.5 mm -> patch 64x64x48" in above
+    intensity = next(i for i, line in enumerate(lines) if line.strip().startswith("intensity:"))
+    assert "CT (nnU-Net): clip to the foreground 0.5/99.5 percentiles" in " ".join(lines[intensity - 3 : intensity])
+    assert "made by: medseg-dfl plan sample_data/volumes" in text
+    # every key line carries a comment, on it or above it
+    for i, line in enumerate(lines):
+        if line.strip() and not line.lstrip().startswith("#") and line.rstrip().endswith(":") is False:
+            assert "#" in line or lines[i - 1].lstrip().startswith("#"), line
+    yaml.safe_load(text)  # comments are free-form, the YAML stays valid
+
+
+def test_set_overrides_apply_on_top_of_the_plan():
+    plan = plan_experiment(VOLUMES, overrides=["train.epochs=3", "loss.name=dice-ce"])
+    assert (plan.config.train.epochs, plan.config.loss.name) == (3, "dice-ce")
+    assert plan.reasons["train.epochs"] == "set by --set"
+
+
+@pytest.mark.slow  # ~25 s on a loaded 2-core machine (timed steps, first loss compile)
+def test_time_budget_times_steps_and_fits_the_epochs(tmp_path):
+    plan = plan_experiment(write_rgb(tmp_path / "w", n=5, size=32), time_budget_min=0.5)
+    train = plan.config.train
+    assert train.epochs >= 1 and train.steps_per_epoch >= 1 and 1 <= train.val_every <= train.epochs
+    assert "s per step measured" in plan.reasons["train.epochs"]
+
+
+def test_plan_command_writes_and_refuses_to_overwrite(tmp_path):
+    data, out = write_rgb(tmp_path / "w"), tmp_path / "wbc.yaml"
+    runner = CliRunner()
+    result = runner.invoke(app, ["plan", str(data), "--output", str(out), "--data-root", "data/wbc"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and load_config(out).data.class_names == ["background", "cytoplasm", "nucleus"]
+    again = runner.invoke(app, ["plan", str(data), "--output", str(out)])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_plan_command_instance_masks_one_red_line(tmp_path):
+    from conftest import write_instances
+
+    result = CliRunner().invoke(app, ["plan", str(write_instances(tmp_path / "cells")), "-o", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 1
+    assert "instance masks" in result.output and not (tmp_path / "p.yaml").exists()
+
+
+@pytest.mark.parametrize("names", [("background", "cytoplasm", "nucleus")])
+def test_preprocess_without_config_uses_the_plan_not_the_smear_classes(tmp_path, names):
+    data = write_rgb(tmp_path / "w", names=names)
+    result = CliRunner().invoke(app, ["preprocess", str(data), str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert list(written["labels"].values()) == list(names)
+    assert "rbc" not in result.output
