@@ -29,6 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from medseg_dfl.config import Config
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, load_fingerprint
+from medseg_dfl.data.folds import fold_split
 from medseg_dfl.io.dataset_json import has_dataset_json
 from medseg_dfl.transforms import build_train_transforms, build_val_transforms
 
@@ -103,7 +104,10 @@ def split_items(cfg: Config) -> tuple[list[dict], list[dict]]:
     unlabelled = [str(p.image) for p in pairs if p.label is None]
     if unlabelled:
         raise ValueError(f"{root}: {len(unlabelled)} image(s) have no label, e.g. {unlabelled[0]}")
-    train_pairs, val_pairs = split_pairs(root, pairs, cfg.data.val_fraction, cfg.experiment.seed)
+    if cfg.data.fold is not None:
+        train_pairs, val_pairs = fold_split(pairs, cfg.data.fold, cfg.data.folds, cfg.experiment.seed)
+    else:
+        train_pairs, val_pairs = split_pairs(root, pairs, cfg.data.val_fraction, cfg.experiment.seed)
     if not train_pairs:
         raise ValueError(f"{root}: no training cases after the train/validation split")
     return [pair_to_item(p) for p in train_pairs], [pair_to_item(p) for p in val_pairs]

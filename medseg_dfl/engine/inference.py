@@ -15,6 +15,7 @@ files and carries on, and under ``torchrun`` takes only this rank's share of the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +27,12 @@ import torch
 
 from medseg_dfl.config import Config
 from medseg_dfl.engine.distributed import resolve_device, torchrun_rank
+from medseg_dfl.engine.ensemble import (
+    AveragedProbabilities,
+    check_same_preprocessing,
+    flip_combinations,
+    resolve_checkpoints,
+)
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
     failure_reason,
@@ -35,7 +42,7 @@ from medseg_dfl.engine.prediction_io import (
 )
 from medseg_dfl.io.atomic import remove_stale_temps
 
-__all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "predict_folder"]
+__all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "load_predictor", "predict_folder"]
 
 # Errors that mean "this file cannot be processed" (unreadable, corrupt, wrong channels, out of memory);
 # anything else is a bug and stops the run.
@@ -57,6 +64,8 @@ class InferenceOptions:
     half: bool = False
     # Appended to the mask's stem (e.g. "_seg"); "" keeps the input's name.
     suffix: str = ""
+    # Test-time augmentation: mean softmax over all flips of the spatial axes (in the sliding window).
+    tta: bool = False
     show_progress: bool = False
 
 
@@ -244,17 +253,36 @@ def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
     return sorted(find_images(input_path, recursive=recursive))
 
 
+def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:
+    """One checkpoint's :class:`Predictor`; with several (their probabilities averaged) or with
+    ``options.tta`` (mirroring), its network is an ``AveragedProbabilities`` of them all."""
+    predictors = [
+        Predictor.from_checkpoint(p, options.device, sw_batch_size=options.batch_size, overlap=options.overlap,
+                                  half=options.half)
+        for p in checkpoints
+    ]  # fmt: skip
+    first = predictors[0]
+    if len(predictors) == 1 and not options.tta:
+        return first
+    check_same_preprocessing([p.cfg for p in predictors], checkpoints)
+    flips = flip_combinations(first.cfg.data.spatial_dims) if options.tta else [()]
+    return dataclasses.replace(first, network=AveragedProbabilities([p.network for p in predictors], flips))
+
+
 def predict_folder(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     input: str | Path,
     output_dir: str | Path,
     options: InferenceOptions | None = None,
 ) -> InferenceSummary:
-    """Segment a file or every image in a folder into ``output_dir`` (see module docstring)."""
+    """Segment a file or every image in a folder into ``output_dir`` (see module docstring).
+
+    ``checkpoint``: a file, a run folder, a folder of fold runs, or a list of them (an ensemble).
+    """
     options = options or InferenceOptions()
     input_path, output_dir = Path(input), Path(output_dir)
-    if not Path(checkpoint).is_file():  # also when every output exists: a wrong path is never "done"
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    # Resolved first, also when every output exists: a wrong path is never "done".
+    checkpoints = resolve_checkpoints([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
     rank, world_size = torchrun_rank()
     all_plans = plan_outputs(
         _find_inputs(input_path, options.recursive),
@@ -274,9 +302,7 @@ def predict_folder(
     if not plans:
         return summary
     remove_stale_temps(output_dir, recursive=True)  # left by a killed earlier run (not by live ones)
-    predictor = Predictor.from_checkpoint(
-        checkpoint, options.device, sw_batch_size=options.batch_size, overlap=options.overlap, half=options.half
-    )
+    predictor = load_predictor(checkpoints, options)
     progress, task = _progress(options.show_progress, len(plans), rank)
     with progress:
         for plan, loading in _prefetch(predictor, plans):

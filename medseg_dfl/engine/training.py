@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from medseg_dfl.config import Config, config_from_dict, config_to_dict, save_config
+from medseg_dfl.data.datasets import split_items
+from medseg_dfl.data.folds import split_record, write_split
 from medseg_dfl.engine.checkpoint import load_checkpoint, save_checkpoint
 from medseg_dfl.engine.components import Components, build_components, checkpoint_payload, restore_components
 from medseg_dfl.engine.distributed import (
@@ -321,6 +323,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progr
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(run_dir)  # e.g. a .last.tmp-<pid>-<hex>.pt of a run killed mid-save
         save_config(cfg, run_dir / "config.yaml")
+        # Which cases trained and validated this model (and which fold): split.json.
+        train_items, val_items = split_items(cfg)
+        write_split(run_dir, split_record(train_items, val_items, cfg.data.fold, cfg.data.folds, cfg.experiment.seed))
     _run_epochs(cfg, parts, state, run_dir, progress)
     return state
 
