@@ -1,0 +1,233 @@
+"""``export_bundle(run_dir, out_dir)``: a run trained with ``medseg-dfl train`` as a MONAI bundle.
+
+The bundle (``configs/inference.json``, ``configs/metadata.json``, ``configs/logging.conf``,
+``docs/README.md``, ``models/model.pt``) runs with MONAI's own runner::
+
+    python -m monai.bundle run --config_file OUT/configs/inference.json \
+        --bundle_root OUT --dataset_dir IMAGES --output_dir MASKS
+
+and writes the masks ``medseg-dfl infer`` writes for the same checkpoint: the same network
+(``medseg_dfl.networks.network_spec``), the same preprocessing (read off the transforms ``infer``
+builds, ``medseg_dfl.bundle.preprocessing``), the same sliding window, and the same softmax,
+inversion and argmax (``medseg_dfl.bundle.transforms``). The bundle is assembled in a hidden folder
+beside ``out_dir`` and renamed into place, so a failed export leaves nothing half written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import monai
+from monai.bundle import ConfigParser
+
+from medseg_dfl.bundle.metadata import bundle_metadata
+from medseg_dfl.bundle.preprocessing import needs_inversion, preprocessing_items
+from medseg_dfl.config import Config, config_from_dict
+from medseg_dfl.engine.checkpoint import load_checkpoint
+from medseg_dfl.io.atomic import torch_save, write_json, write_text
+from medseg_dfl.networks import network_spec
+from medseg_dfl.transforms import build_inference_transforms
+
+__all__ = ["LOGGING_CONF", "export_bundle", "inference_config"]
+
+LOGGING_CONF = """[loggers]
+keys=root
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
+
+_DEVICE = "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')"
+# MONAI binds "$import a.b" under the name "a.b" (unusable in an expression): from-imports instead.
+_IMPORTS = ["$import importlib", "$import numpy", "$import torch",
+            "$from medseg_dfl.io.pairing import find_images", "$from medseg_dfl.io.readers import image_readers"]  # fmt: skip
+
+
+def _network_def(cfg: Config) -> dict[str, Any]:
+    factory, kwargs = network_spec(cfg)
+    public = getattr(monai.networks.nets, factory.__name__, None) is factory
+    target = f"monai.networks.nets.{factory.__name__}" if public else f"{factory.__module__}.{factory.__qualname__}"
+    return {"_target_": target, **json.loads(json.dumps(kwargs))}
+
+
+def _postprocessing(cfg: Config, transforms: Any, num_classes: int) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = [{"_target_": "medseg_dfl.bundle.transforms.ClassProbabilitiesd", "keys": "pred"}]
+    if needs_inversion(transforms):
+        # Probabilities (not labels) are resampled back, linearly, as in infer.
+        steps.append({"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
+                      "nearest_interp": False, "to_tensor": True})  # fmt: skip
+    steps.append(
+        {"_target_": "medseg_dfl.bundle.transforms.ProbabilitiesToLabelsd", "keys": "pred", "num_classes": num_classes}
+    )
+    steps.append({
+        "_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_postfix": "",
+        "output_ext": ".png" if cfg.data.spatial_dims == 2 else ".nii.gz",
+        "output_dtype": "$numpy.uint8" if num_classes <= 256 else "$numpy.uint16",
+        "resample": False, "separate_folder": False, "squeeze_end_dims": True,
+    })  # fmt: skip
+    return steps
+
+
+def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[str]) -> dict[str, Any]:
+    """``configs/inference.json`` for a checkpoint's config (model-zoo keys: ``bundle_root``,
+    ``dataset_dir``, ``output_dir``, ``network_def``, ``preprocessing``, ``inferer``,
+    ``postprocessing``, ``evaluator``; ``run`` runs it)."""
+    transforms = build_inference_transforms(cfg, fingerprint)
+    roi = list(cfg.inference.roi_size or cfg.transforms.patch_size)
+    return {
+        "imports": list(_IMPORTS),
+        "bundle_root": ".",
+        "output_dir": "$@bundle_root + '/eval'",
+        "dataset_dir": "$@bundle_root + '/data'",
+        # Every image in dataset_dir (sorted), found as medseg-dfl infer finds them.
+        "datalist": "$[{'image': str(p)} for p in find_images(@dataset_dir)]",
+        "device": _DEVICE,
+        "class_names": list(class_names),
+        "network_def": _network_def(cfg),
+        "network": "$@network_def.to(@device)",
+        "preprocessing": {"_target_": "Compose", "transforms": preprocessing_items(transforms)},
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
+                       "num_workers": 0},  # fmt: skip
+        "inferer": {
+            "_target_": "SlidingWindowInferer", "roi_size": roi, "sw_batch_size": cfg.inference.sw_batch_size,
+            "overlap": cfg.inference.overlap, "mode": cfg.inference.blend_mode, "sw_device": "@device", "device": "cpu",
+        },  # fmt: skip
+        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(cfg, transforms, len(class_names))},
+        "handlers": [
+            {"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/model.pt'",
+             "load_dict": {"model": "@network"}, "map_location": "@device"},
+            {"_target_": "StatsHandler", "iteration_log": False},
+        ],  # fmt: skip
+        "evaluator": {
+            "_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
+            "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
+            "val_handlers": "@handlers", "amp": False,
+        },  # fmt: skip
+        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "run": ["$@evaluator.run()"],
+    }
+
+
+def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    path = run_dir / checkpoint
+    if not path.is_file() and checkpoint == "best.pt" and (run_dir / "last.pt").is_file():
+        path = run_dir / "last.pt"  # never validated: the last weights are all there is
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no checkpoint {checkpoint} (train a run first: medseg-dfl train)")
+    return path
+
+
+def _check_weights_fit(config: dict[str, Any], state: dict[str, Any], source: Path) -> None:
+    """The bundle's ``network_def``, built by MONAI's parser, must take the weights strictly."""
+    parser = ConfigParser({"network_def": config["network_def"]})
+    try:
+        parser.get_parsed_content("network_def").load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{source}: the exported network_def does not take the weights ({err})") from err
+
+
+def _readme(cfg: Config, class_names: list[str], source: Path) -> str:
+    classes = ", ".join(f"{i} = {name}" for i, name in enumerate(class_names))
+    return f"""# {cfg.experiment.name}: exported by `medseg-dfl export-bundle`
+
+{cfg.network.name} ({cfg.data.spatial_dims}D, {cfg.data.in_channels} input channel(s)) trained with
+medseg-dfl, loss `{cfg.loss.name}`, from `{source}`. Classes: {classes}.
+
+## Inference
+
+```bash
+python -m monai.bundle run --config_file configs/inference.json \\
+    --bundle_root . --dataset_dir /path/to/images --output_dir /path/to/masks
+```
+
+Reads every image in `dataset_dir` (the files `medseg-dfl infer` would read) and writes one label map
+per image (`<stem>.png` for 2D inputs, `<stem>.nii.gz` for 3D), on the input's own grid. The
+preprocessing, sliding window and post-processing are those of `medseg-dfl infer` for the same
+checkpoint, so the masks are the same. Needs `pip install medseg-dfl[bundle]` (MONAI, pytorch-ignite, fire).
+
+`configs/metadata.json` holds MONAI's metadata fields; its `medseg_dfl` section has the class names,
+the scale the network sees (`target_spacing`; null = the image's own grid), the intensity
+normalisation and the loss (with its scale alpha and adaptive class weights).
+"""
+
+
+def _write_bundle(folder: Path, config: dict, metadata: dict, readme: str, state: dict) -> None:
+    write_json(folder / "configs" / "inference.json", config, indent=4)
+    write_json(folder / "configs" / "metadata.json", metadata, indent=4)
+    write_text(folder / "configs" / "logging.conf", LOGGING_CONF)
+    write_text(folder / "docs" / "README.md", readme)
+    torch_save({k: v.detach().cpu() for k, v in state.items()}, folder / "models" / "model.pt")
+
+
+def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        os.replace(out_dir, old)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            os.replace(old, out_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+def export_bundle(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "best.pt",
+                  overwrite: bool = False) -> Path:  # fmt: skip
+    """Write the run in ``run_dir`` (its ``best.pt``; ``last.pt`` if never validated) as a MONAI
+    bundle in ``out_dir``; return ``out_dir``.
+
+    ``FileNotFoundError`` for a missing run or checkpoint, ``FileExistsError`` for a non-empty
+    ``out_dir`` without ``overwrite``, ``ValueError`` for a checkpoint that cannot be exported.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    source = _checkpoint_path(run_dir, checkpoint)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass overwrite to replace it)")
+    payload = load_checkpoint(source)
+    try:
+        cfg = config_from_dict(payload["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{source}: checkpoint config is not usable ({err})") from err
+    class_names = list(payload.get("class_names") or cfg.data.class_names)
+    fingerprint = payload.get("fingerprint")
+    config = inference_config(cfg, fingerprint, class_names)
+    _check_weights_fit(config, payload["model_state"], source)
+    roi = list(cfg.inference.roi_size or cfg.transforms.patch_size)
+    metadata = bundle_metadata(
+        cfg, class_names, roi, fingerprint=fingerprint, loss_state=payload.get("loss_state"),
+        best_metric=payload.get("best_metric"), source=str(source),
+    )  # fmt: skip
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        _write_bundle(tmp, config, metadata, _readme(cfg, class_names, source), payload["model_state"])
+        _move_into_place(tmp, out_dir, overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
