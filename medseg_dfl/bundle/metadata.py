@@ -69,8 +69,8 @@ def _channel_def(cfg: Config) -> dict[str, str]:
 
 
 def _value_range(mode: str) -> list[float]:
-    # Window/percentile scaling clips to [0, 1]; a z-score has no fixed range.
-    return [0.0, 1.0] if mode in ("window", "percentile") else []
+    # Window/percentile/RGB scaling clips to [0, 1]; a z-score has no fixed range.
+    return [0.0, 1.0] if mode in ("window", "percentile", "rgb_0_1") else []
 
 
 def _network_data_format(cfg: Config, roi_size: list[int], class_names: list[str]) -> dict[str, Any]:
