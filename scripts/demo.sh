@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the demo: train with the Dual Focal Loss on sample_data/, then infer.
+# Set up (if needed) and run the demo (`medseg-dfl demo`): train with the Dual Focal Loss on
+# sample_data/blood_smear, segment the validation slides, print their Dice per class.
 source "$(dirname "$0")/_env.sh"
-python -m medseg_dfl.demo "$@"
+medseg-dfl demo "$@"

@@ -34,20 +34,23 @@ def command(
     """Compare losses on one config: per-class Dice/IoU (mean ± std over seeds) and convergence."""
     from rich.console import Console
 
+    from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.config import load_config
     from medseg_dfl.engine.compare import compare_losses
 
     cfg = load_config(config, overrides)
     output_dir = output or Path("runs") / f"compare-{cfg.experiment.name}"
-    result = compare_losses(
-        cfg,
-        _split_names(losses) or [],
-        seeds,
-        output_dir,
-        rare_classes=_split_names(rare_classes),
-        threshold=threshold,
-        device=device,
-    )
+    with cli_progress("train") as report:
+        result = compare_losses(
+            cfg,
+            _split_names(losses) or [],
+            seeds,
+            output_dir,
+            rare_classes=_split_names(rare_classes),
+            threshold=threshold,
+            device=device,
+            progress=report,
+        )
     console = Console()
     console.print(result.results_md.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"results: {result.results_csv}\ntable:   {result.results_md}\nplot:    {result.convergence_png}")

@@ -25,10 +25,12 @@ def command(
     """Score PRED_DIR against TRUTH_DIR per case and class; print mean ± std per class."""
     from rich.console import Console
 
+    from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.engine.evaluation import evaluate_folders, summary_table
 
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
-    report = evaluate_folders(pred_dir, truth_dir, class_names=names, output=output, show_progress=True)
+    with cli_progress("evaluating", every=20) as progress:
+        report = evaluate_folders(pred_dir, truth_dir, class_names=names, output=output, progress=progress)
     console = Console()
     console.print(summary_table(report))
     console.print(f"per case: {report.csv_path}\nsummary:  {report.json_path}", highlight=False)

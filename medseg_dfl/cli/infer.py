@@ -43,6 +43,7 @@ def command(
     """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry."""
     from rich.console import Console
 
+    from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 
     options = InferenceOptions(
@@ -55,10 +56,10 @@ def command(
         overlap=tile_overlap,
         half=half,
         suffix=suffix,
-        show_progress=True,
         tta=tta,
     )
-    summary = predict_folder([checkpoint, *(also or [])], input, output_dir, options)
+    with cli_progress("segmenting", every=10) as report:  # a bar on a terminal, else a line per 10 files
+        summary = predict_folder([checkpoint, *(also or [])], input, output_dir, options, progress=report)
     console = Console(stderr=True, highlight=False)
     for path, reason in summary.failed:
         console.print(f"[yellow]skipped[/yellow] {path}: {reason}", markup=True, soft_wrap=True)

@@ -10,7 +10,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from medseg_dfl.cli import compare, evaluate, infer, plan, preprocess, sample_data, train  # noqa: E402
+from medseg_dfl.cli import compare, demo, evaluate, infer, plan, preprocess, sample_data, train  # noqa: E402
 from medseg_dfl.cli import datasets as datasets_cli  # noqa: E402
 from medseg_dfl.cli import export_bundle  # noqa: E402
 
@@ -29,6 +29,7 @@ app.command("train")(train.command)
 app.command("infer")(infer.command)
 app.command("evaluate")(evaluate.command)
 app.command("compare")(compare.command)
+app.command("demo")(demo.command)
 app.command("export-bundle")(export_bundle.command)
 app.add_typer(datasets_cli.app, name="datasets")
 

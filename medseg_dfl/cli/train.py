@@ -33,6 +33,7 @@ def command(
     """Train a segmentation network (also under torchrun: torchrun --nproc_per_node 2 -m medseg_dfl.cli train CONFIG)."""
     from rich.console import Console
 
+    from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.config import load_config
     from medseg_dfl.engine.training import default_run_dir, train
 
@@ -40,7 +41,8 @@ def command(
     fold_keys += [f"data.folds={folds}"] if folds is not None else []
     cfg = load_config(config, [*(set_ or []), *fold_keys])
     run_dir = output if output is not None else default_run_dir(cfg)
-    result = train(cfg, run_dir, resume=resume, device=device, progress=progress)
+    with cli_progress("train", enabled=progress) as report:  # a bar on a terminal, else a line per epoch
+        result = train(cfg, run_dir, resume=resume, device=device, progress=report)
     if result.rank != 0:  # under torchrun only rank 0 reports
         return
     console = Console()

@@ -25,6 +25,7 @@ from medseg_dfl.io.atomic import remove_stale_temps
 from medseg_dfl.io.pairing import discover_pairs, split_pairs
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.losses.registry import LOSS_NAMES
+from medseg_dfl.progress import ProgressCallback
 
 __all__ = ["ComparisonResult", "LossSummary", "RunRecord", "compare_losses", "read_metrics", "summarise_runs"]
 
@@ -115,7 +116,7 @@ def compare_losses(
     rare_classes: list[str] | None = None,
     threshold: float = 0.5,
     device: str | None = None,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
     train_fn: Callable[..., object] | None = None,
 ) -> ComparisonResult:
     """Train every loss with ``seeds`` seeds (cfg.experiment.seed + 0..seeds-1) and tabulate.

@@ -30,6 +30,9 @@ from monai.metrics import HausdorffDistanceMetric, SurfaceDistanceMetric
 from medseg_dfl.engine.metrics import dice_iou
 from medseg_dfl.io.atomic import write_json, write_text
 from medseg_dfl.io.names import NON_MASK_SUFFIXES, file_stem
+from medseg_dfl.io.readers import PIL_SUFFIXES, TIFF_SUFFIXES, file_suffix
+from medseg_dfl.progress import ProgressCallback
+from medseg_dfl.progress import report as report_progress
 
 __all__ = [
     "METRIC_NAMES",
@@ -64,6 +67,8 @@ class EvaluationReport:
     cases: list[CaseResult]
     csv_path: Path | None = None
     json_path: Path | None = None
+    # Unit of hd95/asd: "mm" for volumes (their voxel spacing), "px" for 2D images (pixels).
+    distance_unit: str = "mm"
 
     @property
     def foreground(self) -> list[str]:
@@ -231,30 +236,36 @@ def evaluate_folders(
     truth_dir: Path,
     class_names: list[str] | None = None,
     output: Path | None = None,
-    show_progress: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> EvaluationReport:
     """Score every prediction in ``pred_dir`` against the same-stem file in ``truth_dir``.
 
     ``class_names`` lists all classes, background first; None = ``class_<i>`` up to the highest
     label found. With ``output`` (a ``.csv`` path) the report is written there and as JSON beside it.
     """
-    from rich.progress import track
-
     if class_names is not None and len(class_names) < 2:
         raise ValueError(f"need at least 2 class names (background + one), got {class_names}")
     pairs = pair_predictions(Path(pred_dir), Path(truth_dir))
     raw: list[tuple[str, Path, Path, dict[str, np.ndarray]]] = []
-    for case_id, pred_path, truth_path in track(pairs, "evaluating", disable=not show_progress, transient=True):
+    for done, (case_id, pred_path, truth_path) in enumerate(pairs):
+        report_progress(progress, done, len(pairs), case_id)
         pred, truth, spacing = _read_case(pred_path, truth_path)
         num_classes = _case_num_classes(pred, truth, class_names, f"{pred_path} / {truth_path}")
         raw.append((case_id, pred_path, truth_path, compute_case_metrics(pred, truth, num_classes, spacing)))
+    report_progress(progress, len(pairs), len(pairs), "")
     num_classes = len(class_names) if class_names else max(r[3]["dice"].size for r in raw) + 1
     names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
     cases = [CaseResult(c, p, t, _pad_classes(m, num_classes - 1)) for c, p, t, m in raw]
-    report = EvaluationReport(class_names=names, cases=cases)
+    report = EvaluationReport(class_names=names, cases=cases, distance_unit=_distance_unit(pairs))
     if output is not None:
         write_report(report, Path(output))
     return report
+
+
+def _distance_unit(pairs: Sequence[tuple[str, Path, Path]]) -> str:
+    """"px" when every truth is a 2D image (PNG/TIFF/JPEG/BMP: no physical spacing), else "mm"."""
+    two_d = {file_suffix(truth) in PIL_SUFFIXES + TIFF_SUFFIXES for _, _, truth in pairs}
+    return "px" if two_d == {True} else ("mm" if two_d == {False} else "mm (volumes) / px (2D images)")
 
 
 def _json_number(value: float) -> float | str | None:
@@ -279,6 +290,7 @@ def write_report(report: EvaluationReport, output: Path) -> tuple[Path, Path]:
     }
     document = {
         "class_names": report.class_names,
+        "distance_unit": report.distance_unit,
         "cases": [
             {
                 "case": case.case_id,
@@ -306,7 +318,8 @@ def summary_table(report: EvaluationReport):  # -> rich.table.Table
     table = Table(title=f"Evaluation of {len(report.cases)} case(s): mean ± std")
     table.add_column("class")
     for metric in METRIC_NAMES:
-        table.add_column(metric, justify="right")
+        unit = f" ({report.distance_unit})" if metric in ("hd95", "asd") else ""
+        table.add_column(metric + unit, justify="right")
     digits = {"dice": 3, "iou": 3, "hd95": 2, "asd": 2}
     for name, per_metric in report.summary().items():
         cells = []

@@ -41,6 +41,7 @@ from medseg_dfl.engine.prediction_io import (
     write_outputs,
 )
 from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.progress import ProgressCallback, report
 
 __all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "load_predictor", "predict_folder"]
 
@@ -66,7 +67,6 @@ class InferenceOptions:
     suffix: str = ""
     # Test-time augmentation: mean softmax over all flips of the spatial axes (in the sliding window).
     tta: bool = False
-    show_progress: bool = False
 
 
 @dataclass
@@ -237,16 +237,6 @@ def _prefetch(predictor: Predictor, plans: Sequence[OutputPlan]) -> Iterator[tup
             yield plan, current
 
 
-def _progress(enabled: bool, total: int, rank: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    label = f"rank {rank}: segmenting" if rank else "segmenting"
-    progress = Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not enabled
-    )
-    return progress, progress.add_task(label, total=total)
-
-
 def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
     from medseg_dfl.io.pairing import find_images
 
@@ -274,8 +264,10 @@ def predict_folder(
     input: str | Path,
     output_dir: str | Path,
     options: InferenceOptions | None = None,
+    progress: ProgressCallback | None = None,
 ) -> InferenceSummary:
     """Segment a file or every image in a folder into ``output_dir`` (see module docstring).
+    ``progress(done, total, file name)`` after each of this rank's files.
 
     ``checkpoint``: a file, a run folder, a folder of fold runs, or a list of them (an ensemble).
     """
@@ -303,16 +295,15 @@ def predict_folder(
         return summary
     remove_stale_temps(output_dir, recursive=True)  # left by a killed earlier run (not by live ones)
     predictor = load_predictor(checkpoints, options)
-    progress, task = _progress(options.show_progress, len(plans), rank)
-    with progress:
-        for plan, loading in _prefetch(predictor, plans):
-            try:
-                result = predictor.predict_preprocessed(loading.result(), probabilities=plan.probabilities is not None)
-                write_outputs(
-                    plan, result.mask, result.probabilities, predictor.class_names, overwrite=options.overwrite
-                )
-                summary.written.append(plan.source)
-            except FILE_ERRORS as err:
-                summary.failed.append((plan.source, failure_reason(err)))
-            progress.advance(task)
+    report(progress, 0, len(plans), "")
+    for done, (plan, loading) in enumerate(_prefetch(predictor, plans), start=1):
+        try:
+            result = predictor.predict_preprocessed(loading.result(), probabilities=plan.probabilities is not None)
+            write_outputs(
+                plan, result.mask, result.probabilities, predictor.class_names, overwrite=options.overwrite
+            )
+            summary.written.append(plan.source)
+        except FILE_ERRORS as err:
+            summary.failed.append((plan.source, failure_reason(err)))
+        report(progress, done, len(plans), plan.source.name)
     return summary

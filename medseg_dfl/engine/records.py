@@ -1,4 +1,5 @@
-"""What a run writes besides checkpoints: metrics.csv, train.log, and the Rich progress bar."""
+"""What a run writes besides checkpoints: metrics.csv and train.log (progress is reported through
+``medseg_dfl.progress``; the CLI draws it)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from medseg_dfl.io.atomic import write_text
 
 __all__ = [
-    "TrainProgress",
     "close_run_log",
     "metrics_columns",
     "open_run_log",
@@ -79,54 +77,3 @@ def close_run_log(logger: logging.Logger) -> None:
     for handler in list(logger.handlers):
         handler.close()
         logger.removeHandler(handler)
-
-
-class TrainProgress:
-    """Rich bar: epoch, step, running loss and the latest validation Dice (a no-op when disabled)."""
-
-    def __init__(self, epochs: int, enabled: bool) -> None:
-        self.epochs = epochs
-        self.last_dice = math.nan
-        self._progress = (
-            Progress(
-                TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}  val fg Dice {task.fields[dice]}"),
-                TimeElapsedColumn(),
-            )
-            if enabled
-            else None
-        )
-        self._task: Any = None
-
-    def __enter__(self) -> TrainProgress:
-        if self._progress is not None:
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def start_epoch(self, epoch: int, steps: int) -> None:
-        if self._progress is None:
-            return
-        fields = {"epoch": epoch, "epochs": self.epochs, "loss": math.nan, "dice": self._dice_text()}
-        if self._task is None:
-            self._task = self._progress.add_task("train", total=steps, **fields)
-        else:
-            self._progress.reset(self._task, total=steps, **fields)
-
-    def step(self, loss: float) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, advance=1, loss=loss)
-
-    def end_epoch(self, mean_fg_dice: float) -> None:
-        if not math.isnan(mean_fg_dice):
-            self.last_dice = mean_fg_dice
-        if self._progress is not None:
-            self._progress.update(self._task, dice=self._dice_text())
-
-    def _dice_text(self) -> str:
-        return "-" if math.isnan(self.last_dice) else f"{self.last_dice:.3f}"

@@ -35,7 +35,6 @@ from medseg_dfl.engine.distributed import (
 )
 from medseg_dfl.engine.optim import lr_factor
 from medseg_dfl.engine.records import (
-    TrainProgress,
     close_run_log,
     open_run_log,
     read_metrics_rows,
@@ -43,6 +42,7 @@ from medseg_dfl.engine.records import (
 )
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.progress import ProgressCallback, report
 
 __all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train", "train_one_epoch"]
 
@@ -126,8 +126,10 @@ def _train_step(parts: Components, cfg: Config, batch: dict[str, Any]) -> torch.
     return loss.detach()
 
 
-def train_one_epoch(parts: Components, cfg: Config, bar: TrainProgress | None = None) -> EpochStats:
-    """One epoch of training steps; the mean loss is averaged over ranks."""
+def train_one_epoch(parts: Components, cfg: Config,
+                    on_step: Callable[[int, float], None] | None = None) -> EpochStats:  # fmt: skip
+    """One epoch of training steps; the mean loss is averaged over ranks. ``on_step(steps done,
+    running mean loss of this rank)`` after each step."""
     parts.forward.train()
     parts.loss_fn.train()
     start = time.perf_counter()
@@ -144,8 +146,8 @@ def train_one_epoch(parts: Components, cfg: Config, bar: TrainProgress | None = 
             raise FloatingPointError(f"training loss became {loss} at step {steps + 1}; lower optim.lr")
         total += torch.tensor([loss, 1.0], dtype=torch.float64)
         steps += 1
-        if bar is not None:
-            bar.step(loss)
+        if on_step is not None:
+            on_step(steps, float(total[0] / total[1]))
     reduced = all_reduce_sum(total.to(parts.device), parts.ctx).cpu()
     mean = float(reduced[0] / reduced[1]) if reduced[1] > 0 else math.nan
     return EpochStats(mean, steps, time.perf_counter() - start, data_seconds)
@@ -242,40 +244,54 @@ def _save_epoch(cfg: Config, parts: Components, state: _Progress, run_dir: Path,
     save_checkpoint(run_dir / "last.pt", payload)
 
 
-def _run_epoch(cfg: Config, parts: Components, state: _Progress, bar: TrainProgress) -> tuple[dict, EpochStats]:
+def _last_dice(state: _Progress) -> str:
+    scores = [r["mean_fg_dice"] for r in state.rows if not math.isnan(r["mean_fg_dice"])]
+    return f"  val fg Dice {scores[-1]:.3f}" if scores else ""
+
+
+def _run_epoch(cfg: Config, parts: Components, state: _Progress,
+               progress: ProgressCallback | None) -> tuple[dict, EpochStats]:  # fmt: skip
     epoch = state.epoch  # 0-based index of the epoch being run
     start = time.perf_counter()
     seed_epoch(cfg, epoch, parts.train_loader, parts.ctx.rank)
     steps = cfg.train.steps_per_epoch or len(parts.train_loader)
-    bar.start_epoch(epoch + 1, steps)
+    name = f"epoch {epoch + 1}/{cfg.train.epochs}"
+    report(progress, 0, steps, name + _last_dice(state))  # no loss yet: none is shown
+
+    def on_step(done: int, loss: float) -> None:
+        # done == steps is reported once, after validation: one finished epoch, one report.
+        if done < steps:
+            report(progress, done, steps, f"{name}  loss {loss:.4f}{_last_dice(state)}")
+
     lr = parts.optimizer.param_groups[0]["lr"]
-    stats = train_one_epoch(parts, cfg, bar)
+    stats = train_one_epoch(parts, cfg, on_step if progress is not None else None)
     parts.scheduler.step()
     due = (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
     val = validate(parts.model, parts.loss_fn, parts.val_loader, cfg, parts.device, parts.ctx, parts.amp) if due else None
     row = _epoch_row(cfg, epoch + 1, stats, val, lr, time.perf_counter() - start)
-    bar.end_epoch(row["mean_fg_dice"])
+    dice = "" if math.isnan(row["mean_fg_dice"]) else f"  val fg Dice {row['mean_fg_dice']:.3f}"
+    report(progress, stats.steps, stats.steps, f"{name}  loss {stats.loss:.4f}{dice or _last_dice(state)}")
     return row, stats
 
 
-def _run_epochs(cfg: Config, parts: Components, state: _Progress, run_dir: Path, progress: bool) -> None:
+def _run_epochs(cfg: Config, parts: Components, state: _Progress, run_dir: Path,
+                progress: ProgressCallback | None) -> None:  # fmt: skip
     ctx = parts.ctx
     logger = open_run_log(run_dir) if ctx.is_main else None
     try:
         if logger and state.epoch:
             logger.info("resumed from last.pt after epoch %d", state.epoch)
-        with TrainProgress(cfg.train.epochs, enabled=progress and ctx.is_main) as bar:
-            while state.epoch < cfg.train.epochs:
-                row, stats = _run_epoch(cfg, parts, state, bar)
-                state.epoch += 1
-                state.rows.append(row)
-                score = row["mean_fg_dice"]
-                improved = not math.isnan(score) and score > state.best_metric
-                if improved:
-                    state.best_metric, state.best_epoch = score, state.epoch
-                if logger:
-                    _save_epoch(cfg, parts, state, run_dir, improved)
-                    logger.info(_log_line(row, stats))
+        while state.epoch < cfg.train.epochs:
+            row, stats = _run_epoch(cfg, parts, state, progress if ctx.is_main else None)
+            state.epoch += 1
+            state.rows.append(row)
+            score = row["mean_fg_dice"]
+            improved = not math.isnan(score) and score > state.best_metric
+            if improved:
+                state.best_metric, state.best_epoch = score, state.epoch
+            if logger:
+                _save_epoch(cfg, parts, state, run_dir, improved)
+                logger.info(_log_line(row, stats))
     finally:
         if logger:
             close_run_log(logger)
@@ -289,7 +305,7 @@ def _log_line(row: dict[str, Any], stats: EpochStats) -> str:
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None = None,
-          progress: bool = True) -> TrainResult:  # fmt: skip
+          progress: ProgressCallback | None = None) -> TrainResult:  # fmt: skip
     """Train ``cfg`` into ``run_dir`` (or continue it from ``last.pt`` with ``resume=True``).
 
     Writes config.yaml, metrics.csv, curves.png, last.pt, best.pt and train.log (rank 0 only under
@@ -309,7 +325,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     return TrainResult(run_dir, best, state.best_epoch, state.epoch, state.rows, ctx.rank)
 
 
-def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progress: bool,
+def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progress: ProgressCallback | None,
            ctx: DistContext) -> _Progress:  # fmt: skip
     payload = _shared_run_dir(cfg, run_dir, resume, ctx)
     _seed_build(cfg)
