@@ -10,7 +10,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from medseg_dfl.cli import compare, demo, evaluate, infer, plan, preprocess, sample_data, train  # noqa: E402
+from medseg_dfl.cli import compare, count, demo, evaluate, infer, plan, preprocess, sample_data, train  # noqa: E402
 from medseg_dfl.cli import datasets as datasets_cli  # noqa: E402
 from medseg_dfl.cli import export_bundle  # noqa: E402
 
@@ -28,6 +28,7 @@ app.command("preprocess")(preprocess.command)
 app.command("train")(train.command)
 app.command("infer")(infer.command)
 app.command("evaluate")(evaluate.command)
+app.command("count")(count.command)
 app.command("compare")(compare.command)
 app.command("demo")(demo.command)
 app.command("export-bundle")(export_bundle.command)

@@ -6,14 +6,23 @@ optical density (OD) along its stain's colour vector, and the camera sees
 
 Labels: 0 background, 1 red blood cell, 2 white blood cell, 3 platelet. Where objects overlap the
 label follows WBC > platelet > RBC (the rarer, clinically interesting object wins).
+
+Magnification: ``cell_diameter`` (px, the typical red-cell diameter; default ``DEFAULT_CELL_DIAMETER``)
+scales every object, texture and the focus blur. The cell layout is drawn first, in units of the
+default magnification, so ``make_smear(round(256 * k), seed, cell_diameter=25 * k)`` shows the
+same cells at ``k`` times the magnification (textures differ). The default renders exactly what
+it always did (the committed ``sample_data`` bytes). :func:`make_smear` also returns the instance
+map (one id per cell, same overlap priority): the ground truth for counting.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SMEAR_CLASSES", "make_blood_smear"]
+__all__ = ["DEFAULT_CELL_DIAMETER", "SMEAR_CLASSES", "SmearSample", "make_blood_smear", "make_smear"]
 
 SMEAR_CLASSES = ("background", "rbc", "wbc", "platelet")
 
@@ -24,6 +33,16 @@ _NEUTRO_CYTO_OD = np.array([0.10, 0.20, 0.14])  # pale pink-lilac, fine granules
 _LYMPH_CYTO_OD = np.array([0.28, 0.20, 0.07])  # pale sky blue
 _PLATELET_OD = np.array([0.55, 0.95, 0.35])  # purple granulomere
 _RBC_RADIUS = 12.5  # px; WBCs and platelets are sized relative to this
+DEFAULT_CELL_DIAMETER = 2 * _RBC_RADIUS  # px: the typical red-cell diameter at the default magnification
+
+
+@dataclass
+class SmearSample:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    label: np.ndarray  # (H, W) uint8 class per pixel
+    instances: np.ndarray  # (H, W) int32: 0 background, else the id of the cell that shows there
+    instance_class: np.ndarray  # (n + 1,) class of each id (index 0: background)
+    cell_diameter: float  # px, the magnification it was rendered at (mean red-cell diameter)
 
 
 def _slide_style(rng: np.random.Generator) -> dict:
@@ -85,7 +104,7 @@ def _place(rng: np.random.Generator, size: int, n: int, min_dist: np.ndarray,
 
 
 def _draw_rbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
-              radius: float, stain: np.ndarray) -> None:
+              radius: float, stain: np.ndarray, ident: int = 1) -> None:
     """A biconcave disc: darker rim, pale centre, slightly elliptical and wobbly outline."""
     a = radius * rng.uniform(0.92, 1.08)
     b = a * rng.uniform(0.88, 1.0)
@@ -103,7 +122,7 @@ def _draw_rbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: f
     thickness += 0.18 * np.exp(-(((r - 0.9) / 0.08) ** 2))  # refractile rim
     amount = edge * thickness * rng.uniform(0.85, 1.15)
     od[sy, sx] += amount[..., None] * stain
-    label[sy, sx][r <= 1.0] = 1
+    label[sy, sx][r <= 1.0] = ident
 
 
 def _nucleus_field(rng: np.random.Generator, dy: np.ndarray, dx: np.ndarray, radius: float,
@@ -127,35 +146,35 @@ def _nucleus_field(rng: np.random.Generator, dy: np.ndarray, dx: np.ndarray, rad
 
 
 def _draw_wbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
-              radius: float, kind: str, style: dict) -> None:
+              radius: float, kind: str, style: dict, zoom: float = 1.0, ident: int = 2) -> None:
     """A leukocyte: lighter granular cytoplasm and a purple, clumped (lobed) nucleus."""
     sy, sx, dy, dx = _patch(label.shape[0], cy, cx, radius + 3)
     shape = dy.shape
     r = np.hypot(dy, dx) / (radius * (1 + 0.04 * _smooth_noise(rng, shape, radius / 3)))
     cell = np.clip((1 - r) * radius + 0.5, 0, 1)
     cyto_stain = style["lymph_cyto"] if kind == "lymphocyte" else style["neutro_cyto"]
-    granules = 1 + 0.35 * _smooth_noise(rng, shape, 0.8)
+    granules = 1 + 0.35 * _smooth_noise(rng, shape, 0.8 * zoom)
     nucleus = _nucleus_field(rng, dy, dx, radius, kind) * cell
-    chromatin = 1 + 0.22 * _smooth_noise(rng, shape, 1.2)
+    chromatin = 1 + 0.22 * _smooth_noise(rng, shape, 1.2 * zoom)
     od[sy, sx] += (cell * granules)[..., None] * cyto_stain
     od[sy, sx] += (nucleus * chromatin)[..., None] * style["nucleus"]
-    label[sy, sx][r <= 1.0] = 2
+    label[sy, sx][r <= 1.0] = ident
 
 
 def _draw_platelet(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
-                   stain: np.ndarray) -> None:
-    """A 3-6 px irregular purple granular fragment with a paler hyalomere rim."""
-    radius = rng.uniform(1.6, 3.1)
+                   stain: np.ndarray, zoom: float = 1.0, ident: int = 3) -> None:
+    """A 3-6 px (at the default magnification) irregular purple granular fragment with a paler rim."""
+    radius = rng.uniform(1.6, 3.1) * zoom
     sy, sx, dy, dx = _patch(label.shape[0], cy, cx, radius + 3)
     theta = rng.uniform(0, np.pi)
     u = dx * np.cos(theta) + dy * np.sin(theta)
     v = -dx * np.sin(theta) + dy * np.cos(theta)
     r = np.hypot(u, v / rng.uniform(0.65, 1.0)) / radius
-    r = r * (1 + 0.15 * _smooth_noise(rng, dy.shape, 1.0))
+    r = r * (1 + 0.15 * _smooth_noise(rng, dy.shape, 1.0 * zoom))
     body = np.clip((1 - r) * radius + 0.5, 0, 1)
     granular = np.clip(1 + 0.3 * rng.standard_normal(dy.shape), 0.4, 1.6)
     od[sy, sx] += (body * (0.55 + 0.45 * granular * (r < 0.75)))[..., None] * stain
-    label[sy, sx][r <= 1.0] = 3
+    label[sy, sx][r <= 1.0] = ident
 
 
 def _illumination(size: int, style: dict) -> np.ndarray:
@@ -165,7 +184,7 @@ def _illumination(size: int, style: dict) -> np.ndarray:
     return field[..., None] * style["background"]
 
 
-def _cell_layout(rng: np.random.Generator, size: int, style: dict) -> dict:
+def _cell_layout(rng: np.random.Generator, size: float, style: dict) -> dict:
     """How many of each cell (scaled with the field's area) and where they go."""
     area = (size / 256.0) ** 2
     rbc_r = style["rbc_radius"]
@@ -189,30 +208,64 @@ def _cell_layout(rng: np.random.Generator, size: int, style: dict) -> dict:
     return {"wbc": wbcs, "rbc": rbc_xy, "platelet": plt_xy}
 
 
-def make_blood_smear(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_size(size: int, cell_diameter: float | None) -> float:
+    """The zoom factor (1.0 at the default magnification); refuses sizes nothing fits in."""
+    if int(size) < 32:
+        raise ValueError(f"blood-smear size must be at least 32 pixels, got {size}")
+    if cell_diameter is None:
+        return 1.0
+    if not 4.0 <= float(cell_diameter) <= 400.0:
+        raise ValueError(f"cell_diameter must be between 4 and 400 pixels, got {cell_diameter}")
+    return float(cell_diameter) / DEFAULT_CELL_DIAMETER
+
+
+def _render_cells(rng: np.random.Generator, size: int, zoom: float, style: dict, layout: dict):
+    """Optical density and one instance map per class (ids numbered across classes: RBC, platelet, WBC)."""
+    od = np.zeros((size, size, 3))
+    rbc, plt, wbc = (np.zeros((size, size), np.int32) for _ in range(3))
+    ident = 0
+    for cy, cx in layout["rbc"]:
+        ident += 1
+        _draw_rbc(od, rbc, rng, cy * zoom, cx * zoom, style["rbc_radius"] * zoom, style["rbc"], ident)
+    for cy, cx in layout["platelet"]:
+        ident += 1
+        _draw_platelet(od, plt, rng, cy * zoom, cx * zoom, style["platelet"], zoom, ident)
+    for (cy, cx), kind, radius in layout["wbc"]:
+        ident += 1
+        _draw_wbc(od, wbc, rng, cy * zoom, cx * zoom, radius * zoom, kind, style, zoom, ident)
+    classes = np.zeros(ident + 1, np.uint8)
+    n_rbc, n_plt = len(layout["rbc"]), len(layout["platelet"])
+    classes[1 : n_rbc + 1], classes[n_rbc + 1 : n_rbc + n_plt + 1], classes[n_rbc + n_plt + 1 :] = 1, 3, 2
+    return od, (rbc, plt, wbc), classes
+
+
+def make_smear(size: int, seed: int, cell_diameter: float | None = None) -> SmearSample:
+    """Render one ``size`` x ``size`` smear field with its instance map; same arguments -> same arrays.
+
+    ``cell_diameter`` (px) sets the magnification; ``None`` is :data:`DEFAULT_CELL_DIAMETER`.
+    """
+    zoom = _check_size(size, cell_diameter)
+    rng = np.random.default_rng(seed)
+    style = _slide_style(rng)
+    layout = _cell_layout(rng, size / zoom, style)
+    od, (rbc, plt, wbc), classes = _render_cells(rng, size, zoom, style, layout)
+    instances = np.where(plt > 0, plt, rbc)
+    instances[wbc > 0] = wbc[wbc > 0]
+    label = classes[instances]
+    image = _illumination(size, style) * np.exp(-od)
+    blur = style["blur"] * zoom
+    image = ndimage.gaussian_filter(image, (blur, blur, 0))
+    image += rng.normal(0, style["noise"], image.shape) + rng.normal(0, style["noise"] * 0.5, (size, size, 1))
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return SmearSample(image, label, instances, classes, style["rbc_radius"] * 2 * zoom)
+
+
+def make_blood_smear(size: int, seed: int, cell_diameter: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Render one ``size`` x ``size`` smear field; same ``seed`` -> identical arrays.
 
     Returns ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)`` with labels 0 background,
-    1 RBC, 2 WBC, 3 platelet (overlaps: WBC > platelet > RBC).
+    1 RBC, 2 WBC, 3 platelet (overlaps: WBC > platelet > RBC). See :func:`make_smear` for the
+    instance map and ``cell_diameter``.
     """
-    if int(size) < 32:
-        raise ValueError(f"blood-smear size must be at least 32 pixels, got {size}")
-    rng = np.random.default_rng(seed)
-    style = _slide_style(rng)
-    layout = _cell_layout(rng, size, style)
-    od = np.zeros((size, size, 3))
-    rbc_label = np.zeros((size, size), np.uint8)
-    for cy, cx in layout["rbc"]:
-        _draw_rbc(od, rbc_label, rng, cy, cx, style["rbc_radius"], style["rbc"])
-    plt_label = np.zeros_like(rbc_label)
-    for cy, cx in layout["platelet"]:
-        _draw_platelet(od, plt_label, rng, cy, cx, style["platelet"])
-    wbc_label = np.zeros_like(rbc_label)
-    for (cy, cx), kind, radius in layout["wbc"]:
-        _draw_wbc(od, wbc_label, rng, cy, cx, radius, kind, style)
-    label = np.maximum(rbc_label, plt_label)
-    label[wbc_label > 0] = 2
-    image = _illumination(size, style) * np.exp(-od)
-    image = ndimage.gaussian_filter(image, (style["blur"], style["blur"], 0))
-    image += rng.normal(0, style["noise"], image.shape) + rng.normal(0, style["noise"] * 0.5, (size, size, 1))
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), label
+    sample = make_smear(size, seed, cell_diameter)
+    return sample.image, sample.label

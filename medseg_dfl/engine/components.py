@@ -38,6 +38,7 @@ class Components:
     ctx: DistContext
     amp: bool
     fingerprint: dict[str, Any] | None
+    scale: dict[str, Any] | None = None  # 2D smears: training red-cell diameter (medseg_dfl.cells.scale)
 
     @property
     def params(self) -> list[nn.Parameter]:
@@ -85,6 +86,7 @@ def _build_model(cfg: Config, device: torch.device, ctx: DistContext) -> tuple[n
 
 def build_components(cfg: Config, device: torch.device, ctx: DistContext) -> Components:
     """Data, network, loss, optimiser, schedule and scaler for ``cfg`` on ``device``."""
+    from medseg_dfl.cells.scale import scale_from_config
     from medseg_dfl.losses.registry import build_loss
 
     # Network and loss first: a bad name or keyword fails before the data is cached.
@@ -107,6 +109,7 @@ def build_components(cfg: Config, device: torch.device, ctx: DistContext) -> Com
         ctx=ctx,
         amp=amp,
         fingerprint=fingerprint,
+        scale=scale_from_config(cfg),
     )
 
 
@@ -118,6 +121,7 @@ def checkpoint_payload(cfg: Config, parts: Components, epoch: int, best_metric: 
         "config": config_to_dict(cfg),
         "class_names": list(cfg.data.class_names),
         "fingerprint": parts.fingerprint,
+        "scale": parts.scale,
         "loss_state": parts.loss_fn.state_dict(),
         "optimizer_state": parts.optimizer.state_dict(),
         "scheduler_state": parts.scheduler.state_dict(),

@@ -1,0 +1,27 @@
+"""Blood-smear cells: scale (pixel size or estimated red-cell diameter), instances from a semantic
+mask, counts and per-cell measurements, and the ``count`` pipeline from a checkpoint.
+
+:mod:`.scale`, :mod:`.instances` and :mod:`.counts` need only numpy, scipy and scikit-image (the
+training code records its scale with :func:`~medseg_dfl.cells.scale.training_scale`);
+:mod:`.pipeline` runs a trained model and is imported on its own
+(``from medseg_dfl.cells.pipeline import count_cells``).
+"""
+
+from medseg_dfl.cells.counts import cell_rows, count_row, write_cells_csv, write_counts_csv
+from medseg_dfl.cells.instances import CellInstances, InstanceParams, cell_kind, label_instances
+from medseg_dfl.cells.scale import CellScale, estimate_cell_diameter, pixel_size_from_file, resolve_scale
+
+__all__ = [
+    "CellInstances",
+    "CellScale",
+    "InstanceParams",
+    "cell_kind",
+    "cell_rows",
+    "count_row",
+    "estimate_cell_diameter",
+    "label_instances",
+    "pixel_size_from_file",
+    "resolve_scale",
+    "write_cells_csv",
+    "write_counts_csv",
+]

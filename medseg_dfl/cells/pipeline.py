@@ -1,0 +1,217 @@
+"""``count``: cells per image of a smear folder with a trained 2D model, at any magnification.
+
+For each image: find its scale (:func:`medseg_dfl.cells.scale.resolve_scale`), resample it so its
+red cells are as large as in the training images (the checkpoint's ``scale`` entry; older
+checkpoints: estimated from their training data when it is at hand, else the synthetic smears'
+:data:`~medseg_dfl.data.synthetic_smear.DEFAULT_CELL_DIAMETER`), run the network there, resample
+the class probabilities back to the image's own size, split the mask into cells
+(:func:`~medseg_dfl.cells.instances.label_instances`) and measure them. Outputs in ``output_dir``:
+``<stem>_cells.png`` (uint16 instance map: 0 background, n = row ``cell`` n of cells.csv),
+``<stem>_classes.png`` (the semantic mask), ``counts.csv``, ``cells.csv``, ``scale.json`` and with
+``overlay`` ``<stem>_overlay.png`` (with a ground-truth panel when a truth mask is found).
+
+This module runs a network, so it sits above :mod:`medseg_dfl.engine` (the rest of
+:mod:`medseg_dfl.cells` sits below it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from medseg_dfl.cells.counts import cell_rows, count_row, write_cells_csv, write_counts_csv
+from medseg_dfl.cells.instances import CellInstances, label_instances
+from medseg_dfl.cells.scale import CellScale, image_to_rgb, resolve_scale, scale_from_config
+from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
+from medseg_dfl.engine.checkpoint import load_checkpoint
+from medseg_dfl.engine.inference import FILE_ERRORS, Predictor
+from medseg_dfl.io.atomic import atomic_path, write_json
+from medseg_dfl.io.names import file_stem
+from medseg_dfl.io.pairing import find_images
+from medseg_dfl.io.readers import load_image
+from medseg_dfl.progress import ProgressCallback, report
+from medseg_dfl.visualize.cells_overlay import save_cells_overlay
+
+__all__ = ["CountOptions", "CountSummary", "ImageCount", "SmearCounter", "count_cells", "model_cell_diameter"]
+
+
+@dataclass
+class CountOptions:
+    cell_diameter: float | None = None  # px in the input images; None: pixel size, metadata or estimate
+    pixel_size: float | None = None  # um per pixel of the input images
+    overlay: bool = False
+    truth_dir: Path | None = None  # folder of truth masks (same stems) for the overlay's second panel
+    device: str = "auto"
+    recursive: bool = False
+
+
+@dataclass
+class ImageCount:
+    """One image's result (arrays at the image's own size, rows first)."""
+
+    name: str
+    rgb: np.ndarray  # (H, W, 3) float32
+    mask: np.ndarray  # (H, W) class indices
+    cells: CellInstances
+    scale: CellScale
+    network_seconds: float
+    counting_seconds: float  # everything except reading and the network: resampling, instances, rows
+
+
+@dataclass
+class CountSummary:
+    output_dir: Path
+    model_diameter_px: float
+    model_scale_source: str
+    counts: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def model_cell_diameter(checkpoint: str | Path, payload: dict[str, Any] | None = None) -> tuple[float, str]:
+    """(red-cell diameter in px of the training images, where that figure comes from)."""
+    payload = payload if payload is not None else load_checkpoint(checkpoint)
+    recorded = payload.get("scale") or {}
+    if recorded.get("cell_diameter_px"):
+        return float(recorded["cell_diameter_px"]), f"checkpoint ({recorded.get('source', 'recorded')})"
+    from medseg_dfl.config import config_from_dict
+
+    try:
+        estimated = scale_from_config(config_from_dict(payload["config"]))
+    except (KeyError, TypeError, ValueError):
+        estimated = None
+    if estimated:
+        return float(estimated["cell_diameter_px"]), f"training data ({estimated['source']})"
+    return DEFAULT_CELL_DIAMETER, "default synthetic-smear diameter (checkpoint records no scale)"
+
+
+def _resize(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, H, W) float -> (C, *size), bilinear; antialiased when shrinking."""
+    if tuple(array.shape[-2:]) == tuple(size):
+        return array
+    shrink = size[0] < array.shape[-2] or size[1] < array.shape[-1]
+    return F.interpolate(array[None], size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
+
+
+@dataclass
+class SmearCounter:
+    """A predictor and the training scale: counts the cells of one image at a time."""
+
+    predictor: Predictor
+    model_diameter: float
+    model_scale_source: str
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto") -> SmearCounter:
+        path = Path(checkpoint)
+        path = path / "best.pt" if path.is_dir() else path
+        predictor = Predictor.from_checkpoint(path, device)
+        if predictor.cfg.data.spatial_dims != 2:
+            raise ValueError(f"{path}: counting cells needs a 2D model, this one is {predictor.cfg.data.spatial_dims}D")
+        diameter, source = model_cell_diameter(path)
+        return cls(predictor, diameter, source)
+
+    def _post_load(self) -> Any:
+        """The checkpoint's inference transforms after loading (intensity normalisation)."""
+        from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+
+        steps = [t for t in self.predictor.transforms.transforms if not isinstance(t, (LoadImaged, EnsureChannelFirstd))]
+        return Compose(steps)
+
+    def segment(self, rgb: np.ndarray, scale: CellScale) -> tuple[np.ndarray, float]:
+        """(H, W) class mask of an (H, W, C) image at its own size; and the network's seconds."""
+        from monai.data import MetaTensor
+
+        height, width = rgb.shape[:2]
+        factor = self.model_diameter / scale.cell_diameter_px
+        small = (max(8, round(height * factor)), max(8, round(width * factor)))
+        image = _resize(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), small)
+        # MONAI's 2D order is (C, X, Y): columns first.
+        data = self._post_load()({"image": MetaTensor(image.transpose(1, 2).contiguous())})
+        start = time.perf_counter()
+        result = self.predictor.predict_preprocessed(data, probabilities=True)
+        seconds = time.perf_counter() - start
+        probs = torch.from_numpy(result.probabilities).transpose(1, 2)  # (classes, rows, cols)
+        mask = _resize(probs, (height, width)).argmax(dim=0).numpy().astype(np.uint8)
+        return mask, seconds
+
+    def count(self, path: Path, options: CountOptions) -> ImageCount:
+        rgb = image_to_rgb(load_image(path))
+        if rgb.shape[-1] != self.predictor.cfg.data.in_channels:
+            raise ValueError(f"{path}: image has {rgb.shape[-1]} channel(s), the model expects "
+                             f"{self.predictor.cfg.data.in_channels}")  # fmt: skip
+        start = time.perf_counter()
+        scale = resolve_scale(rgb, path, options.cell_diameter, options.pixel_size, self.model_diameter)
+        mask, network = self.segment(rgb, scale)
+        cells = label_instances(mask, self.predictor.class_names, scale.cell_diameter_px)
+        counting = time.perf_counter() - start - network
+        return ImageCount(path.name, rgb, mask, cells, scale, network, counting)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def _truth_for(truth_dir: Path | None, stem: str) -> Path | None:
+    if truth_dir is None:
+        return None
+    matches = sorted(p for p in Path(truth_dir).glob(f"{stem}.*") if not p.name.startswith("."))
+    return matches[0] if matches else None
+
+
+def _write_image_outputs(output_dir: Path, result: ImageCount, options: CountOptions, stem: str) -> None:
+    _write_png(output_dir / f"{stem}_cells.png", result.cells.labels.astype(np.uint16))
+    _write_png(output_dir / f"{stem}_classes.png", result.mask.astype(np.uint8))
+    if not options.overlay:
+        return
+    truth = None
+    truth_path = _truth_for(options.truth_dir, stem)
+    if truth_path is not None:
+        truth_mask = image_to_rgb(load_image(truth_path))[..., 0].astype(np.int64)
+        truth = label_instances(truth_mask, result.cells.class_names, result.scale.cell_diameter_px)
+    save_cells_overlay(output_dir / f"{stem}_overlay.png", result.rgb, result.cells,
+                       result.scale.cell_diameter_px, truth)  # fmt: skip
+
+
+def count_cells(
+    checkpoint: str | Path,
+    input: str | Path,
+    output_dir: str | Path,
+    options: CountOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> CountSummary:
+    """Count the cells of every image in ``input`` (a file or folder) into ``output_dir``."""
+    options = options or CountOptions()
+    images = find_images(input, recursive=options.recursive)
+    counter = SmearCounter.from_checkpoint(checkpoint, options.device)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = CountSummary(output_dir, counter.model_diameter, counter.model_scale_source)
+    all_cells: list[dict[str, Any]] = []
+    scales: dict[str, str] = {}
+    for index, path in enumerate(images):
+        report(progress, index, len(images), path.name)
+        try:
+            result = counter.count(path, options)
+            _write_image_outputs(output_dir, result, options, file_stem(path))
+        except FILE_ERRORS as err:
+            summary.failed.append((path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+            continue
+        summary.counts.append(count_row(path.name, result.cells, result.scale))
+        all_cells.extend(cell_rows(path.name, result.cells, result.rgb, result.scale.pixel_size_um))
+        scales[path.name] = result.scale.describe()
+    write_counts_csv(output_dir / "counts.csv", summary.counts, counter.predictor.class_names)
+    write_cells_csv(output_dir / "cells.csv", all_cells)
+    write_json(output_dir / "scale.json", {
+        "model_cell_diameter_px": counter.model_diameter, "model_scale_source": counter.model_scale_source,
+        "images": scales,
+    })  # fmt: skip
+    report(progress, len(images), len(images), "done")
+    return summary

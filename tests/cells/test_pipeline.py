@@ -1,0 +1,109 @@
+"""count: inputs resampled to the model's scale and back; the CLI writes maps, CSVs and overlays."""
+
+from __future__ import annotations
+
+import csv
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Compose
+from PIL import Image
+from typer.testing import CliRunner
+
+from medseg_dfl.cells.instances import label_instances
+from medseg_dfl.cells.pipeline import SmearCounter
+from medseg_dfl.cells.scale import CellScale
+from medseg_dfl.cli.main import app
+from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, make_smear
+
+CLASSES = list(SMEAR_CLASSES)
+
+
+class ThresholdPredictor:
+    """Stands in for a network: stained pixels are red cells; records the size it was given."""
+
+    def __init__(self):
+        self.cfg = SimpleNamespace(data=SimpleNamespace(in_channels=3, spatial_dims=2))
+        self.class_names = CLASSES
+        self.transforms = Compose([])
+        self.seen: list[tuple[int, ...]] = []
+
+    def predict_preprocessed(self, data, probabilities=False):
+        image = torch.as_tensor(data["image"])  # (C, X, Y)
+        self.seen.append(tuple(image.shape[1:]))
+        stained = (image.mean(dim=0) < 215).float()
+        probs = torch.zeros((len(CLASSES), *image.shape[1:]))
+        probs[0], probs[1] = 1 - stained, stained
+        return SimpleNamespace(mask=None, probabilities=probs.numpy())
+
+
+def test_each_magnification_reaches_the_network_at_the_training_scale_and_comes_back():
+    predictor = ThresholdPredictor()
+    counter = SmearCounter(predictor, model_diameter=25.0, model_scale_source="test")
+    masks, counts = [], []
+    for zoom in (1.0, 2.0, 3.6):
+        smear = make_smear(round(160 * zoom), 4, cell_diameter=25 * zoom)
+        mask, _ = counter.segment(smear.image.astype(np.float32), CellScale(smear.cell_diameter, None, "test"))
+        assert mask.shape == smear.label.shape  # back at the input's own size
+        masks.append(mask)
+        counts.append(label_instances(mask, CLASSES, smear.cell_diameter).counts()["rbc"])
+    # the network saw the same field at the same size every time (width x height, MONAI order)
+    assert max(s[0] for s in predictor.seen) - min(s[0] for s in predictor.seen) <= 1
+    base = masks[0] == 1
+    for mask in masks[1:]:
+        rows = np.arange(base.shape[0]) * mask.shape[0] // base.shape[0]
+        down = (mask == 1)[np.ix_(rows, rows)]
+        assert (down & base).sum() / (down | base).sum() > 0.85
+    assert max(counts) - min(counts) <= max(1, 0.05 * counts[0]), counts
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    from medseg_dfl.config import config_from_dict, config_to_dict
+    from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, save_checkpoint
+    from medseg_dfl.networks import build_network
+
+    cfg = config_from_dict({
+        "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": CLASSES},
+        "transforms": {"patch_size": [32, 32]},
+        "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
+    })  # fmt: skip
+    torch.manual_seed(0)
+    payload = dict.fromkeys(PAYLOAD_KEYS)
+    payload.update(format_version=1, model_state=build_network(cfg).state_dict(), config=config_to_dict(cfg),
+                   class_names=CLASSES, scale={"cell_diameter_px": 25.0, "source": "test"})  # fmt: skip
+    return save_checkpoint(tmp_path / "best.pt", payload)
+
+
+def test_count_cli_writes_instance_maps_csvs_and_overlays(tmp_path, tiny_checkpoint):
+    folder, truth = tmp_path / "in", tmp_path / "truth"
+    folder.mkdir()
+    truth.mkdir()
+    smear = make_smear(96, 1, cell_diameter=40)
+    Image.fromarray(smear.image[:, :80]).save(folder / "wide.png")
+    Image.fromarray(smear.label[:, :80]).save(truth / "wide.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["count", str(tiny_checkpoint), str(folder), str(out), "--cell-diameter", "40",
+                                      "--truth", str(truth)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "checkpoint (test)" in result.output and "--cell-diameter" in result.output
+    cells_map = np.asarray(Image.open(out / "wide_cells.png"))
+    assert cells_map.shape == (96, 80) and cells_map.dtype == np.uint16
+    overlay = Image.open(out / "wide_overlay.png")
+    assert overlay.height == 96 and overlay.width > 160  # prediction + truth panels at full size
+    with open(out / "counts.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["image"] for r in rows] == ["wide.png"] and rows[0]["cell_diameter_px"] == "40.0"
+    with open(out / "cells.csv", newline="") as handle:
+        cells = list(csv.DictReader(handle))
+    assert len(cells) == int(cells_map.max())
+    assert sum(int(rows[0][c]) for c in ("rbc", "wbc", "platelet")) == len(cells)
+    assert json.loads((out / "scale.json").read_text())["model_cell_diameter_px"] == 25.0
+
+
+def test_count_cli_names_a_missing_input_in_one_line(tmp_path, tiny_checkpoint):
+    result = CliRunner().invoke(app, ["count", str(tiny_checkpoint), str(tmp_path / "missing"), str(tmp_path / "o")])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "missing" in result.output
