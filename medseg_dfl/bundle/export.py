@@ -68,7 +68,10 @@ def _network_def(cfg: Config) -> dict[str, Any]:
     factory, kwargs = network_spec(cfg)
     public = getattr(monai.networks.nets, factory.__name__, None) is factory
     target = f"monai.networks.nets.{factory.__name__}" if public else f"{factory.__module__}.{factory.__qualname__}"
-    return {"_target_": target, **json.loads(json.dumps(kwargs))}
+    try:
+        return {"_target_": target, **json.loads(json.dumps(kwargs))}
+    except TypeError as err:
+        raise ValueError(f"network.kwargs of {factory.__name__} cannot be written to JSON ({err})") from err
 
 
 def _postprocessing(cfg: Config, transforms: Any, num_classes: int) -> list[dict[str, Any]]:
@@ -127,6 +130,8 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
         },  # fmt: skip
         "initialize": ["$monai.utils.set_determinism(seed=0)"],
         "run": ["$@evaluator.run()"],
+        # The run id of older model-zoo commands (`python -m monai.bundle run evaluating ...`).
+        "evaluating": ["$@evaluator.run()"],
     }
 
 

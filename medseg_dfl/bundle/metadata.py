@@ -105,6 +105,12 @@ def _network_data_format(cfg: Config, roi_size: list[int], class_names: list[str
     }
 
 
+def _eval_metrics(best_metric: Any) -> dict[str, float]:
+    """The run's best validation mean foreground Dice, when it was ever validated."""
+    value = None if best_metric is None else float(best_metric)
+    return {"val_mean_fg_dice": value} if value is not None and math.isfinite(value) else {}
+
+
 def bundle_metadata(
     cfg: Config,
     class_names: list[str],
@@ -141,7 +147,7 @@ def bundle_metadata(
         "image_classes": f"{cfg.data.in_channels} channel(s) {cfg.data.modality}, intensity: {mode}",
         "label_classes": f"single channel label map, {classes}",
         "pred_classes": f"{len(class_names)} channels (logits), channel i is class i: {classes}",
-        "eval_metrics": {"val_mean_fg_dice": best_metric} if best_metric is not None and math.isfinite(best_metric) else {},
+        "eval_metrics": _eval_metrics(best_metric),
         "intended_use": "Research example; not for diagnostic use.",
         "network_data_format": _network_data_format(cfg, roi_size, class_names),
         "medseg_dfl": {

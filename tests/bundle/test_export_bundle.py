@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from bundle_helpers import SAMPLE, check_metadata, read_label_map, run_bundle, validation_images
-from monai.bundle import ConfigParser
+from monai.bundle import ConfigParser, verify_net_in_out
 from monai.transforms import Compose, Lambdad
 from typer.testing import CliRunner
 
@@ -70,6 +70,9 @@ def test_exported_bundle_files_metadata_and_weights(volume_run, tmp_path):
     assert meta["medseg_dfl"]["scale"]["target_spacing"] == [1.0, 1.0, 2.5]
     assert meta["network_data_format"]["inputs"]["image"]["value_range"] == [0.0, 1.0]  # CT window
     assert meta["medseg_dfl"]["loss"]["name"] == "dfl" and meta["medseg_dfl"]["loss"]["alpha"] == 1.0
+    # MONAI's own check of network_data_format against network_def (channels, spatial shape).
+    verify_net_in_out(net_id="network_def", meta_file=str(bundle / "configs" / "metadata.json"),
+                      config_file=str(bundle / "configs" / "inference.json"), device="cpu")  # fmt: skip
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert state.keys() == payload["model_state"].keys()
     assert all(torch.equal(state[k], payload["model_state"][k]) for k in state)

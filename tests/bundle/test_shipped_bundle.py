@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from bundle_helpers import SAMPLE, SHIPPED, check_metadata, read_label_map, run_bundle, validation_images
+from monai.bundle import verify_net_in_out
 
 
 def test_shipped_metadata_has_the_spec_fields():
@@ -19,6 +20,8 @@ def test_shipped_metadata_has_the_spec_fields():
     check_metadata(meta, ["background", "rbc", "wbc", "platelet"], in_channels=3, spatial_dims=2)
     assert meta["medseg_dfl"]["loss"]["name"] == "dfl-acw"
     assert meta["network_data_format"]["inputs"]["image"]["channel_def"] == {"0": "R", "1": "G", "2": "B"}
+    verify_net_in_out(net_id="network_def", meta_file=str(SHIPPED / "configs" / "metadata.json"),
+                      config_file=str(SHIPPED / "configs" / "inference.json"), device="cpu")  # fmt: skip
 
 
 def test_shipped_bundle_layout_and_no_weights_committed():
