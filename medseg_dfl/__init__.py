@@ -1,7 +1,9 @@
 """medseg-dfl: medical image segmentation with the Dual Focal Loss on MONAI.
 
-The public API is re-exported here and imported on first use (PEP 562), so that
-``import medseg_dfl`` stays cheap for the CLI's ``--help``.
+The public API is re-exported here and imported on first use (PEP 562). This is the one lazy
+import in the package, on purpose: every ``medseg-dfl`` command imports this package first, and
+plain imports here would load torch and MONAI (seconds, tens of seconds on a busy machine) before
+``--help`` or an argument check. Everywhere else imports are at the top of modules.
 """
 
 from __future__ import annotations

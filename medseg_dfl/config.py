@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from medseg_dfl.choices import LOSS_NAMES, NETWORK_NAMES
 from medseg_dfl.io.atomic import write_text
 
 __all__ = [
@@ -283,11 +284,6 @@ def _check_consistency(cfg: Config) -> None:
 
 
 def _check_names(cfg: Config) -> None:
-    # The names live with what they name (one place decides each); imported here lazily because
-    # they pull in torch/MONAI and import this module.
-    from medseg_dfl.losses.registry import LOSS_NAMES
-    from medseg_dfl.networks import NETWORK_NAMES
-
     if cfg.network.name.lower() not in {n.lower() for n in NETWORK_NAMES}:
         raise ValueError(f"network.name: {cfg.network.name!r} is not one of {', '.join(NETWORK_NAMES)}")
     if cfg.loss.name not in LOSS_NAMES:

@@ -6,8 +6,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from monai.networks import nets
 from torch import nn
 
+from medseg_dfl.choices import NETWORK_NAMES
 from medseg_dfl.config import Config
 
 __all__ = ["NETWORK_NAMES", "build_network", "check_input_size", "network_spec"]
@@ -29,29 +31,18 @@ def _vit_defaults(cfg: Config) -> dict[str, Any]:
     return {"img_size": list(cfg.transforms.patch_size)}
 
 
-def _swin_defaults(cfg: Config) -> dict[str, Any]:
-    return {"feature_size": 24}
-
-
-def _no_defaults(cfg: Config) -> dict[str, Any]:
-    return {}
+# Our defaults over MONAI's, by network (the others use MONAI's own defaults).
+_DEFAULTS: dict[str, Callable[[Config], dict[str, Any]]] = {
+    "UNet": _unet_defaults,
+    "AttentionUnet": _unet_defaults,
+    "DynUNet": _dynunet_defaults,
+    "UNETR": _vit_defaults,
+}
 
 
 def _network_table() -> dict[str, tuple[Callable[..., nn.Module], Callable[[Config], dict[str, Any]]]]:
-    from monai import networks as mn
-
-    return {
-        "unet": (mn.nets.UNet, _unet_defaults),
-        "basicunet": (mn.nets.BasicUNet, _no_defaults),
-        "attentionunet": (mn.nets.AttentionUnet, _unet_defaults),
-        "segresnet": (mn.nets.SegResNet, _no_defaults),
-        "dynunet": (mn.nets.DynUNet, _dynunet_defaults),
-        "unetr": (mn.nets.UNETR, _vit_defaults),
-        "swinunetr": (mn.nets.SwinUNETR, _swin_defaults),
-    }
-
-
-NETWORK_NAMES = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "UNETR", "SwinUNETR")
+    """lower-case name -> (MONAI class of that name, our defaults) for every name in NETWORK_NAMES."""
+    return {name.lower(): (getattr(nets, name), _DEFAULTS.get(name, lambda cfg: {})) for name in NETWORK_NAMES}
 
 
 def build_network(cfg: Config) -> nn.Module:

@@ -56,7 +56,7 @@ from monai.transforms import (
 )
 
 from medseg_dfl.config import Config
-from medseg_dfl.data.fingerprint import fingerprint_spacing, fingerprint_window
+from medseg_dfl.io.readers import load_transforms
 from medseg_dfl.stain import with_stain_augmentation
 
 __all__ = [
@@ -90,6 +90,31 @@ def intensity_mode(cfg: Config) -> str:
     if mode == "auto":
         return "window" if cfg.data.modality == "ct" else "zscore"
     return mode
+
+
+# What the pipelines read from a dataset fingerprint (written by medseg_dfl.data.fingerprint): read
+# here, so the transforms need nothing from the data layer above them.
+
+
+def fingerprint_spacing(fingerprint: dict[str, Any] | None) -> list[float] | None:
+    """The fingerprint's median spacing, or None."""
+    if not fingerprint or not fingerprint.get("median_spacing"):
+        return None
+    return [float(s) for s in fingerprint["median_spacing"]]
+
+
+def fingerprint_window(fingerprint: dict[str, Any] | None, channel: int = 0) -> tuple[float, float] | None:
+    """CT window from the fingerprint: channel ``channel``'s 0.5 and 99.5 percentiles, or None."""
+    if not fingerprint:
+        return None
+    per_channel = fingerprint.get("intensity_percentiles") or []
+    if channel >= len(per_channel):
+        return None
+    table = {float(k): float(v) for k, v in per_channel[channel].items()}
+    low, high = table.get(0.5), table.get(99.5)
+    if low is None or high is None or not low < high:
+        return None
+    return low, high
 
 
 def _ct_window(cfg: Config, fingerprint: dict | None) -> tuple[float, float]:
@@ -150,8 +175,6 @@ def _modes(keys: Sequence[str], image_mode: str) -> tuple[str, ...]:
 
 def deterministic_prefix(cfg: Config, fingerprint: dict | None, keys: Sequence[str]) -> list[Transform]:
     """Load, channel-first, (3D: RAS, foreground crop, spacing), intensity normalisation."""
-    from medseg_dfl.io.readers import load_transforms
-
     keys = list(keys)
     steps: list[Transform] = list(load_transforms(keys))
     if cfg.data.spatial_dims == 3:

@@ -1,16 +1,12 @@
-"""Loss and network names for the help texts, without importing torch.
-
-The registries (``medseg_dfl.losses.registry.LOSS_NAMES``, ``medseg_dfl.networks.NETWORK_NAMES``)
-decide the names; these copies only let ``--help`` list them in a blink, and a test keeps them equal.
-"""
+"""Loss and network names for the help texts, without importing torch (``medseg_dfl.choices``
+lists them once; the registries build exactly those)."""
 
 from __future__ import annotations
 
+from medseg_dfl.choices import LOSS_NAMES, NETWORK_NAMES
+
 __all__ = ["LOSS_NAMES", "NETWORK_NAMES", "names_epilog"]
 
-LOSS_NAMES = ("dfl", "dfl-acw", "dfl-learnable", "dice-dfl", "ce", "focal", "dice", "dice-ce", "dice-focal",
-              "dice-focal-softmax", "wce", "tversky", "focal-tversky")  # fmt: skip
-NETWORK_NAMES = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "UNETR", "SwinUNETR")
 
 
 def names_epilog() -> str:

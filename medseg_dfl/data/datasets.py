@@ -31,6 +31,7 @@ from medseg_dfl.config import Config
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, load_fingerprint
 from medseg_dfl.data.folds import fold_split
 from medseg_dfl.io.dataset_json import has_dataset_json
+from medseg_dfl.io.pairing import discover_pairs, split_pairs
 from medseg_dfl.transforms import build_train_transforms, build_val_transforms
 
 __all__ = [
@@ -95,8 +96,6 @@ def make_dataset(cfg: Config, items: list[dict], transform: Compose, root: Path)
 
 def split_items(cfg: Config) -> tuple[list[dict], list[dict]]:
     """(train, val) data dicts of ``cfg.data.root``, split by ``split_pairs`` (seed ``cfg.experiment.seed``)."""
-    from medseg_dfl.io.pairing import discover_pairs, split_pairs
-
     root = Path(cfg.data.root)
     if not root.is_dir():
         raise FileNotFoundError(f"data.root is not a folder: {root}")

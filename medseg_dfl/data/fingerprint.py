@@ -10,6 +10,9 @@
   cases of each case's percentile (foreground voxels where ``PairStats`` computed them so)
 - ``class_counts`` (summed voxel counts) and ``class_frequencies`` (counts / total), aligned with
   ``class_names``.
+
+What the transforms read back from it (median spacing, CT window) is read in
+:mod:`medseg_dfl.transforms` (``fingerprint_spacing``, ``fingerprint_window``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel.orientations as nio
 import numpy as np
 
 from medseg_dfl.config import Config
@@ -29,8 +33,6 @@ __all__ = [
     "FINGERPRINT_NAME",
     "FINGERPRINT_VERSION",
     "compute_fingerprint",
-    "fingerprint_spacing",
-    "fingerprint_window",
     "load_fingerprint",
     "save_fingerprint",
 ]
@@ -41,8 +43,6 @@ FINGERPRINT_VERSION = 1
 
 def _ras_order(affine: Any, spacing: Sequence[float]) -> list[float]:
     """Spacing reordered to the axes ``Orientationd("RAS")`` produces (oblique: nearest axes)."""
-    import nibabel.orientations as nio
-
     ornt = nio.io_orientation(np.asarray(affine, dtype=float))
     out = [0.0] * len(spacing)
     for src, (dst, _flip) in enumerate(ornt):
@@ -129,24 +129,3 @@ def load_fingerprint(path_or_dir: str | Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or "class_frequencies" not in data:
         raise ValueError(f"{path}: not a fingerprint (no class_frequencies)")
     return data
-
-
-def fingerprint_spacing(fingerprint: dict[str, Any] | None) -> list[float] | None:
-    """The fingerprint's median spacing, or None."""
-    if not fingerprint or not fingerprint.get("median_spacing"):
-        return None
-    return [float(s) for s in fingerprint["median_spacing"]]
-
-
-def fingerprint_window(fingerprint: dict[str, Any] | None, channel: int = 0) -> tuple[float, float] | None:
-    """CT window from the fingerprint: channel ``channel``'s 0.5 and 99.5 percentiles, or None."""
-    if not fingerprint:
-        return None
-    per_channel = fingerprint.get("intensity_percentiles") or []
-    if channel >= len(per_channel):
-        return None
-    table = {float(k): float(v) for k, v in per_channel[channel].items()}
-    low, high = table.get(0.5), table.get(99.5)
-    if low is None or high is None or not low < high:
-        return None
-    return low, high

@@ -27,17 +27,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from medseg_dfl.config import Config, save_config
+from medseg_dfl.config import Config, config_from_dict, save_config
 from medseg_dfl.data.datasets import CACHE_DIRNAME, warm_disk_cache
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, compute_fingerprint, save_fingerprint
 from medseg_dfl.io.atomic import remove_stale_temps, write_json
+from medseg_dfl.io.checks import DataError, PairStats, validate_pair
 from medseg_dfl.io.dataset_json import (
     dataset_json_path,
     has_dataset_json,
     read_dataset_json,
     write_dataset_json,
 )
+from medseg_dfl.io.pairing import discover_pairs, split_pairs
+from medseg_dfl.io.readers import load_image
 
 __all__ = ["PreprocessError", "PreprocessResult", "config_from_data", "preprocess_dataset"]
 
@@ -94,8 +99,6 @@ def _stats_to_record(stats: Any) -> dict[str, Any]:
 
 
 def _stats_from_record(record: dict[str, Any]) -> Any:
-    from medseg_dfl.io.checks import PairStats
-
     values = dict(record)
     values["shape"], values["spacing"] = tuple(values["shape"]), tuple(values["spacing"])
     values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
@@ -133,8 +136,6 @@ def _validate_all(
     pairs: Sequence[Any], cfg: Config, records: dict[str, dict], report: Callable[[str, str | None], None]
 ) -> tuple[list[Any], list[Any], list[tuple[Path, str]], dict[str, dict], int]:
     """Validate (or reuse the record of) each pair: (good pairs, their stats, bad, records, n validated)."""
-    from medseg_dfl.io.checks import DataError, validate_pair
-
     good, stats, bad, new_records, n_validated = [], [], [], {}, 0
     for pair in pairs:
         key = _pair_key(pair, cfg)
@@ -189,9 +190,6 @@ class _Reporter:
     """Rich progress bar + one line per bad file (silent when ``enabled`` is False)."""
 
     def __init__(self, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[case]}"), console=Console(stderr=True), disable=not enabled,
@@ -217,8 +215,6 @@ def preprocess_dataset(
 
     Raises :class:`PreprocessError` (a ``ValueError``) listing every bad pair unless ``skip_bad``.
     """
-    from medseg_dfl.io.pairing import discover_pairs, split_pairs
-
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     _check_folders(input_dir, output_dir)
     pairs = discover_pairs(input_dir)
@@ -278,10 +274,6 @@ def config_from_data(input_dir: str | Path) -> Config:
     names; 2D -> microscopy; 3D without a modality -> "ct" when the first image reaches below
     -500 (air in Hounsfield units), else "mr" (z-score).
     """
-    from medseg_dfl.config import config_from_dict
-    from medseg_dfl.io.pairing import discover_pairs
-    from medseg_dfl.io.readers import load_image
-
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")

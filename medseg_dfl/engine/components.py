@@ -15,11 +15,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from medseg_dfl.cells.scale import scale_from_config
 from medseg_dfl.config import Config, config_to_dict
+from medseg_dfl.data.datasets import build_datasets, build_loaders, is_preprocessed
+from medseg_dfl.data.fingerprint import load_fingerprint as read_fingerprint
 from medseg_dfl.engine.checkpoint import FORMAT_VERSION, capture_rng_state, restore_rng_state
 from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.optim import build_optimizer, build_scheduler, trainable_parameters
 from medseg_dfl.engine.scoring import shard_val_loader
+from medseg_dfl.losses.registry import build_loss
+from medseg_dfl.networks import build_network
 
 __all__ = ["Components", "build_components", "checkpoint_payload", "load_fingerprint", "restore_components"]
 
@@ -52,16 +57,11 @@ class Components:
 def load_fingerprint(cfg: Config) -> dict[str, Any] | None:
     """The dataset fingerprint ``build_datasets`` would use (a ``preprocess`` output folder's
     fingerprint.json), so the checkpoint carries the exact preprocessing statistics."""
-    from medseg_dfl.data.datasets import is_preprocessed
-    from medseg_dfl.data.fingerprint import load_fingerprint as read_fingerprint
-
     root = Path(cfg.data.root)
     return read_fingerprint(root) if is_preprocessed(root) else None
 
 
 def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None) -> tuple[DataLoader, DataLoader]:
-    from medseg_dfl.data.datasets import build_datasets, build_loaders
-
     train_ds, val_ds = build_datasets(cfg, fingerprint=fingerprint)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(
@@ -75,8 +75,6 @@ def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None) -> t
 
 
 def _build_model(cfg: Config, device: torch.device, ctx: DistContext) -> tuple[nn.Module, nn.Module]:
-    from medseg_dfl.networks import build_network
-
     model = build_network(cfg).to(device)
     if not ctx.distributed:
         return model, model
@@ -86,9 +84,6 @@ def _build_model(cfg: Config, device: torch.device, ctx: DistContext) -> tuple[n
 
 def build_components(cfg: Config, device: torch.device, ctx: DistContext) -> Components:
     """Data, network, loss, optimiser, schedule and scaler for ``cfg`` on ``device``."""
-    from medseg_dfl.cells.scale import scale_from_config
-    from medseg_dfl.losses.registry import build_loss
-
     # Network and loss first: a bad name or keyword fails before the data is cached.
     model, forward = _build_model(cfg, device, ctx)
     loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)

@@ -26,11 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.metrics import HausdorffDistanceMetric, SurfaceDistanceMetric
+from rich.table import Table
 
 from medseg_dfl.engine.metrics import dice_iou
 from medseg_dfl.io.atomic import write_json, write_text
 from medseg_dfl.io.names import NON_MASK_SUFFIXES, file_stem
-from medseg_dfl.io.readers import PIL_SUFFIXES, TIFF_SUFFIXES, file_suffix
+from medseg_dfl.io.pairing import find_images
+from medseg_dfl.io.readers import PIL_SUFFIXES, TIFF_SUFFIXES, file_suffix, load_image
 from medseg_dfl.progress import ProgressCallback
 from medseg_dfl.progress import report as report_progress
 
@@ -162,8 +164,6 @@ def _case_id_of_prediction(path: Path, truth_ids: set[str]) -> str | None:
 
 def pair_predictions(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
     """(case id, prediction, truth) triples matched by file stem; errors name unmatched files."""
-    from medseg_dfl.io.pairing import find_images
-
     for folder, what in ((pred_dir, "prediction"), (truth_dir, "truth")):
         if not Path(folder).is_dir():
             raise NotADirectoryError(f"{what} folder not found: {folder}")
@@ -198,8 +198,6 @@ def _spacing(affine: np.ndarray, dims: int) -> list[float]:
 
 
 def _read_label_map(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from medseg_dfl.io.readers import load_image
-
     image = load_image(path)
     if image.shape[0] != 1:
         raise ValueError(f"{path}: expected a single-channel label map, got {image.shape[0]} channels")
@@ -313,8 +311,6 @@ def write_report(report: EvaluationReport, output: Path) -> tuple[Path, Path]:
 
 def summary_table(report: EvaluationReport):  # -> rich.table.Table
     """Rich table: mean ± std per foreground class and metric; "(n=k)" when only k cases were finite."""
-    from rich.table import Table
-
     table = Table(title=f"Evaluation of {len(report.cases)} case(s): mean ± std")
     table.add_column("class")
     for metric in METRIC_NAMES:

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.inferers import sliding_window_inference
 
-from medseg_dfl.config import Config
+from medseg_dfl.config import Config, config_from_dict
+from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.distributed import resolve_device, torchrun_rank
 from medseg_dfl.engine.ensemble import (
     AveragedProbabilities,
@@ -41,7 +43,11 @@ from medseg_dfl.engine.prediction_io import (
     write_outputs,
 )
 from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.io.pairing import find_images
+from medseg_dfl.io.readers import load_image
+from medseg_dfl.networks import build_network
 from medseg_dfl.progress import ProgressCallback, report
+from medseg_dfl.transforms import build_inference_transforms, build_inverse_postprocess
 
 __all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "load_predictor", "predict_folder"]
 
@@ -113,11 +119,6 @@ class Predictor:
         half: bool = False,
     ) -> Predictor:
         """Rebuild config, network, inference transforms and their inverse from a checkpoint."""
-        from medseg_dfl.config import config_from_dict
-        from medseg_dfl.engine.checkpoint import load_checkpoint
-        from medseg_dfl.networks import build_network
-        from medseg_dfl.transforms import build_inference_transforms, build_inverse_postprocess
-
         payload = load_checkpoint(path)
         try:
             cfg = config_from_dict(payload["config"])
@@ -157,8 +158,6 @@ class Predictor:
             data = self.transforms({"image": str(path)})
         except Exception:
             # MONAI's LoadImaged reports only "no suitable reader"; load_image names the real reason.
-            from medseg_dfl.io.readers import load_image
-
             load_image(path)  # raises DataError("<path>: cannot read image (<reason>)") if unreadable
             raise
         image = data["image"]
@@ -170,8 +169,6 @@ class Predictor:
 
     def _logits(self, image: torch.Tensor) -> torch.Tensor:
         """(C, spatial) -> (classes, spatial) float32 logits on the CPU."""
-        from monai.inferers import sliding_window_inference
-
         inputs = image.as_tensor() if hasattr(image, "as_tensor") else image
         with torch.no_grad():
             logits = sliding_window_inference(
@@ -238,8 +235,6 @@ def _prefetch(predictor: Predictor, plans: Sequence[OutputPlan]) -> Iterator[tup
 
 
 def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
-    from medseg_dfl.io.pairing import find_images
-
     return sorted(find_images(input_path, recursive=recursive))
 
 

@@ -17,7 +17,11 @@ from typing import TypeVar
 
 import numpy as np
 
+from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.names import OVERLAY_SUFFIX, PROBABILITIES_SUFFIX, file_stem
+from medseg_dfl.io.readers import load_image
+from medseg_dfl.io.writers import output_name, write_mask_like, write_probabilities_like
+from medseg_dfl.visualize.overlays import save_overlay
 
 __all__ = [
     "OutputPlan",
@@ -67,8 +71,6 @@ def plan_outputs(
 ) -> list[OutputPlan]:
     """One :class:`OutputPlan` per input. ``ValueError`` when two inputs (or an input and an output)
     would share a file name, before anything is written."""
-    from medseg_dfl.io.writers import output_name
-
     check_name_part(suffix, "--suffix")
     plans: list[OutputPlan] = []
     owners: dict[Path, Path] = {}
@@ -111,8 +113,6 @@ def shard_for_rank(items: Sequence[T], rank: int, world_size: int) -> list[T]:
 def failure_reason(err: BaseException) -> str:
     """One line for a failed file: the reason of a ``DataError`` in the chain, else the innermost cause
     (MONAI wraps errors as "applying transform ...", which says nothing about the file)."""
-    from medseg_dfl.io.errors import DataError
-
     chain = [err]
     while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
         chain.append(cause)
@@ -136,8 +136,6 @@ def write_outputs(
     overwrite: bool,
 ) -> list[Path]:
     """Write the pending outputs of ``plan`` (mask last, so a finished mask means a finished case)."""
-    from medseg_dfl.io.writers import write_mask_like, write_probabilities_like
-
     pending = set(plan.pending(overwrite))
     written: list[Path] = []
     if plan.probabilities in pending and probabilities is not None:
@@ -152,9 +150,6 @@ def write_outputs(
 
 
 def _write_overlay(plan: OutputPlan, mask: np.ndarray, class_names: Sequence[str], *, overwrite: bool) -> Path:
-    from medseg_dfl.io.readers import load_image
-    from medseg_dfl.visualize.overlays import save_overlay
-
     assert plan.overlay is not None  # only called for a requested overlay
     image = load_image(plan.source)  # the original intensities, in the mask's spatial order
     spacing = np.linalg.norm(np.asarray(image.affine)[: mask.ndim, : mask.ndim], axis=0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data.utils import set_rnd
 
 from medseg_dfl.config import Config, config_from_dict, config_to_dict, save_config
 from medseg_dfl.data.datasets import split_items
@@ -43,6 +44,7 @@ from medseg_dfl.engine.records import (
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
 from medseg_dfl.progress import ProgressCallback, report
+from medseg_dfl.visualize.curves import plot_training_curves
 
 __all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train", "train_one_epoch"]
 
@@ -75,8 +77,6 @@ def default_run_dir(cfg: Config) -> Path:
 
 def seed_epoch(cfg: Config, epoch: int, loader: Any, rank: int = 0) -> None:
     """Reseed every random source that epoch ``epoch`` (0-based) draws from."""
-    from monai.data.utils import set_rnd
-
     seed = (cfg.experiment.seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % (2**31 - 1)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -234,8 +234,6 @@ def _resume_state(run_dir: Path, payload: dict[str, Any] | None) -> _Progress:
 def _save_epoch(cfg: Config, parts: Components, state: _Progress, run_dir: Path, improved: bool) -> None:
     """Rank 0: metrics.csv and curves first, then best.pt, then last.pt (a kill in between is
     repaired on resume, which drops metrics rows newer than last.pt)."""
-    from medseg_dfl.visualize.curves import plot_training_curves
-
     write_metrics(run_dir / "metrics.csv", state.rows, cfg.data.class_names)
     plot_training_curves(state.rows, cfg.data.class_names, run_dir / "curves.png")
     payload = checkpoint_payload(cfg, parts, state.epoch, state.best_metric)

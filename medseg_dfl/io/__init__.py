@@ -1,5 +1,6 @@
 """Image I/O: readers by suffix (MONAI ``LoadImage``), pairing, validation, geometry-keeping writers."""
 
+from medseg_dfl.io.checks import PairStats, validate_pair
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.pairing import CasePair, discover_pairs, find_images, split_pairs
 from medseg_dfl.io.readers import (
@@ -11,7 +12,6 @@ from medseg_dfl.io.readers import (
     load_image,
     load_transforms,
 )
-from medseg_dfl.io.checks import PairStats, validate_pair
 from medseg_dfl.io.writers import atomic_path, output_name, write_mask_like, write_probabilities_like
 
 __all__ = [

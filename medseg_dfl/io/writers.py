@@ -28,7 +28,14 @@ from PIL import Image
 
 from medseg_dfl.io.atomic import atomic_path
 from medseg_dfl.io.names import file_stem
-from medseg_dfl.io.readers import ITK_SUFFIXES, NIFTI_SUFFIXES, file_suffix, is_dicom_dir, reader_for
+from medseg_dfl.io.readers import (
+    ITK_SUFFIXES,
+    NIFTI_SUFFIXES,
+    SimpleITKReader,
+    file_suffix,
+    is_dicom_dir,
+    reader_for,
+)
 
 __all__ = ["atomic_path", "output_name", "write_mask_like", "write_probabilities_like"]
 
@@ -90,8 +97,6 @@ def _reference_shape(reference: Path, family: str) -> tuple[int, ...]:
 
 
 def _read_itk(reference: Path) -> sitk.Image:
-    from medseg_dfl.io.readers import SimpleITKReader
-
     return SimpleITKReader()._read_one(reference)
 
 

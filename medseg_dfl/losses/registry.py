@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, FocalLoss
 from torch import nn
 
+from medseg_dfl.choices import LOSS_NAMES
 from medseg_dfl.losses.baselines import (
     FocalTverskyLoss,
     InverseFrequencyCrossEntropyLoss,
@@ -70,7 +71,7 @@ _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict[str, Any], dict[str, A
     "tversky": (FocalTverskyLoss, _LABELS_SOFTMAX, {"gamma": 1.0}),
     "focal-tversky": (FocalTverskyLoss, _LABELS_SOFTMAX, {}),
 }
-LOSS_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+# The names are listed once, in medseg_dfl.choices; a test keeps _REGISTRY's keys equal to them.
 _TAKES_NUM_CLASSES = (DualFocalLoss, DiceDualFocalLoss, InverseFrequencyCrossEntropyLoss)
 
 

@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 
 from medseg_dfl.config import config_from_dict
-from medseg_dfl.data.fingerprint import (
-    compute_fingerprint,
-    fingerprint_spacing,
-    fingerprint_window,
-    load_fingerprint,
-    save_fingerprint,
-)
+from medseg_dfl.data.fingerprint import compute_fingerprint, load_fingerprint, save_fingerprint
 from medseg_dfl.io.checks import PairStats
+from medseg_dfl.transforms import fingerprint_spacing, fingerprint_window
 
 CFG_3D = config_from_dict(
     {"data": {"spatial_dims": 3, "modality": "ct", "in_channels": 1, "class_names": ["bg", "organ", "lesion"]},

@@ -134,10 +134,10 @@ def test_mha_round_trip_keeps_spacing_origin_direction(tmp_path, volume_ckpt):
 
 def test_inverse_puts_each_voxel_back_where_it_was(tmp_path, monkeypatch):
     """A thresholding 'network' must give exactly image > 0 HU on the original oblique, flipped grid."""
-    import medseg_dfl.networks
+    import medseg_dfl.engine.inference as inference  # patched where it is used
 
     net = Threshold(3, 1, level=0.5)  # window [-1000, 1000] -> [0, 1]: 0.5 is 0 HU
-    monkeypatch.setattr(medseg_dfl.networks, "build_network", lambda cfg: Threshold(3, 1, 0.0))
+    monkeypatch.setattr(inference, "build_network", lambda cfg: Threshold(3, 1, 0.0))
     ckpt = make_checkpoint(tmp_path / "t.pt", volume_config(), network=net)
     volume = ct_volume()
     src = write_nifti(tmp_path / "a.nii.gz", volume)
@@ -146,14 +146,14 @@ def test_inverse_puts_each_voxel_back_where_it_was(tmp_path, monkeypatch):
 
 
 def test_2d_rgb_png_gives_label_png_of_same_height_width_and_orientation(tmp_path, monkeypatch):
-    import medseg_dfl.networks
+    import medseg_dfl.engine.inference as inference  # patched where it is used
 
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 100, size=(23, 37, 3), dtype=np.uint8)  # (H, W, 3), not square
     rgb[5:12, 20:30, 0] = 250  # bright red block, off-centre
     (tmp_path / "in").mkdir()
     Image.fromarray(rgb).save(tmp_path / "in" / "slide.png")
-    monkeypatch.setattr(medseg_dfl.networks, "build_network", lambda cfg: Threshold(2, 3, 0.0))
+    monkeypatch.setattr(inference, "build_network", lambda cfg: Threshold(2, 3, 0.0))
     ckpt = make_checkpoint(tmp_path / "t.pt", smear_config(classes=2), network=Threshold(2, 3, 1.0))
     summary = predict_folder(ckpt, tmp_path / "in", tmp_path / "out", InferenceOptions(overlay=True))
     assert not summary.failed

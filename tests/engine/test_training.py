@@ -21,8 +21,8 @@ from medseg_dfl.engine.components import build_components
 from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.optim import lr_factor
 from medseg_dfl.engine.records import metrics_columns, read_metrics_rows
-from medseg_dfl.engine.training import train, train_one_epoch
 from medseg_dfl.engine.scoring import validate
+from medseg_dfl.engine.training import train, train_one_epoch
 from medseg_dfl.losses.registry import LOSS_NAMES
 from medseg_dfl.networks import build_network
 
