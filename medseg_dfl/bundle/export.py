@@ -174,6 +174,8 @@ per image (`<stem>.png` for 2D inputs, `<stem>.nii.gz` for 3D), on the input's o
 preprocessing, sliding window and post-processing are those of `medseg-dfl infer` for the same
 checkpoint, so the masks are the same. Needs `pip install medseg-dfl[bundle]` (MONAI, pytorch-ignite, fire).
 
+Masks only (no probability maps or overlays); one checkpoint, without test-time augmentation.
+
 `configs/metadata.json` holds MONAI's metadata fields; its `medseg_dfl` section has the class names,
 the scale the network sees (`target_spacing`; null = the image's own grid), the intensity
 normalisation and the loss (with its scale alpha and adaptive class weights).
