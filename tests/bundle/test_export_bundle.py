@@ -89,16 +89,40 @@ def test_exported_preprocessing_equals_the_library_pipeline(volume_run):
     """Parsed by MONAI from the exported items, the pipeline gives infer's tensor, bit for bit."""
     payload = load_checkpoint(volume_run / "best.pt")
     ours = build_inference_transforms(config_from_dict(payload["config"]), payload.get("fingerprint"))
-    config = {
-        "imports": ["$import importlib", "$import numpy", "$import torch",
-                    "$from medseg_dfl.io.readers import image_readers"],  # fmt: skip
-        "pre": {"_target_": "Compose", "transforms": preprocessing_items(ours)},
-    }
-    theirs = ConfigParser(config).get_parsed_content("pre")
+    theirs = parsed_pipeline(preprocessing_items(ours))
     path = str(SAMPLE / "volumes" / "images" / "vol_006.nii.gz")
     a, b = ours({"image": path})["image"], theirs({"image": path})["image"]
     assert a.shape == b.shape and torch.equal(a.as_tensor(), b.as_tensor())
     np.testing.assert_array_equal(np.asarray(a.affine), np.asarray(b.affine))
+
+
+def parsed_pipeline(items: list[dict]) -> Compose:
+    config = {
+        "imports": ["$import importlib", "$import numpy", "$import torch",
+                    "$from medseg_dfl.io.readers import image_readers"],  # fmt: skip
+        "pre": {"_target_": "Compose", "transforms": items},
+    }
+    return ConfigParser(config).get_parsed_content("pre")
+
+
+@pytest.mark.parametrize(
+    "data, transforms, image",
+    [
+        ({"spatial_dims": 2, "in_channels": 3}, {"patch_size": [64, 64], "intensity": mode}, "blood_smear/images/smear_024.png")
+        for mode in ("zscore", "zscore_nonzero", "percentile", "rgb_0_1")
+    ]
+    + [
+        ({"spatial_dims": 3, "modality": "ct", "in_channels": 1, "class_names": ["bg", "organ", "lesion"]},
+         {"patch_size": [32, 32, 16], "intensity": "ct_zscore", "window": [-150.0, 250.0], "intensity_mean": [40.0],
+          "intensity_std": [60.0], "target_spacing": [1.5, 1.5, 3.0]}, "volumes/images/vol_007.nii.gz"),
+    ],  # fmt: skip
+)
+def test_every_intensity_mode_exports_to_the_same_pipeline(data, transforms, image):
+    ours = build_inference_transforms(config_from_dict({"data": data, "transforms": transforms}))
+    theirs = parsed_pipeline(preprocessing_items(ours))
+    path = str(SAMPLE / image)
+    a, b = ours({"image": path})["image"], theirs({"image": path})["image"]
+    assert a.shape == b.shape and torch.equal(a.as_tensor(), b.as_tensor())
 
 
 def test_unknown_transform_is_an_error_naming_it():
