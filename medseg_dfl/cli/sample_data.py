@@ -49,18 +49,15 @@ def command(
 ) -> None:
     """Generate synthetic sample data (deterministic for a seed) and print its class frequencies."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.data.synthetic import generate_sample_data, read_class_frequencies
 
     n = count if count is not None else DEFAULT_COUNT[kind.value]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(f"{kind.value} samples", total=n)
+    with cli_progress(f"{kind.value} samples", every=50) as report:
         paths = generate_sample_data(
-            output_dir, kind.value, n, parse_size(size), seed, val_fraction, overwrite=overwrite,
-            progress=lambda done, _total: bar.update(task, completed=done),
+            output_dir, kind.value, n, parse_size(size), seed, val_fraction, overwrite=overwrite, progress=report
         )
     table = Table(title="class frequencies")
     table.add_column("class")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import io
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -22,6 +21,7 @@ from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, make_blood_smear
 from medseg_dfl.data.synthetic_volume import VOLUME_CLASSES, make_volume
 from medseg_dfl.io.atomic import write_bytes
 from medseg_dfl.io.dataset_json import DATASET_JSON, dataset_json_path, read_dataset_json, write_dataset_json
+from medseg_dfl.progress import ProgressCallback, report
 
 __all__ = [
     "KINDS",
@@ -186,7 +186,7 @@ def generate_sample_data(
     val_fraction: float = 0.2,
     *,
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[Path]:
     """Write ``count`` synthetic samples of ``kind`` ("blood-smear" or "volume") to ``output_dir``.
 
@@ -195,7 +195,7 @@ def generate_sample_data(
     "validation" list; class pixel frequencies under "class_frequencies") and ``preview.png``.
     ``size`` is the side length of a smear, or one (cube) or three sizes of a volume; None = 256 or
     64x64x48. An existing, non-empty ``images/`` or ``labels/`` raises ``FileExistsError`` unless
-    ``overwrite``. ``progress(done, total)`` is called after each sample. Returns the image paths.
+    ``overwrite``. ``progress(done, total, stem)`` after each sample. Returns the image paths.
     """
     size = _check_args(kind, count, size, seed, val_fraction)
     output_dir = Path(output_dir)
@@ -214,8 +214,7 @@ def generate_sample_data(
         if len(previews) < (3 if kind == "blood-smear" else 4):
             previews.append((image, label))
         image_paths.append(image_path)
-        if progress is not None:
-            progress(i + 1, count)
+        report(progress, i + 1, count, stem)
     if overwrite:
         _remove_stale(output_dir, kind, {p.name for p in image_paths})
     frequencies = {name: round(float(c) / float(counts.sum()), 6) for name, c in zip(names, counts, strict=True)}
