@@ -155,21 +155,22 @@ def diameter_from_mask(mask: np.ndarray) -> float | None:
     return 2 * float(np.median(big)) / _PEAK_TO_RADIUS if big.size else None
 
 
-def _downsample(mask: np.ndarray, target: int = 240) -> tuple[np.ndarray, int]:
-    """Block-average ``mask`` by the integer factor that brings its short side near ``target`` px
-    (the h-maxima are the slow part; cells stay >= 10 px across at the largest magnifications)."""
-    factor = max(1, min(mask.shape) // target)
+def _downsample(image: np.ndarray, target: int = 240) -> tuple[np.ndarray, int]:
+    """Block-average an (H, W, C) image by the integer factor that brings its short side near
+    ``target`` px (the h-maxima are the slow part; cells stay >= 10 px across at the largest
+    magnifications)."""
+    factor = max(1, min(image.shape[:2]) // target)
     if factor == 1:
-        return mask, 1
-    h, w = (mask.shape[0] // factor) * factor, (mask.shape[1] // factor) * factor
-    blocks = mask[:h, :w].reshape(h // factor, factor, w // factor, factor)
-    return blocks.mean(axis=(1, 3)) > 0.5, factor
+        return image, 1
+    h, w = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    blocks = np.asarray(image[:h, :w], dtype=np.float32).reshape(h // factor, factor, w // factor, factor, -1)
+    return blocks.mean(axis=(1, 3)), factor
 
 
 def estimate_cell_diameter(image: np.ndarray) -> float | None:
     """Typical red-cell diameter (px) of an (H, W, 3) RGB smear, or None when no cells are found."""
-    mask, factor = _downsample(cell_foreground(image))
-    diameter = diameter_from_mask(mask)
+    small, factor = _downsample(np.asarray(image))
+    diameter = diameter_from_mask(cell_foreground(small))
     return None if diameter is None else diameter * factor
 
 

@@ -127,7 +127,15 @@ def _draw_rbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: f
 
 def _nucleus_field(rng: np.random.Generator, dy: np.ndarray, dx: np.ndarray, radius: float,
                    kind: str) -> np.ndarray:
-    """Soft (0..1) nucleus mask: lobes joined by thin strands (neutrophil) or a round blob."""
+    """Soft (0..1) nucleus mask: lobes joined by thin strands (neutrophil), a round blob
+    (lymphocyte) or a kidney-shaped one (monocyte)."""
+    if kind == "monocyte":
+        notch_angle = rng.uniform(0, 2 * np.pi)
+        oy, ox = rng.uniform(-0.12, 0.12, 2) * radius
+        body = 1 - np.hypot(dy - oy, dx - ox) / (radius * rng.uniform(0.6, 0.7))
+        notch = 1 - np.hypot(dy - oy - 0.55 * radius * np.sin(notch_angle),
+                             dx - ox - 0.55 * radius * np.cos(notch_angle)) / (radius * 0.35)  # fmt: skip
+        return np.clip(np.minimum(body, -notch) * radius * 0.8 + 0.5, 0, 1)
     if kind == "lymphocyte":
         oy, ox = rng.uniform(-0.12, 0.12, 2) * radius
         r = np.hypot(dy - oy, dx - ox) / (radius * rng.uniform(0.74, 0.84))
@@ -152,7 +160,8 @@ def _draw_wbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: f
     shape = dy.shape
     r = np.hypot(dy, dx) / (radius * (1 + 0.04 * _smooth_noise(rng, shape, radius / 3)))
     cell = np.clip((1 - r) * radius + 0.5, 0, 1)
-    cyto_stain = style["lymph_cyto"] if kind == "lymphocyte" else style["neutro_cyto"]
+    cyto_stain = {"lymphocyte": style["lymph_cyto"], "monocyte": 0.5 * (style["lymph_cyto"] + style["neutro_cyto"])
+                  }.get(kind, style["neutro_cyto"])  # fmt: skip
     granules = 1 + 0.35 * _smooth_noise(rng, shape, 0.8 * zoom)
     nucleus = _nucleus_field(rng, dy, dx, radius, kind) * cell
     chromatin = 1 + 0.22 * _smooth_noise(rng, shape, 1.2 * zoom)
@@ -162,9 +171,9 @@ def _draw_wbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: f
 
 
 def _draw_platelet(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
-                   stain: np.ndarray, zoom: float = 1.0, ident: int = 3) -> None:
-    """A 3-6 px (at the default magnification) irregular purple granular fragment with a paler rim."""
-    radius = rng.uniform(1.6, 3.1) * zoom
+                   stain: np.ndarray, zoom: float = 1.0, ident: int = 3, size: float = 1.0) -> None:
+    """A 3-6 px (at the default magnification, times ``size``) irregular purple granular fragment."""
+    radius = rng.uniform(1.6, 3.1) * zoom * size
     sy, sx, dy, dx = _patch(label.shape[0], cy, cx, radius + 3)
     theta = rng.uniform(0, np.pi)
     u = dx * np.cos(theta) + dy * np.sin(theta)
@@ -227,9 +236,10 @@ def _render_cells(rng: np.random.Generator, size: int, zoom: float, style: dict,
     for cy, cx in layout["rbc"]:
         ident += 1
         _draw_rbc(od, rbc, rng, cy * zoom, cx * zoom, style["rbc_radius"] * zoom, style["rbc"], ident)
-    for cy, cx in layout["platelet"]:
+    sizes = layout.get("platelet_size", np.ones(len(layout["platelet"])))
+    for (cy, cx), size in zip(layout["platelet"], sizes, strict=True):
         ident += 1
-        _draw_platelet(od, plt, rng, cy * zoom, cx * zoom, style["platelet"], zoom, ident)
+        _draw_platelet(od, plt, rng, cy * zoom, cx * zoom, style["platelet"], zoom, ident, size)
     for (cy, cx), kind, radius in layout["wbc"]:
         ident += 1
         _draw_wbc(od, wbc, rng, cy * zoom, cx * zoom, radius * zoom, kind, style, zoom, ident)
@@ -239,15 +249,34 @@ def _render_cells(rng: np.random.Generator, size: int, zoom: float, style: dict,
     return od, (rbc, plt, wbc), classes
 
 
-def make_smear(size: int, seed: int, cell_diameter: float | None = None) -> SmearSample:
+def _add_variety(extra: np.random.Generator, layout: dict, style: dict, field: float) -> None:
+    """What the committed sample data lacks (drawn from a separate stream so that the default
+    output stays byte for byte the same): monocytes, larger platelets, platelet clumps, more blur."""
+    rbc_r = style["rbc_radius"]
+    layout["wbc"] = [((y, x), "monocyte", rbc_r * extra.uniform(1.8, 2.2)) if extra.random() < 0.25 else (xy, k, r)
+                     for (xy, k, r) in layout["wbc"] for (y, x) in [xy]]  # fmt: skip
+    clumps = []
+    for _ in range(extra.poisson(0.5 * (field / 256.0) ** 2)):
+        centre = extra.uniform(10, field - 10, 2)
+        clumps.append(centre + extra.normal(0, 0.35 * rbc_r, (int(extra.integers(3, 8)), 2)))
+    singles = np.asarray(layout["platelet"], dtype=float).reshape(-1, 2)
+    layout["platelet"] = np.concatenate([singles, *clumps]) if clumps else singles
+    layout["platelet_size"] = extra.uniform(1.0, 1.7, len(layout["platelet"]))
+    style["blur"] = extra.uniform(0.5, 2.5)
+
+
+def make_smear(size: int, seed: int, cell_diameter: float | None = None, variety: bool = False) -> SmearSample:
     """Render one ``size`` x ``size`` smear field with its instance map; same arguments -> same arrays.
 
     ``cell_diameter`` (px) sets the magnification; ``None`` is :data:`DEFAULT_CELL_DIAMETER`.
+    ``variety`` adds monocytes, larger platelets, platelet clumps and a wider focus-blur range.
     """
     zoom = _check_size(size, cell_diameter)
     rng = np.random.default_rng(seed)
     style = _slide_style(rng)
     layout = _cell_layout(rng, size / zoom, style)
+    if variety:
+        _add_variety(np.random.default_rng([seed, 1]), layout, style, size / zoom)
     od, (rbc, plt, wbc), classes = _render_cells(rng, size, zoom, style, layout)
     instances = np.where(plt > 0, plt, rbc)
     instances[wbc > 0] = wbc[wbc > 0]

@@ -82,3 +82,11 @@ def test_class_kinds_and_bad_input():
         label_instances(np.full((8, 8), 5), SMEAR_CLASSES, 25)
     with pytest.raises(ValueError, match="positive"):
         label_instances(np.zeros((8, 8)), SMEAR_CLASSES, 0)
+
+
+def test_generator_instance_map_matches_its_labels_and_variety_adds_platelet_clumps():
+    plain, varied = make_smear(256, 11), make_smear(256, 11, variety=True)
+    for smear in (plain, varied):
+        np.testing.assert_array_equal(smear.instance_class[smear.instances], smear.label)
+    assert (varied.instance_class == 3).sum() > (plain.instance_class == 3).sum()
+    assert (varied.instance_class == 1).sum() == (plain.instance_class == 1).sum()  # same red cells
