@@ -18,6 +18,7 @@ import yaml
 
 from medseg_dfl.choices import LOSS_NAMES, NETWORK_NAMES
 from medseg_dfl.io.atomic import write_text
+from medseg_dfl.losses.registry import check_loss_kwargs
 
 __all__ = [
     "AugmentConfig",
@@ -288,6 +289,25 @@ def _check_names(cfg: Config) -> None:
         raise ValueError(f"network.name: {cfg.network.name!r} is not one of {', '.join(NETWORK_NAMES)}")
     if cfg.loss.name not in LOSS_NAMES:
         raise ValueError(f"loss.name: {cfg.loss.name!r} is not one of {', '.join(LOSS_NAMES)}")
+    _check_plain_values(cfg.network.kwargs, "network.kwargs")
+    _check_plain_values(cfg.loss.kwargs, "loss.kwargs")
+    check_loss_kwargs(cfg.loss.name, cfg.loss.kwargs)
+
+
+def _check_plain_values(value: Any, path: str) -> None:
+    """Keyword values are data: a MONAI bundle expression (``"$..."``, ``"@ref"``, ``"%file"``) or a
+    ``_target_`` is refused, never evaluated or imported."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if str(key).startswith("_") and str(key).endswith("_"):
+                raise ValueError(f"{path}.{key}: bundle keys like {key!r} are not allowed (values are data, not code)")
+            _check_plain_values(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain_values(item, f"{path}[{index}]")
+    elif isinstance(value, str) and value[:1] in ("$", "@", "%"):
+        raise ValueError(f"{path}: {value!r} looks like a MONAI bundle expression; config values are data, "
+                         "never evaluated")  # fmt: skip
 
 
 def _check_training(cfg: Config) -> None:
@@ -357,8 +377,19 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     try:
         return config_from_dict(apply_overrides(values, overrides))
     except ValueError as err:
-        where = f"{path}: " if path is not None else ""
-        raise ValueError(f"{where}{err}") from None
+        raise ValueError(f"{_error_source(values, overrides, path)}{err}") from None
+
+
+def _error_source(values: dict[str, Any], overrides: list[str] | None, path: Path | None) -> str:
+    """Who to blame for a config error: ``--set`` when the file alone is valid, else the file."""
+    if overrides:
+        try:
+            config_from_dict(values)
+        except ValueError:
+            pass
+        else:
+            return "--set: "
+    return f"{path}: " if path is not None else ""
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

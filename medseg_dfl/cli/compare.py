@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
-from medseg_dfl.cli._common import user_errors
+from medseg_dfl.cli._common import DEVICE_HELP, SET_HELP, check_exists, user_errors
+from medseg_dfl.cli.names import LOSS_NAMES
+
+DEFAULT_LOSSES = "ce,focal,dice-ce,dfl,dfl-acw,dfl-learnable,dice-dfl"
 
 
 def _split_names(value: str | None) -> list[str] | None:
@@ -16,22 +19,33 @@ def _split_names(value: str | None) -> list[str] | None:
 
 @user_errors
 def command(
-    config: Annotated[Path, typer.Argument(help="Training config (YAML); everything but the loss is shared.")],
+    config: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="Training config (YAML); everything but the loss is shared.")
+    ],
     losses: Annotated[
-        str, typer.Option("--losses", help="Comma-separated loss names.")
-    ] = "ce,focal,dice-ce,dfl,dfl-acw,dfl-learnable,dice-dfl",
+        str,
+        typer.Option(
+            "--losses", metavar="NAMES", show_default=False,
+            help=f"Comma-separated loss names. Default: {DEFAULT_LOSSES.replace(',', ', ')}. Known: {', '.join(LOSS_NAMES)}.",
+        ),
+    ] = DEFAULT_LOSSES,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Runs per loss (seeds base, base+1, ...).")] = 3,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="OUTPUT_DIR", help="Output folder (default: runs/compare-<experiment.name>).")
+    ] = None,
     rare_classes: Annotated[
         str | None, typer.Option("--rare-classes", help="Comma-separated class names (default: all but the most frequent foreground class).")
     ] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="Rare-class Dice that counts as converged.")] = 0.5,
     overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set train.epochs=5 (repeatable).")
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: from config).")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help=f"{DEVICE_HELP} Default: the config's train.device.")
+    ] = None,
 ) -> None:
     """Compare losses on one config: per-class Dice/IoU (mean ± std over seeds) and convergence."""
+    check_exists(config, "config file", folder=False)
     from rich.console import Console
 
     from medseg_dfl.cli._progress import cli_progress

@@ -7,24 +7,29 @@ from typing import Annotated
 
 import typer
 
-from medseg_dfl.cli._common import fail, user_errors
+from medseg_dfl.cli._common import DEVICE_HELP, check_exists, check_output_folder, fail, user_errors
 
 
 @user_errors
 def command(
     checkpoint: Annotated[
         Path,
-        typer.Argument(help="Checkpoint (best.pt / last.pt), a run folder, or a folder of fold runs (an ensemble)."),
+        typer.Argument(
+            metavar="CHECKPOINT",
+            help="Checkpoint (best.pt / last.pt), a run folder, or a folder of fold runs (an ensemble).",
+        ),
     ],
-    input: Annotated[Path, typer.Argument(help="An image file or a folder of images.")],
-    output_dir: Annotated[Path, typer.Argument(help="Folder for the masks (created if needed).")],
+    input: Annotated[Path, typer.Argument(metavar="INPUT", help="An image file or a folder of images.")],
+    output_dir: Annotated[
+        Path, typer.Argument(metavar="OUTPUT_DIR", help="Folder for the masks (created if needed).")
+    ],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of INPUT.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write <stem>_overlay.png.")] = False,
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="Also write per-class probability maps.")
     ] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Windows per network call (default: checkpoint's).")
     ] = None,
@@ -33,15 +38,25 @@ def command(
         typer.Option("--tile-overlap", min=0.0, max=0.95, help="Sliding-window overlap (default: checkpoint's)."),
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="float16 on CUDA, bfloat16 on CPU.")] = False,
-    suffix: Annotated[str, typer.Option("--suffix", help="Added to mask names, e.g. _seg.")] = "",
+    suffix: Annotated[
+        str, typer.Option("--suffix", help="Added to mask names, e.g. _seg (part of a file name: no '/' or '..').")
+    ] = "",
     tta: Annotated[bool, typer.Option("--tta", help="Average the softmax over flips of every spatial axis.")] = False,
     also: Annotated[
         list[Path] | None,
-        typer.Option("--also", help="Another checkpoint or run folder to ensemble with (repeatable)."),
+        typer.Option("--also", metavar="CHECKPOINT", help="Another checkpoint or run folder to ensemble with (repeatable)."),
     ] = None,
 ) -> None:
-    """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry."""
+    """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry.
+
+    Several runs may share one OUTPUT_DIR: each input is claimed by one of them, so none is done twice.
+    """
+    for path in [checkpoint, *(also or [])]:
+        check_exists(path, "checkpoint")
+    check_exists(input, "input")
+    check_output_folder(output_dir)
     from rich.console import Console
+    from rich.markup import escape
 
     from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.engine.inference import InferenceOptions, predict_folder
@@ -60,13 +75,14 @@ def command(
     )
     with cli_progress("segmenting", every=10) as report:  # a bar on a terminal, else a line per 10 files
         summary = predict_folder([checkpoint, *(also or [])], input, output_dir, options, progress=report)
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     for path, reason in summary.failed:
-        console.print(f"[yellow]skipped[/yellow] {path}: {reason}", markup=True, soft_wrap=True)
+        console.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(reason)}")
     where = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
+    elsewhere = f", {len(summary.claimed_elsewhere)} left to another run" if summary.claimed_elsewhere else ""
     console.print(
         f"{len(summary.written)} written, {len(summary.skipped_existing)} already done, "
-        f"{len(summary.failed)} failed{where} -> {output_dir}"
+        f"{len(summary.failed)} failed{elsewhere}{where} -> {output_dir}", markup=False,
     )
     if summary.failed:
         fail(f"{len(summary.failed)} file(s) could not be segmented")

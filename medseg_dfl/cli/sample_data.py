@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medseg_dfl.cli._common import user_errors
+from medseg_dfl.cli._common import check_output_folder, user_errors
 
 DEFAULT_COUNT = {"blood-smear": 30, "volume": 8}
 
@@ -34,7 +34,9 @@ def parse_size(text: str | None) -> int | tuple[int, ...] | None:
 
 @user_errors
 def command(
-    output_dir: Annotated[Path, typer.Argument(help="Folder to create (gets images/, labels/, dataset.json).")],
+    output_dir: Annotated[
+        Path, typer.Argument(metavar="OUTPUT_DIR", help="Folder to create (gets images/, labels/, dataset.json).")
+    ],
     kind: Annotated[Kind, typer.Option("--kind", help="What to generate.")] = Kind.blood_smear,
     count: Annotated[
         int | None, typer.Option("--count", help="Number of samples (default: 30 smears, 8 volumes).")
@@ -48,13 +50,17 @@ def command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set.")] = False,
 ) -> None:
     """Generate synthetic sample data (deterministic for a seed) and print its class frequencies."""
+    check_output_folder(output_dir)
+    n = count if count is not None else DEFAULT_COUNT[kind.value]
+    if n < 1:
+        raise ValueError(f"--count must be >= 1, got {n}")
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.data.synthetic import generate_sample_data, read_class_frequencies
 
-    n = count if count is not None else DEFAULT_COUNT[kind.value]
     with cli_progress(f"{kind.value} samples", every=50) as report:
         paths = generate_sample_data(
             output_dir, kind.value, n, parse_size(size), seed, val_fraction, overwrite=overwrite, progress=report
@@ -66,4 +72,4 @@ def command(
         table.add_row(name, f"{fraction:.4%}")
     console = Console()
     console.print(table)
-    console.print(f"{len(paths)} {kind.value} samples written to {output_dir} (see dataset.json, preview.png)")
+    console.print(f"{len(paths)} {kind.value} samples written to {escape(str(output_dir))} (see dataset.json, preview.png)")

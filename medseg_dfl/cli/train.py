@@ -7,31 +7,41 @@ from typing import Annotated
 
 import typer
 
-from medseg_dfl.cli._common import user_errors
+from medseg_dfl.cli._common import DEVICE_HELP, SET_HELP, check_exists, check_output_folder, user_errors
+from medseg_dfl.cli.names import with_names
 
 
 @user_errors
 def command(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config, e.g. configs/blood_smear_2d.yaml.")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config key: --set train.epochs=1 --set loss.name=ce (repeatable)."),
-    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Run directory (default: runs/<experiment.name>).")
+        Path | None,
+        typer.Option("--output", "-o", metavar="RUN_DIR", help="Run directory (default: runs/NAME, NAME = experiment.name)."),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in the output directory from last.pt.")] = False,
     device: Annotated[
-        str | None, typer.Option("--device", help="cpu or cuda (default: the config's train.device).")
+        str | None, typer.Option("--device", help=f"{DEVICE_HELP} Default: the config's train.device.")
     ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Train without the pairs that fail validation (default: stop, list them).")
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
     fold: Annotated[
         int | None, typer.Option("--fold", min=0, help="Validate on this fold (0-based) of --folds; sets data.fold.")
     ] = None,
     folds: Annotated[int | None, typer.Option("--folds", min=2, help="Number of folds; sets data.folds.")] = None,
 ) -> None:
-    """Train a segmentation network (also under torchrun: torchrun --nproc_per_node 2 -m medseg_dfl.cli train CONFIG)."""
+    """Train a segmentation network (also under torchrun: torchrun --nproc_per_node 2 -m medseg_dfl.cli train CONFIG).
+
+    Every image/label pair is checked first (as preprocess does; results cached by file size and
+    time): bad files are listed one per line and nothing is made, unless --skip-bad.
+    """
+    check_exists(config, "config file", folder=False)
+    if output is not None:
+        check_output_folder(output, "run directory")
     from rich.console import Console
+    from rich.markup import escape
 
     from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.config import load_config
@@ -42,12 +52,16 @@ def command(
     cfg = load_config(config, [*(set_ or []), *fold_keys])
     run_dir = output if output is not None else default_run_dir(cfg)
     with cli_progress("train", enabled=progress) as report:  # a bar on a terminal, else a line per epoch
-        result = train(cfg, run_dir, resume=resume, device=device, progress=report)
+        result = train(cfg, run_dir, resume=resume, device=device, progress=report, skip_bad=skip_bad)
     if result.rank != 0:  # under torchrun only rank 0 reports
         return
-    console = Console()
+    console = Console(highlight=False)
     best = "n/a" if result.best_epoch is None else f"{result.best_metric:.4f} (epoch {result.best_epoch})"
     console.print(f"trained {result.epochs_run} epochs; best mean foreground Dice {best}")
-    console.print(f"curves:     {run_dir / 'curves.png'}")
-    console.print(f"checkpoint: {run_dir / 'best.pt'}  (last: {run_dir / 'last.pt'})")
+    for path, reason in result.skipped:
+        console.print(f"skipped bad file {escape(str(path))}: {escape(reason)}")
+    console.print(f"curves:     {escape(str(run_dir / 'curves.png'))}")
+    console.print(f"checkpoint: {escape(str(run_dir / 'best.pt'))}  (last: {escape(str(run_dir / 'last.pt'))})")
 
+
+command.__doc__ = with_names(command.__doc__)

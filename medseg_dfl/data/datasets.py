@@ -17,7 +17,7 @@ change (spacing, window, ...) never reuses stale arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +94,13 @@ def make_dataset(cfg: Config, items: list[dict], transform: Compose, root: Path)
     return PersistentDataset(items, transform=transform, cache_dir=cache_dir, hash_transform=pickle_hashing)
 
 
-def split_items(cfg: Config) -> tuple[list[dict], list[dict]]:
-    """(train, val) data dicts of ``cfg.data.root``, split by ``split_pairs`` (seed ``cfg.experiment.seed``)."""
+def split_items(cfg: Config, skip: Collection[str] = ()) -> tuple[list[dict], list[dict]]:
+    """(train, val) data dicts of ``cfg.data.root``, split by ``split_pairs`` (seed ``cfg.experiment.seed``);
+    pairs whose image is in ``skip`` (resolved paths, e.g. files that failed validation) are left out."""
     root = Path(cfg.data.root)
     if not root.is_dir():
         raise FileNotFoundError(f"data.root is not a folder: {root}")
-    pairs = discover_pairs(root)
+    pairs = [p for p in discover_pairs(root) if str(Path(p.image).resolve()) not in skip]
     unlabelled = [str(p.image) for p in pairs if p.label is None]
     if unlabelled:
         raise ValueError(f"{root}: {len(unlabelled)} image(s) have no label, e.g. {unlabelled[0]}")
@@ -118,9 +119,11 @@ def _fingerprint_of(cfg: Config, fingerprint: dict | None) -> dict | None:
     return fingerprint
 
 
-def build_datasets(cfg: Config, fingerprint: dict | None = None) -> tuple[Dataset, Dataset]:
-    """(train, val) MONAI datasets of ``cfg.data.root`` (see the module docstring)."""
-    train_items, val_items = split_items(cfg)
+def build_datasets(
+    cfg: Config, fingerprint: dict | None = None, skip: Collection[str] = ()
+) -> tuple[Dataset, Dataset]:
+    """(train, val) MONAI datasets of ``cfg.data.root`` (see the module docstring), without ``skip``."""
+    train_items, val_items = split_items(cfg, skip)
     fingerprint = _fingerprint_of(cfg, fingerprint)
     root = Path(cfg.data.root)
     train_ds = make_dataset(cfg, train_items, build_train_transforms(cfg, fingerprint), root)

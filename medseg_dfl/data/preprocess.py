@@ -20,29 +20,26 @@ collected first; nothing is written unless every pair is good or ``skip_bad`` is
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from medseg_dfl.config import Config, config_from_dict, save_config
 from medseg_dfl.data.datasets import CACHE_DIRNAME, warm_disk_cache
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, compute_fingerprint, save_fingerprint
-from medseg_dfl.io.atomic import remove_stale_temps, write_json
-from medseg_dfl.io.checks import DataError, PairStats, validate_pair
+from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.io.checks import BadFilesError, check_pairs, save_check_cache
 from medseg_dfl.io.dataset_json import (
     dataset_json_path,
     has_dataset_json,
     read_dataset_json,
     write_dataset_json,
 )
+from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.pairing import discover_pairs, split_pairs
 from medseg_dfl.io.readers import load_image
+from medseg_dfl.progress import ProgressCallback, report
 
 __all__ = ["PreprocessError", "PreprocessResult", "config_from_data", "preprocess_dataset"]
 
@@ -64,57 +61,11 @@ class PreprocessResult:
     fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-class PreprocessError(ValueError):
+class PreprocessError(BadFilesError):
     """Some pairs failed validation; ``bad`` lists ``(file, reason)`` for each of them."""
 
     def __init__(self, bad: list[tuple[Path, str]], total: int) -> None:
-        self.bad = bad
-        shown = "; ".join(f"{path}: {reason}" for path, reason in bad[:3])
-        more = f"; ... ({len(bad) - 3} more)" if len(bad) > 3 else ""
-        super().__init__(
-            f"{len(bad)} of {total} pairs failed validation ({shown}{more}); nothing was written "
-            "(--skip-bad / skip_bad=True carries on without them)"
-        )
-
-
-# --------------------------------------------------------------------------- validation records
-
-
-def _file_key(path: Path) -> list[Any]:
-    stat = path.stat()
-    return [str(path), stat.st_mtime_ns, stat.st_size]
-
-
-def _pair_key(pair: Any, cfg: Config) -> str:
-    files = [_file_key(Path(pair.image))] + ([_file_key(Path(pair.label))] if pair.label else [])
-    return json.dumps([files, cfg.data.num_classes, cfg.data.spatial_dims])
-
-
-def _stats_to_record(stats: Any) -> dict[str, Any]:
-    record = dataclasses.asdict(stats)
-    record["affine"] = np.asarray(stats.affine).tolist()
-    record["class_counts"] = [int(c) for c in stats.class_counts]
-    record["intensity_percentiles"] = [[[float(q), float(v)] for q, v in p.items()] for p in stats.intensity_percentiles]
-    return record
-
-
-def _stats_from_record(record: dict[str, Any]) -> Any:
-    values = dict(record)
-    values["shape"], values["spacing"] = tuple(values["shape"]), tuple(values["spacing"])
-    values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
-    values["affine"] = np.asarray(values["affine"], dtype=np.float64)
-    values["class_counts"] = np.asarray(values["class_counts"], dtype=np.int64)
-    values["intensity_percentiles"] = [{q: v for q, v in p} for p in values["intensity_percentiles"]]
-    return PairStats(**values)
-
-
-def _read_records(output_dir: Path) -> dict[str, dict]:
-    path = output_dir / VALIDATED_NAME
-    try:
-        data = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}  # a damaged record only costs a re-validation
-    return data if isinstance(data, dict) else {}
+        super().__init__(bad, total, hint="nothing was written (--skip-bad / skip_bad=True carries on without them)")
 
 
 # --------------------------------------------------------------------------- steps
@@ -130,37 +81,6 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
         )
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"output path exists and is not a folder: {output_dir}")
-
-
-def _validate_all(
-    pairs: Sequence[Any], cfg: Config, records: dict[str, dict], report: Callable[[str, str | None], None]
-) -> tuple[list[Any], list[Any], list[tuple[Path, str]], dict[str, dict], int]:
-    """Validate (or reuse the record of) each pair: (good pairs, their stats, bad, records, n validated)."""
-    good, stats, bad, new_records, n_validated = [], [], [], {}, 0
-    for pair in pairs:
-        key = _pair_key(pair, cfg)
-        try:
-            if pair.label is None:
-                raise DataError(pair.image, "has no label")
-            if key in records:
-                stat = _stats_from_record(records[key])
-            else:
-                stat = validate_pair(pair, cfg.data.num_classes, cfg.data.spatial_dims)
-                n_validated += 1
-        except DataError as err:
-            path, reason = (err.path or pair.image), err.reason
-            bad.append((Path(path), reason))
-            report(pair.case_id, f"{path}: {reason}")
-            continue
-        new_records[key] = _stats_to_record(stat)
-        good.append(pair)
-        stats.append(stat)
-        report(pair.case_id, None)
-    return good, stats, bad, new_records, n_validated
-
-
-def _write_json(data: Any, path: Path) -> None:
-    write_json(path, data)
 
 
 def _dataset_json(cfg: Config, input_dir: Path, train: Sequence[Any], val: Sequence[Any]) -> dict[str, Any]:
@@ -186,30 +106,22 @@ def _output_config(cfg: Config, output_dir: Path) -> Config:
     return dataclasses.replace(cfg, data=data)
 
 
-class _Reporter:
-    """Rich progress bar + one line per bad file (silent when ``enabled`` is False)."""
+class _Phase:
+    """Counts the cases of one phase ("validating", "caching") and reports each to ``progress``
+    (bad files are listed once, by the caller, afterwards)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[case]}"), console=Console(stderr=True), disable=not enabled,
-        )
-        self.enabled = enabled
-        self.task: Any = None
-
-    def phase(self, description: str, total: int) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, case="")
-        self.task = self.progress.add_task(description, total=total, case="")
+    def __init__(self, progress: ProgressCallback | None, name: str, total: int) -> None:
+        self.progress, self.name, self.total, self.done = progress, name, total, 0
+        report(progress, 0, total, name)
 
     def step(self, case: str, problem: str | None = None) -> None:
-        if problem is not None and self.enabled:
-            self.progress.console.print(f"[red]bad[/red] {problem}", markup=True, highlight=False, soft_wrap=True)
-        self.progress.update(self.task, advance=1, case=case)
+        self.done += 1
+        report(self.progress, self.done, self.total, f"{self.name} {case}")
 
 
 def preprocess_dataset(
-    input_dir: str | Path, output_dir: str | Path, cfg: Config, skip_bad: bool = False, progress: bool = True
+    input_dir: str | Path, output_dir: str | Path, cfg: Config, skip_bad: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> PreprocessResult:
     """Validate, fingerprint and cache INPUT_DIR into OUTPUT_DIR (see the module docstring).
 
@@ -218,30 +130,29 @@ def preprocess_dataset(
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     _check_folders(input_dir, output_dir)
     pairs = discover_pairs(input_dir)
-    reporter = _Reporter(progress)
-    with reporter.progress:
-        reporter.phase("validating", len(pairs))
-        good, stats, bad, records, n_validated = _validate_all(
-            pairs, cfg, _read_records(output_dir), lambda case, problem: reporter.step(case, problem)
-        )
-        if bad and not skip_bad:
-            raise PreprocessError(bad, len(pairs))
-        if not good:
-            raise ValueError(f"{input_dir}: no valid pairs left ({len(bad)} bad)")
-        train, val = split_pairs(input_dir, good, cfg.data.val_fraction, cfg.experiment.seed)
-        fingerprint = compute_fingerprint(stats, cfg)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(output_dir)  # left by a killed earlier run (not by live ones)
-        write_dataset_json(output_dir, _dataset_json(cfg, input_dir, train, val))
-        fingerprint_path = save_fingerprint(fingerprint, output_dir / FINGERPRINT_NAME)
-        out_cfg = _output_config(cfg, output_dir)
-        save_config(out_cfg, output_dir / CONFIG_NAME)
-        _write_json(records, output_dir / VALIDATED_NAME)
-        reporter.phase("caching", len(good))
-        warm_disk_cache(out_cfg, fingerprint, lambda item: reporter.step(item["case_id"]))
+    checked = check_pairs(
+        pairs, cfg.data.num_classes, cfg.data.spatial_dims, in_channels=cfg.data.in_channels,
+        cache=output_dir / VALIDATED_NAME, on_pair=_Phase(progress, "validating", len(pairs)).step,
+    )
+    good, stats, bad = checked.good, checked.stats, checked.bad
+    if bad and not skip_bad:
+        raise PreprocessError(bad, len(pairs))
+    if not good:
+        raise ValueError(f"{input_dir}: no valid pairs left ({len(bad)} bad)")
+    train, val = split_pairs(input_dir, good, cfg.data.val_fraction, cfg.experiment.seed)
+    fingerprint = compute_fingerprint(stats, cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(output_dir)  # left by a killed earlier run (not by live ones)
+    write_dataset_json(output_dir, _dataset_json(cfg, input_dir, train, val))
+    fingerprint_path = save_fingerprint(fingerprint, output_dir / FINGERPRINT_NAME)
+    out_cfg = _output_config(cfg, output_dir)
+    save_config(out_cfg, output_dir / CONFIG_NAME)
+    save_check_cache(output_dir / VALIDATED_NAME, checked, keep_others=False)
+    caching = _Phase(progress, "caching", len(good))
+    warm_disk_cache(out_cfg, fingerprint, lambda item: caching.step(item["case_id"]))
     return PreprocessResult(
         n_ok=len(good), bad=bad, fingerprint_path=fingerprint_path, dataset_json_path=dataset_json_path(output_dir),
-        cache_dir=output_dir / CACHE_DIRNAME, n_train=len(train), n_val=len(val), n_revalidated=n_validated,
+        cache_dir=output_dir / CACHE_DIRNAME, n_train=len(train), n_val=len(val), n_revalidated=checked.n_read,
         fingerprint=fingerprint,
     )
 
@@ -266,10 +177,21 @@ def _dataset_json_hints(input_dir: Path) -> tuple[list[str] | None, str | None]:
     return names, modality
 
 
+def _first_readable_image(pairs: Sequence[Any]) -> Any:
+    first_error: DataError | None = None
+    for pair in pairs:
+        try:
+            return load_image(pair.image)
+        except DataError as err:
+            first_error = first_error or err
+    raise first_error if first_error is not None else ValueError("no images to infer a config from")
+
+
 def config_from_data(input_dir: str | Path) -> Config:
     """A config for INPUT_DIR when none is given: the defaults, plus what the data tells.
 
-    ``spatial_dims`` and ``in_channels`` from the first image; class names and modality from a
+    ``spatial_dims`` and ``in_channels`` from the first readable image (an unreadable one is left to
+    the validation to report, so ``--skip-bad`` can skip it); class names and modality from a
     Decathlon ``dataset.json`` (``"labels"``, ``"modality"``) when present, else the default class
     names; 2D -> microscopy; 3D without a modality -> "ct" when the first image reaches below
     -500 (air in Hounsfield units), else "mr" (z-score).
@@ -278,7 +200,7 @@ def config_from_data(input_dir: str | Path) -> Config:
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
     names, modality = _dataset_json_hints(input_dir)
-    first = load_image(discover_pairs(input_dir)[0].image)
+    first = _first_readable_image(discover_pairs(input_dir))
     dims = first.ndim - 1
     if dims not in (2, 3):
         raise ValueError(f"{first.meta.get('filename_or_obj')}: {dims}D image; give --config")

@@ -89,6 +89,12 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def _nanstd(values: np.ndarray) -> float:
+    """Sample std over the finite values; NaN with none (a class absent from every run), no warning."""
+    finite = values[~np.isnan(values)]
+    return float(np.std(finite, ddof=1)) if finite.size > 1 else (0.0 if finite.size else math.nan)
+
+
 def summarise_runs(runs: list[RunRecord]) -> list[LossSummary]:
     """Mean and standard deviation over seeds of every final score, per loss (in run order)."""
     summaries = []
@@ -100,8 +106,8 @@ def summarise_runs(runs: list[RunRecord]) -> list[LossSummary]:
             LossSummary(
                 loss=loss,
                 n_seeds=len(group),
-                mean={k: float(np.nanmean(v)) for k, v in values.items()},
-                std={k: float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
+                mean={k: _nanmean(list(v)) for k, v in values.items()},
+                std={k: _nanstd(v) for k, v in values.items()},
                 epochs_to_threshold=[r.epochs_to_threshold for r in group],
             )
         )

@@ -61,8 +61,9 @@ def load_fingerprint(cfg: Config) -> dict[str, Any] | None:
     return read_fingerprint(root) if is_preprocessed(root) else None
 
 
-def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None) -> tuple[DataLoader, DataLoader]:
-    train_ds, val_ds = build_datasets(cfg, fingerprint=fingerprint)
+def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None,
+                   skip: frozenset[str] = frozenset()) -> tuple[DataLoader, DataLoader]:  # fmt: skip
+    train_ds, val_ds = build_datasets(cfg, fingerprint=fingerprint, skip=skip)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(
             f"{cfg.data.root}: need at least one training and one validation case "
@@ -82,13 +83,15 @@ def _build_model(cfg: Config, device: torch.device, ctx: DistContext) -> tuple[n
     return model, nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def build_components(cfg: Config, device: torch.device, ctx: DistContext) -> Components:
-    """Data, network, loss, optimiser, schedule and scaler for ``cfg`` on ``device``."""
+def build_components(cfg: Config, device: torch.device, ctx: DistContext,
+                     skip: frozenset[str] = frozenset()) -> Components:  # fmt: skip
+    """Data, network, loss, optimiser, schedule and scaler for ``cfg`` on ``device``; the images in
+    ``skip`` (resolved paths of pairs that failed validation) are left out of the data."""
     # Network and loss first: a bad name or keyword fails before the data is cached.
     model, forward = _build_model(cfg, device, ctx)
     loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
     fingerprint = load_fingerprint(cfg)
-    train_loader, val_loader = _build_loaders(cfg, ctx, fingerprint)
+    train_loader, val_loader = _build_loaders(cfg, ctx, fingerprint, skip)
     optimizer = build_optimizer(cfg, trainable_parameters(model, loss_fn))
     amp = cfg.train.amp and device.type == "cuda"
     return Components(

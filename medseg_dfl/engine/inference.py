@@ -35,6 +35,7 @@ from medseg_dfl.engine.ensemble import (
     flip_combinations,
     resolve_checkpoints,
 )
+from medseg_dfl.engine.output_claims import check_writable_folder, claim_output, is_write_error
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
     failure_reason,
@@ -43,6 +44,7 @@ from medseg_dfl.engine.prediction_io import (
     write_outputs,
 )
 from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.networks import build_network
@@ -86,6 +88,7 @@ class InferenceSummary:
     written: list[Path] = field(default_factory=list)  # inputs whose outputs were written
     skipped_existing: list[Path] = field(default_factory=list)  # inputs whose outputs all existed
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, reason)
+    claimed_elsewhere: list[Path] = field(default_factory=list)  # inputs another live run is doing
     rank: int = 0
     world_size: int = 1
 
@@ -157,15 +160,21 @@ class Predictor:
         try:
             data = self.transforms({"image": str(path)})
         except Exception:
-            # MONAI's LoadImaged reports only "no suitable reader"; load_image names the real reason.
-            load_image(path)  # raises DataError("<path>: cannot read image (<reason>)") if unreadable
+            # MONAI's LoadImaged reports only "no suitable reader"; load_image names the real reason
+            # (DataError "cannot read image"), and a 3D file given to a 2D model fails in the transforms.
+            self._check_dims(path, load_image(path).ndim - 1)
             raise
         image = data["image"]
+        self._check_dims(path, image.ndim - 1)
         if image.shape[0] != self.cfg.data.in_channels:
-            raise ValueError(
-                f"{path}: image has {image.shape[0]} channel(s), the network expects {self.cfg.data.in_channels}"
-            )
+            raise DataError(path, f"image has {image.shape[0]} channel(s), the network expects {self.cfg.data.in_channels}")
         return data
+
+    def _check_dims(self, path: str | Path, input_dims: int) -> None:
+        model_dims = self.cfg.data.spatial_dims
+        if input_dims != model_dims:
+            raise DataError(path, f"{model_dims}D model, {input_dims}D input (this checkpoint segments "
+                                  f"{'volumes' if model_dims == 3 else '2D images'})")  # fmt: skip
 
     def _logits(self, image: torch.Tensor) -> torch.Tensor:
         """(C, spatial) -> (classes, spatial) float32 logits on the CPU."""
@@ -288,17 +297,33 @@ def predict_folder(
             summary.skipped_existing.append(plan.source)
     if not plans:
         return summary
+    check_writable_folder(output_dir)  # before any work: a folder we cannot write is found now
     remove_stale_temps(output_dir, recursive=True)  # left by a killed earlier run (not by live ones)
     predictor = load_predictor(checkpoints, options)
     report(progress, 0, len(plans), "")
     for done, (plan, loading) in enumerate(_prefetch(predictor, plans), start=1):
-        try:
-            result = predictor.predict_preprocessed(loading.result(), probabilities=plan.probabilities is not None)
-            write_outputs(
-                plan, result.mask, result.probabilities, predictor.class_names, overwrite=options.overwrite
-            )
-            summary.written.append(plan.source)
-        except FILE_ERRORS as err:
-            summary.failed.append((plan.source, failure_reason(err)))
+        _predict_claimed(predictor, plan, loading, options, summary)
         report(progress, done, len(plans), plan.source.name)
     return summary
+
+
+def _predict_claimed(predictor: Predictor, plan: OutputPlan, loading: Future, options: InferenceOptions,
+                     summary: InferenceSummary) -> None:  # fmt: skip
+    """Segment one input unless another run has claimed it (or finished it meanwhile); a full disk
+    or a folder without write permission stops the run (``OSError`` naming the path and reason)."""
+    with claim_output(plan.mask) as ours:
+        if not ours:
+            summary.claimed_elsewhere.append(plan.source)
+            return
+        if not plan.pending(options.overwrite):  # finished by another run since we looked
+            summary.skipped_existing.append(plan.source)
+            return
+        try:
+            result = predictor.predict_preprocessed(loading.result(), probabilities=plan.probabilities is not None)
+            write_outputs(plan, result.mask, result.probabilities, predictor.class_names, overwrite=options.overwrite)
+            summary.written.append(plan.source)
+        except FILE_ERRORS as err:
+            write_error = is_write_error(err)
+            if write_error is not None:
+                raise write_error from None
+            summary.failed.append((plan.source, failure_reason(err)))

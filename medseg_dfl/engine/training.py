@@ -34,6 +34,7 @@ from medseg_dfl.engine.distributed import (
     init_distributed,
     resolve_device,
 )
+from medseg_dfl.engine.input_check import check_training_data
 from medseg_dfl.engine.optim import lr_factor
 from medseg_dfl.engine.records import (
     close_run_log,
@@ -43,6 +44,7 @@ from medseg_dfl.engine.records import (
 )
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.networks import check_input_size
 from medseg_dfl.progress import ProgressCallback, report
 from medseg_dfl.visualize.curves import plot_training_curves
 
@@ -61,6 +63,7 @@ class TrainResult:
     epochs_run: int  # epochs completed in total (including those before a resume)
     metrics: list[dict[str, Any]] = field(default_factory=list)  # the rows of metrics.csv
     rank: int = 0  # this process's rank under torchrun (every rank returns the same numbers)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason) left out by skip_bad
 
 
 @dataclass
@@ -126,6 +129,21 @@ def _train_step(parts: Components, cfg: Config, batch: dict[str, Any]) -> torch.
     return loss.detach()
 
 
+def _batch_files(batch: dict[str, Any], loader: Any) -> str:
+    """The image files a batch came from (for an error message), as ``a.png, b.png``: its cases'
+    entries in the loader's item list (MONAI datasets keep it as ``.data``), else the image meta."""
+    ids = batch.get("case_id") or []
+    ids = [ids] if isinstance(ids, str) else [str(i) for i in ids]
+    items = getattr(getattr(loader, "dataset", None), "data", None) or []
+    files = {str(item.get("case_id")): str(item.get("image")) for item in items if isinstance(item, dict)}
+    names = [files.get(i, i) for i in ids]
+    if not names:
+        meta = getattr(batch.get("image"), "meta", None) or {}
+        found = meta.get("filename_or_obj") or []
+        names = [found] if isinstance(found, str) else [str(n) for n in found]
+    return ", ".join(dict.fromkeys(names)) or "an unnamed batch"
+
+
 def train_one_epoch(parts: Components, cfg: Config,
                     on_step: Callable[[int, float], None] | None = None) -> EpochStats:  # fmt: skip
     """One epoch of training steps; the mean loss is averaged over ranks. ``on_step(steps done,
@@ -143,7 +161,8 @@ def train_one_epoch(parts: Components, cfg: Config,
             break
         loss = float(_train_step(parts, cfg, batch))
         if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at step {steps + 1}; lower optim.lr")
+            raise FloatingPointError(f"training loss became {loss} at step {steps + 1} on {_batch_files(batch, parts.train_loader)}; "
+                                     "check these files or lower optim.lr")  # fmt: skip
         total += torch.tensor([loss, 1.0], dtype=torch.float64)
         steps += 1
         if on_step is not None:
@@ -211,6 +230,21 @@ def _shared_run_dir(cfg: Config, run_dir: Path, resume: bool, ctx: DistContext) 
     return payload
 
 
+def _shared_input_check(cfg: Config, run_dir: Path, skip_bad: bool,
+                        ctx: DistContext) -> tuple[frozenset[str], list[tuple[Path, str]]]:  # fmt: skip
+    """:func:`check_training_data` on rank 0; its answer (or error) on every rank."""
+    answer: tuple[BaseException | None, Any] = (None, (frozenset(), []))
+    if ctx.is_main:
+        try:
+            answer = (None, check_training_data(cfg, run_dir, skip_bad))
+        except (FileNotFoundError, ValueError) as err:
+            answer = (err, (frozenset(), []))
+    error, checked = broadcast_object(answer, ctx)
+    if error is not None:
+        raise error
+    return checked
+
+
 @dataclass
 class _Progress:
     """Where the run stands: metrics rows so far and the best validation score."""
@@ -219,6 +253,7 @@ class _Progress:
     epoch: int = 0  # completed epochs
     best_metric: float = -math.inf
     best_epoch: int | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # bad files left out (skip_bad)
 
 
 def _resume_state(run_dir: Path, payload: dict[str, Any] | None) -> _Progress:
@@ -268,7 +303,7 @@ def _run_epoch(cfg: Config, parts: Components, state: _Progress,
     val = validate(parts.model, parts.loss_fn, parts.val_loader, cfg, parts.device, parts.ctx, parts.amp) if due else None
     row = _epoch_row(cfg, epoch + 1, stats, val, lr, time.perf_counter() - start)
     dice = "" if math.isnan(row["mean_fg_dice"]) else f"  val fg Dice {row['mean_fg_dice']:.3f}"
-    report(progress, stats.steps, stats.steps, f"{name}  loss {stats.loss:.4f}{dice or _last_dice(state)}")
+    report(progress, steps, steps, f"{name}  loss {stats.loss:.4f}{dice or _last_dice(state)}")
     return row, stats
 
 
@@ -303,42 +338,47 @@ def _log_line(row: dict[str, Any], stats: EpochStats) -> str:
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None = None,
-          progress: ProgressCallback | None = None) -> TrainResult:  # fmt: skip
+          progress: ProgressCallback | None = None, skip_bad: bool = False) -> TrainResult:  # fmt: skip
     """Train ``cfg`` into ``run_dir`` (or continue it from ``last.pt`` with ``resume=True``).
 
     Writes config.yaml, metrics.csv, curves.png, last.pt, best.pt and train.log (rank 0 only under
-    ``torchrun``). Refuses a ``run_dir`` that already holds a run unless ``resume``.
+    ``torchrun``). Refuses a ``run_dir`` that already holds a run unless ``resume``. Every pair is
+    validated first (:func:`check_training_data`, cached): bad files raise ``BadFilesError`` before
+    anything is built or written, or are left out with ``skip_bad``.
     """
     run_dir = Path(run_dir)
     device_type = resolve_device(device or cfg.train.device).type
     ctx = init_distributed(device_type)
     finished = False
     try:
-        state = _train(cfg, run_dir, resume, resolve_device(device_type, ctx.local_rank), progress, ctx)
+        state = _train(cfg, run_dir, resume, resolve_device(device_type, ctx.local_rank), progress, ctx, skip_bad)
         finished = True
     finally:
         # _train has returned, so the DDP wrapper is gone before the process group is.
         cleanup_distributed(ctx, synchronize=finished)
     best = state.best_metric if state.best_epoch is not None else math.nan
-    return TrainResult(run_dir, best, state.best_epoch, state.epoch, state.rows, ctx.rank)
+    return TrainResult(run_dir, best, state.best_epoch, state.epoch, state.rows, ctx.rank, state.skipped)
 
 
 def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progress: ProgressCallback | None,
-           ctx: DistContext) -> _Progress:  # fmt: skip
+           ctx: DistContext, skip_bad: bool = False) -> _Progress:  # fmt: skip
     payload = _shared_run_dir(cfg, run_dir, resume, ctx)
+    check_input_size(cfg)  # a config error is found before any data is read
+    skip, state_skipped = _shared_input_check(cfg, run_dir, skip_bad, ctx)
     _seed_build(cfg)
-    parts = build_components(cfg, device, ctx)
+    parts = build_components(cfg, device, ctx, skip=skip)
     if payload is not None:
         restore_components(parts, payload)
         _follow_schedule(cfg, parts, int(payload["epoch"]))
     state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
     state = broadcast_object(state, ctx)
+    state.skipped = state_skipped
     if ctx.is_main:  # only now: a config or data error leaves no half-made run directory
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(run_dir)  # e.g. a .last.tmp-<pid>-<hex>.pt of a run killed mid-save
         save_config(cfg, run_dir / "config.yaml")
         # Which cases trained and validated this model (and which fold): split.json.
-        train_items, val_items = split_items(cfg)
+        train_items, val_items = split_items(cfg, skip)
         write_split(run_dir, split_record(train_items, val_items, cfg.data.fold, cfg.data.folds, cfg.experiment.seed))
     _run_epochs(cfg, parts, state, run_dir, progress)
     return state

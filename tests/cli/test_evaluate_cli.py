@@ -47,3 +47,20 @@ def test_missing_prediction_is_one_red_line(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "case01.nii.gz" in result.output and "other.nii.gz" in result.output
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_distances_carry_their_unit_mm_for_volumes_px_for_2d_images(tmp_path):
+    from PIL import Image
+
+    pred_dir, truth_dir = folders(tmp_path)
+    volumes = runner.invoke(app, ["evaluate", str(pred_dir), str(truth_dir), "-o", str(tmp_path / "v.csv")])
+    assert volumes.exit_code == 0 and "hd95 (mm)" in volumes.output and "asd (mm)" in volumes.output
+    flat_pred, flat_truth = tmp_path / "p2", tmp_path / "t2"
+    for folder, width in ((flat_pred, 3), (flat_truth, 5)):
+        folder.mkdir()
+        mask = np.zeros((10, 10), np.uint8)
+        mask[2:8, 2 : 2 + width] = 1
+        Image.fromarray(mask).save(folder / "slide.png")
+    images = runner.invoke(app, ["evaluate", str(flat_pred), str(flat_truth), "-o", str(tmp_path / "i.csv")])
+    assert images.exit_code == 0 and "hd95 (px)" in images.output and "(mm)" not in images.output
+    assert json.loads((tmp_path / "i.json").read_text())["distance_unit"] == "px"

@@ -45,7 +45,8 @@ def test_bad_files_one_line_each_and_nonzero_exit(tmp_path):
     lines = [line for line in result.output.splitlines() if "s1.png" in line or "s3.png" in line]
     assert any("labels/s1.png: label values [9]" in line for line in lines)
     assert any("images/s3.png:" in line for line in lines)
-    assert "2 bad file(s)" in result.output and "Traceback" not in result.output
+    assert "bad files (2)" in result.output and "2 of 4 pairs failed validation" in result.output
+    assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
     skipped = runner.invoke(app, ["preprocess", str(raw), str(tmp_path / "out"), "--skip-bad", "-q"])
     assert skipped.exit_code == 0, skipped.output

@@ -77,7 +77,8 @@ def test_folders_report_csv_json_and_summary(tmp_path):
     assert summary["lesion"]["hd95"] == {"mean": 0.0, "std": 0.0, "n": 1}
     assert summary["lesion"]["dice"]["mean"] == pytest.approx(0.5)
     table = summary_table(report)
-    assert table.row_count == 2 and [c.header for c in table.columns][1:] == ["dice", "iou", "hd95", "asd"]
+    assert table.row_count == 2 and [c.header for c in table.columns][1:] == ["dice", "iou", "hd95 (mm)", "asd (mm)"]
+    assert json.loads(report.json_path.read_text())["distance_unit"] == "mm"  # volumes: from the spacing
 
 
 def test_class_names_default_to_highest_label_found(tmp_path):
