@@ -36,11 +36,11 @@ def list_command() -> None:
 
 def _summary(out: Path) -> str:
     """One line from the converted dataset.json: cases per split and class shares."""
-    import json
+    from medseg_dfl.io.dataset_json import read_dataset_json
 
     try:
-        meta = json.loads((out / "dataset.json").read_text())
-    except (OSError, ValueError):
+        meta = read_dataset_json(out)
+    except ValueError:
         return ""
     parts = [f"{key[3:].lower()} {meta[key]}" for key in ("numTraining", "numValidation", "numTest", "numImages")
              if key in meta]

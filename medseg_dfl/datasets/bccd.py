@@ -22,7 +22,8 @@ from pathlib import Path
 
 from medseg_dfl.datasets._staging import download, extract_archive, find_root, is_archive, write_provenance
 from medseg_dfl.datasets.registry import DatasetInfo
-from medseg_dfl.io.atomic import write_json, write_text
+from medseg_dfl.io.atomic import write_text
+from medseg_dfl.io.dataset_json import write_dataset_json
 from medseg_dfl.progress import ProgressCallback, report
 
 __all__ = ["ARCHIVE_URL", "BOX_COLUMNS", "CLASSES", "Box", "convert", "parse_annotation"]
@@ -120,7 +121,7 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
     totals = {c: sum(r[i + 1] for r in count_rows) for i, c in enumerate(CLASSES.values())}
     conversion = {"boxes": totals, "zero_area_boxes_dropped": degenerate,
                   "images_without_annotation_skipped": unannotated, "splits": splits}
-    write_json(out / "dataset.json", {
+    write_dataset_json(out, {
         "name": "BCCD", "description": "Blood smears with VOC boxes; counts.csv and boxes.csv, no masks",
         "reference": info.citation, "licence": info.licence, "source": info.source, "tensorImageSize": "2D",
         "modality": {"0": "RGB"}, "box_classes": list(CLASSES.values()), "numImages": len(count_rows),

@@ -10,7 +10,6 @@ cases present in the source (a partial copy may list more; their number is recor
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -25,7 +24,12 @@ from medseg_dfl.datasets._staging import (
     write_provenance,
 )
 from medseg_dfl.datasets.registry import DatasetInfo
-from medseg_dfl.io.atomic import write_json
+from medseg_dfl.io.dataset_json import (
+    dataset_json_path,
+    has_dataset_json,
+    read_dataset_json,
+    write_dataset_json,
+)
 from medseg_dfl.progress import ProgressCallback, report
 
 __all__ = ["TASK", "convert"]
@@ -34,7 +38,7 @@ TASK = "Task04_Hippocampus"
 
 
 def _is_task_folder(path: Path) -> bool:
-    return (path / "dataset.json").is_file() and (path / "imagesTr").is_dir()
+    return has_dataset_json(path) and (path / "imagesTr").is_dir()
 
 
 def _source_root(source: Path | None, work: Path) -> Path:
@@ -54,12 +58,9 @@ def _rel(entry: str) -> str:
 
 def _read_entries(root: Path) -> tuple[dict, list[dict[str, str]], int, list[str]]:
     """dataset.json, its present training pairs, how many listed pairs are missing, present test images."""
-    path = root / "dataset.json"
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable JSON file ({err})") from err
-    listed = meta.get("training") if isinstance(meta, dict) else None
+    path = dataset_json_path(root)
+    meta = read_dataset_json(root)
+    listed = meta.get("training")
     if not isinstance(listed, list) or not listed:
         raise ValueError(f"{path}: no 'training' list")
     present = []
@@ -90,7 +91,7 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
     val = seeded_validation([p["image"] for p in pairs])
     conversion = {"cases": len(pairs), "listed_but_missing": missing, "test_images": len(tests),
                   "validation_seed": 0}
-    write_json(out / "dataset.json", {
+    write_dataset_json(out, {
         **{k: v for k, v in meta.items() if k not in ("training", "validation", "test")},
         "licence": meta.get("licence", info.licence), "source": info.source,
         "numTraining": len(pairs) - len(val), "numValidation": len(val), "numTest": len(tests),

@@ -28,7 +28,7 @@ from medseg_dfl.datasets._staging import (
     write_provenance,
 )
 from medseg_dfl.datasets.registry import DatasetInfo
-from medseg_dfl.io.atomic import write_json
+from medseg_dfl.io.dataset_json import write_dataset_json
 from medseg_dfl.progress import ProgressCallback, report
 
 __all__ = ["ARCHIVE_URL", "CLASS_NAMES", "MASK_LEVELS", "convert", "mask_to_classes"]
@@ -108,7 +108,7 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
     conversion = {"cases": {tag: len(pairs) for tag, pairs in subsets.items()}, "validation_seed": 0,
                   "masks_with_stray_values": stray_masks, "stray_pixels_mapped_to_nearest": stray_pixels,
                   "class_pixel_shares": shares}
-    write_json(out / "dataset.json", {
+    write_dataset_json(out, {
         "name": "segmentation_WBC",
         "description": "White blood cells (Zheng et al. 2018): Dataset 1 for training/validation, "
                        "Dataset 2 (when present) as an independent test set",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medseg_dfl.io.dataset_json import has_dataset_json, read_dataset_json
+from medseg_dfl.io.dataset_json import dataset_json_path, has_dataset_json, read_dataset_json
 from medseg_dfl.io.pairing import CasePair, discover_pairs
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.progress import ProgressCallback, report
@@ -203,7 +203,7 @@ def survey_dataset(root: str | Path, progress: ProgressCallback | None = None) -
     survey = DatasetSurvey(root=root, cases=cases, notes=[f"planned without a bad case: {e}" for e in skipped])
     if has_dataset_json(root):
         data = read_dataset_json(root)
-        where = root / "dataset.json"
+        where = dataset_json_path(root)
         survey.json_labels = _json_names(data.get("labels"), "labels", where)
         survey.json_modalities = _json_names(data.get("modality") or data.get("channel_names"), "modality", where)
     return survey
