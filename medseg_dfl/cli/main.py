@@ -10,9 +10,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from medseg_dfl.cli import compare, count, demo, evaluate, infer, plan, preprocess, sample_data, train  # noqa: E402
+from medseg_dfl.cli import (  # noqa: E402
+    compare,
+    count,
+    demo,
+    evaluate,
+    export_bundle,  # noqa: E402
+    infer,
+    plan,
+    preprocess,
+    sample_data,
+    train,
+)
 from medseg_dfl.cli import datasets as datasets_cli  # noqa: E402
-from medseg_dfl.cli import export_bundle  # noqa: E402
 
 app = typer.Typer(
     name="medseg-dfl",
