@@ -32,15 +32,18 @@ def test_preprocess_writes_outputs_and_prints_frequencies(tmp_path):
     result = runner.invoke(app, ["preprocess", str(raw), str(tmp_path / "out"), "--quiet"])
     assert result.exit_code == 0, result.output
     fp = json.loads((tmp_path / "out" / "fingerprint.json").read_text())
-    assert fp["class_counts"] == [4 * 198, 4 * 200, 4 * 2, 0]
-    assert "4 pairs (3 train, 1 validation)" in result.output and "rbc 50.00%" in result.output
+    # No --config: the classes are planned from the label values seen (0..2), not the sample data's names.
+    assert fp["class_counts"] == [4 * 198, 4 * 200, 4 * 2]
+    assert "4 pairs (3 train, 1 validation)" in result.output and "class_1 50.00%" in result.output
 
 
 def test_bad_files_one_line_each_and_nonzero_exit(tmp_path):
     raw = _write_smears(tmp_path / "raw")
     Image.fromarray(np.full((20, 20), 9, np.uint8)).save(raw / "labels" / "s1.png")
     (raw / "images" / "s3.png").write_bytes(b"garbage")
-    result = runner.invoke(app, ["preprocess", str(raw), str(tmp_path / "out")])
+    config = tmp_path / "four_classes.yaml"  # the default class names: labels 0..3
+    config.write_text(yaml.safe_dump({"data": {"class_names": ["background", "rbc", "wbc", "platelet"]}}))
+    result = runner.invoke(app, ["preprocess", str(raw), str(tmp_path / "out"), "-c", str(config)])
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if "s1.png" in line or "s3.png" in line]
     assert any("labels/s1.png: label values [9]" in line for line in lines)
@@ -48,7 +51,7 @@ def test_bad_files_one_line_each_and_nonzero_exit(tmp_path):
     assert "bad files (2)" in result.output and "2 of 4 pairs failed validation" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
-    skipped = runner.invoke(app, ["preprocess", str(raw), str(tmp_path / "out"), "--skip-bad", "-q"])
+    skipped = runner.invoke(app, ["preprocess", str(raw), str(tmp_path / "out"), "-c", str(config), "--skip-bad", "-q"])
     assert skipped.exit_code == 0, skipped.output
     assert "2 pairs" in skipped.output and "skipped bad files (2)" in skipped.output
 

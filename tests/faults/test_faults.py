@@ -169,10 +169,22 @@ def _deny_mkdir(target: Path):
     return mkdir
 
 
-@pytest.mark.parametrize("command", ["preprocess", "infer"])
+@pytest.mark.parametrize("command", ["preprocess", "infer", "train"])
 def test_folder_without_permission_is_one_line(ckpt3d, tmp_path, monkeypatch, command):
     locked = tmp_path / "locked" / "out"
-    if command == "preprocess":
+    if command == "train":
+        from medseg_dfl.data.synthetic import generate_sample_data
+
+        generate_sample_data(tmp_path / "data", "blood-smear", count=4, size=40, seed=2)
+        config = tmp_path / "c.yaml"
+        config.write_text(yaml.safe_dump({
+            "data": {"root": str(tmp_path / "data"), "cache": "none"},
+            "transforms": {"patch_size": [32, 32], "num_samples": 1},
+            "network": {"kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
+            "train": {"epochs": 1, "batch_size": 2},
+        }))  # fmt: skip
+        args = ["train", str(config), "-o", str(locked), "--device", "cpu", "--no-progress"]
+    elif command == "preprocess":
         raw = tmp_path / "raw"
         for name in ("a", "b"):
             _volume(raw / "images" / f"{name}.nii.gz")
