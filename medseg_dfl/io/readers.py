@@ -14,6 +14,10 @@ refuses (raises) in ``read`` for a suffix it does not own, so the choice is by s
 library happens to open a file first.
 
 Spatial axis order is MONAI's: NIfTI (i, j, k); ITK files (x, y, z); 2D images (W, H).
+
+Channels: a 4D NIfTI (i, j, k, c) -- a Decathlon multi-modal image, e.g. T2 + ADC -- comes out as
+(c, i, j, k) (MONAI's ``original_channel_dim`` -1), as do multi-component ITK volumes and RGB/planar
+images; the checks accept it when ``data.in_channels`` says so, and writers keep the 3D geometry.
 """
 
 from __future__ import annotations

@@ -79,3 +79,18 @@ def test_preprocess_without_config_uses_the_plan_not_the_smear_classes(tmp_path,
     written = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert list(written["labels"].values()) == list(names)
     assert "rbc" not in result.output
+
+
+@pytest.mark.parametrize("name", ["hippocampus_3d.yaml", "wbc_2d.yaml"])
+def test_shipped_real_data_configs_are_plans(name):
+    path = REPO / "configs" / name
+    if not path.is_file():
+        pytest.skip(f"{name} not generated yet")
+    text = path.read_text()
+    cfg = load_config(path)
+    assert "made by: medseg-dfl plan data/" in text and cfg.data.root.startswith("data/")
+    assert cfg.network.name == "DynUNet" and cfg.loss.name == "dfl-acw"
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("  ") and not line.lstrip().startswith("#") and not line.rstrip().endswith(":"):
+            assert "#" in line or lines[i - 1].lstrip().startswith("#"), f"{name}: uncommented {line!r}"
