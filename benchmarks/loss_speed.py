@@ -10,8 +10,8 @@ A plain process: the script sets no OpenMP or MKL environment variable and print
 policy it found (unset = libgomp's default, which spins at every barrier for a while, the setting a
 user gets in their own training script). "Loaded" = a competitor process (torch matmuls on
 ``--competitor-threads`` threads, like a data-loader worker or a second job) runs on the cores; it
-is paused (SIGSTOP) for the "idle" columns and resumed (SIGCONT) for the "loaded" ones, and exits by
-itself after ``--competitor-seconds`` whatever happens to this script. Every configuration takes
+is paused for the "idle" columns and resumed for the "loaded" ones (a flag file), and exits by
+itself after ``--competitor-seconds`` or when this script ends, however it ends. Every configuration takes
 turns with the others round by round, so a machine whose load changes slows them all alike; the
 tables give medians.
 
@@ -33,10 +33,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -48,14 +48,17 @@ from medseg_dfl.losses import DualFocalLoss, dual_focal_loss
 
 SHAPES = ((8, 4, 256, 256), (2, 3, 96, 96, 96))
 COMPETITOR = """
-import sys, time, torch
+import os, sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
+flag, parent, end = sys.argv[3], os.getppid(), time.time() + float(sys.argv[2])
 a = torch.randn(384, 384)
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
-    a = torch.tanh(a @ a)
+while time.time() < end and os.getppid() == parent:  # ends with its time cap or its parent
+    if os.path.exists(flag):
+        for _ in range(20):
+            a = torch.tanh(a @ a)
+    else:
+        time.sleep(0.01)
 """
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -79,29 +82,27 @@ def _losses(onehot: bool, plain: bool) -> dict[str, Callable]:
 
 
 class Competitor:
-    """A process that keeps ``threads`` cores busy; paused and resumed with SIGSTOP/SIGCONT."""
+    """A process that keeps ``threads`` cores busy while its flag file exists (paused otherwise);
+    it exits after ``seconds`` or as soon as this process is gone."""
 
     def __init__(self, threads: int, seconds: float) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", COMPETITOR, str(threads), str(seconds)])
-        self.running = True
+        self.flag = os.path.join(tempfile.mkdtemp(prefix="loss_speed_"), "run")
+        self.process = subprocess.Popen([sys.executable, "-c", COMPETITOR, str(threads), str(seconds), self.flag])
         time.sleep(3.0)  # its imports
-        self.pause()
 
     def pause(self) -> None:
-        if self.running and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGSTOP)
-        self.running = False
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.flag)
 
     def resume(self) -> None:
-        if not self.running and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-        self.running = True
+        open(self.flag, "w").close()
 
     def stop(self) -> None:
+        self.pause()
         if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
             self.process.terminate()
             self.process.wait(timeout=30)
+        os.rmdir(os.path.dirname(self.flag))
 
 
 def _configs(device: torch.device, competitor: Competitor | None) -> dict[str, Callable[[], contextlib.AbstractContextManager]]:

@@ -12,11 +12,16 @@ The bare loop is the MONAI tutorial loop: forward, loss, backward, ``optimizer.s
 check). They alternate ``--rounds`` times after a warm-up round; the median steps/s is reported, with
 the ratio (target: ours within 1.1x of bare) and the share of our step time spent waiting for data
 (target: under 10% with caching).
+
+``--tracked-augmentation`` runs the per-draw transforms with MONAI's metadata tracking (as before
+issue 13), to compare the data wait in the same conditions; the default is the pipeline as shipped
+(``medseg_dfl/untracked.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -63,7 +68,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="steps per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tracked-augmentation", action="store_true",
+                        help="the 'before' of issue 13: per-draw transforms with MONAI metadata tracking")  # fmt: skip
     args = parser.parse_args()
+    if args.tracked_augmentation:
+        import medseg_dfl.transforms
+
+        medseg_dfl.transforms.without_metadata = lambda steps, **kwargs: list(steps)
 
     cfg = load_config(args.config, [*args.overrides, f"train.steps_per_epoch={args.steps}"])
     device = torch.device(args.device)
@@ -72,7 +83,9 @@ def main() -> None:
     parts = build_components(cfg, device, DistContext())
     print(f"built in {time.perf_counter() - start:.1f}s: {cfg.network.name} on {cfg.data.root} "
           f"(cache {cfg.data.cache}, batch {cfg.train.batch_size} x {cfg.transforms.num_samples} patches "
-          f"of {cfg.transforms.patch_size}, loss {cfg.loss.name}, {torch.get_num_threads()} threads, {device})")
+          f"of {cfg.transforms.patch_size}, loss {cfg.loss.name}, {torch.get_num_threads()} threads, {device}, "
+          f"augmentation {'with' if args.tracked_augmentation else 'without'} metadata tracking, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average {os.getloadavg()[0]:.1f})")
     from medseg_dfl.networks import build_network
 
     bare_model = build_network(cfg).to(device)

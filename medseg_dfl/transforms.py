@@ -58,6 +58,7 @@ from monai.transforms import (
 from medseg_dfl.config import Config
 from medseg_dfl.io.readers import load_transforms
 from medseg_dfl.stain import with_stain_augmentation
+from medseg_dfl.untracked import without_metadata
 
 __all__ = [
     "DEFAULT_CT_WINDOW",
@@ -262,8 +263,9 @@ def build_train_transforms(cfg: Config, fingerprint: dict | None = None) -> Comp
     steps = deterministic_prefix(cfg, fingerprint, [IMAGE, LABEL])
     if cfg.transforms.augment.stain:  # on the raw RGB image, before its normalisation
         steps = with_stain_augmentation(steps, IMAGE, LABEL)
-    steps += _patch_sampling(cfg) + _spatial_augment(cfg) + _intensity_augment(cfg)
-    return Compose([*steps, _label_to_long()])
+    # The per-draw steps run without metadata tracking (half their CPU time; see medseg_dfl/untracked.py).
+    steps += without_metadata(_patch_sampling(cfg) + _spatial_augment(cfg) + _intensity_augment(cfg) + [_label_to_long()])
+    return Compose(steps)
 
 
 def build_val_transforms(cfg: Config, fingerprint: dict | None = None) -> Compose:

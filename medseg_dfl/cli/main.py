@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # Idle OpenMP threads spin by default and steal the cores that the working threads need (measured
 # 4x slower single-threaded loops on a shared 2-core machine). Must be set before torch is imported.
@@ -45,9 +46,17 @@ app.command("export-bundle")(export_bundle.command)
 app.add_typer(datasets_cli.app, name="datasets")
 
 
+# MONAI imports pytorch-ignite (when installed, e.g. by the dev extra) as it loads: 1-2 s of CPU per
+# command, for nothing except bundle workflows. This process (the CLI's own) marks it absent for the
+# other commands, so MONAI's optional import skips it; the library never does this.
+_NEEDS_IGNITE = {"export-bundle"}
+
+
 @app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """Medical image segmentation with the Dual Focal Loss (MONAI based)."""
+    if ctx.invoked_subcommand not in _NEEDS_IGNITE:
+        sys.modules.setdefault("ignite", None)  # type: ignore[assignment]
 
 
 def main() -> None:

@@ -32,7 +32,11 @@ def _flat(t):
 @pytest.mark.parametrize("labels_target", [True, False])
 @pytest.mark.parametrize("gamma", [1.0, 0.5, 2.0])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_kernels_uncompiled_match_plain_reference_and_gradcheck(labels_target, gamma, weighted):
+@pytest.mark.parametrize("unrolled", [True, False])
+def test_kernels_uncompiled_match_plain_reference_and_gradcheck(labels_target, gamma, weighted, unrolled, monkeypatch):
+    """Both forms: per channel (C <= MAX_UNROLLED_CLASSES) and over B,C,N (more classes)."""
+    if not unrolled:
+        monkeypatch.setattr(compiled, "MAX_UNROLLED_CLASSES", 0)
     logits, target, onehot, weight, mask = _case(labels_target, weighted)
     alpha = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     params = dict(beta=0.8, gamma=gamma, rho=1.2, eps=1e-3)
@@ -51,7 +55,10 @@ def test_kernels_uncompiled_match_plain_reference_and_gradcheck(labels_target, g
 
 @pytest.mark.parametrize("scale", [50.0, 1e4])
 @pytest.mark.parametrize("labels_target", [True, False])
-def test_kernels_extreme_logits_are_finite_and_match(scale, labels_target):
+@pytest.mark.parametrize("unrolled", [True, False])
+def test_kernels_extreme_logits_are_finite_and_match(scale, labels_target, unrolled, monkeypatch):
+    if not unrolled:
+        monkeypatch.setattr(compiled, "MAX_UNROLLED_CLASSES", 0)
     labels = torch.randint(0, 3, (2, 1, 6, 6))
     onehot = torch.zeros(2, 3, 6, 6).scatter_(1, labels, 1.0)
     target = labels if labels_target else onehot
@@ -145,9 +152,12 @@ def test_really_compiled_matches_plain_reference(labels_target):
 
 @pytest.mark.slow
 def test_module_default_compiles_large_inputs_and_matches_eager():
+    from monai.data import MetaTensor
+
     torch.manual_seed(0)
-    logits = torch.randn(4, 4, 128, 128, requires_grad=True)  # 2**18 elements: auto compiles
-    labels = torch.randint(0, 4, (4, 1, 128, 128))
+    # 2**18 elements: auto compiles; MetaTensors, as a MONAI pipeline hands them over
+    logits = MetaTensor(torch.randn(4, 4, 128, 128)).requires_grad_()
+    labels = MetaTensor(torch.randint(0, 4, (4, 1, 128, 128)))
     auto, eager = DualFocalLoss(to_onehot_y=True), DualFocalLoss(to_onehot_y=True, compiled=False)
     out_auto, out_eager = auto(logits, labels), eager(logits, labels)
     assert not compiled.compiled_kernels().failed
