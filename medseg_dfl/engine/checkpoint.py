@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:  # PyTorch's text advises loading it unsafely: not repeated
-        raise ValueError(f"{path}: not a medseg-dfl checkpoint (it holds Python objects that are not "
-                         "weights; refused, loading them could run code)") from err
-    except Exception as err:  # corrupt file, not a torch file
-        raise ValueError(f"{path}: not a medseg-dfl checkpoint (not a readable PyTorch file)") from err
+    except Exception as err:  # corrupt file, not a torch file, pickled code
+        # PyTorch's own text is seven lines and advises loading the file unsafely: not repeated.
+        refused = isinstance(err, pickle.UnpicklingError) and zipfile.is_zipfile(path)  # a torch.save archive
+        reason = ("it holds Python objects, not only weights; refused, loading them could run code" if refused
+                  else "not a readable PyTorch file")  # fmt: skip
+        raise ValueError(f"{path}: not a medseg-dfl checkpoint ({reason})") from err
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise ValueError(f"{path}: not a medseg-dfl checkpoint (a PyTorch file without its format_version)")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -272,6 +272,7 @@ def test_crafted_pickle_checkpoint_is_refused_without_running_it(tmp_path):
     with pytest.raises(ValueError, match="not a medseg-dfl checkpoint") as info:
         load_checkpoint(path)
     assert not marker.exists() and "\n" not in str(info.value) and "weights_only=False" not in str(info.value)
+    assert "refused, loading them could run code" in str(info.value)
     path.write_bytes(pickle.dumps(_Exploit(marker)))
     with pytest.raises(ValueError, match="not a medseg-dfl checkpoint"):
         load_checkpoint(path)
