@@ -67,4 +67,5 @@ def command(
         )
     console = Console()
     console.print(result.results_md.read_text(), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"results: {result.results_csv}\ntable:   {result.results_md}\nplot:    {result.convergence_png}")
+    console.print(f"results: {result.results_csv}\ntable:   {result.results_md}\nplot:    {result.convergence_png}",
+                  markup=False, highlight=False)

@@ -44,4 +44,4 @@ def command(
         report = evaluate_folders(pred_dir, truth_dir, class_names=names, output=output, progress=progress)
     console = Console()
     console.print(summary_table(report))
-    console.print(f"per case: {report.csv_path}\nsummary:  {report.json_path}", highlight=False)
+    console.print(f"per case: {report.csv_path}\nsummary:  {report.json_path}", highlight=False, markup=False)
