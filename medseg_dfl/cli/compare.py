@@ -66,6 +66,6 @@ def command(
             progress=report,
         )
     console = Console()
-    console.print(result.results_md.read_text(), markup=False, highlight=False, soft_wrap=True)
+    console.print(result.results_md.read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
     console.print(f"results: {result.results_csv}\ntable:   {result.results_md}\nplot:    {result.convergence_png}",
                   markup=False, highlight=False)

@@ -70,7 +70,7 @@ def test_compare_aggregates_by_hand_and_writes_outputs(cfg, tmp_path):
     assert [r["loss"] for r in rows] == ["ce", "dfl"]
     assert float(rows[1]["rare_dice_mean"]) == pytest.approx(0.775)
     assert {"dice_platelet_mean", "iou_wbc_std", "epochs_to_threshold_mean"} <= set(rows[0])
-    md = result.results_md.read_text().splitlines()
+    md = result.results_md.read_text(encoding="utf-8").splitlines()
     assert md[0].startswith("| loss | Dice rbc | Dice wbc | Dice platelet | rare-class Dice")
     assert md[2].startswith("| ce |") and "not reached" not in md[2] and "(1/2)" in md[2]
     assert "**0.775 ± 0.106**" in md[3]
@@ -132,7 +132,7 @@ def test_real_tiny_compare_writes_outputs_and_resume_retrains_nothing(tmp_path, 
     assert [row["loss"] for row in rows] == ["ce", "dfl"]
     assert [row["n_seeds"] for row in rows] == ["1", "1"]
     assert {f"dice_{c}_mean" for c in NAMES} | {f"iou_{c}_std" for c in NAMES} <= set(rows[0])
-    md = result.results_md.read_text().splitlines()
+    md = result.results_md.read_text(encoding="utf-8").splitlines()
     assert len([line for line in md if line.startswith("| ce |") or line.startswith("| dfl |")]) == 2
     assert result.convergence_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
