@@ -6,7 +6,7 @@ beside the mask with ``O_CREAT | O_EXCL`` (atomic on local and NFSv3+ file syste
 ``<host> <pid>``. A second run that finds the claim leaves that input to its owner and reports it
 as done elsewhere, so no input is segmented twice and each run's counts are its own. The claim is
 removed when the input is finished (or failed). A claim left by a killed process on this host
-(its pid is gone) is stale and taken over; one from another host is respected.
+(its pid is gone) is stale and taken over (by one run only); one from another host is respected.
 """
 
 from __future__ import annotations
@@ -73,8 +73,6 @@ def _owner_is_gone(claim: Path) -> bool:
         return False  # being written right now, or not ours to judge: respect it
     if host != socket.gethostname():
         return False
-    if pid_number == os.getpid():
-        return True  # our own leftover
     try:
         os.kill(pid_number, 0)
     except ProcessLookupError:
@@ -94,17 +92,40 @@ def _try_create(claim: Path) -> bool:
     return True
 
 
+def _take_over(claim: Path) -> bool:
+    """Replace a stale claim by ours. One process at a time (``.takeover`` is itself an exclusive
+    file), and only if the claim still names the same dead owner, so two runs finding the same
+    stale claim never both own it."""
+    if not _owner_is_gone(claim):
+        return False
+    stale = claim.read_text() if claim.exists() else ""
+    lock = claim.with_name(claim.name + ".takeover")
+    if not _try_create(lock):
+        if not _owner_is_gone(lock):
+            return False  # another run is taking it over
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        if not _try_create(lock):
+            return False
+    try:
+        current = claim.read_text() if claim.exists() else None
+        if current not in (stale, None):
+            return False  # someone else's fresh claim
+        with contextlib.suppress(FileNotFoundError):
+            claim.unlink()
+        return _try_create(claim)
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+
+
 @contextlib.contextmanager
 def claim_output(output: Path) -> Iterator[bool]:
     """Claim ``output`` for this process: yields True when the claim is ours (and removes it on
     exit), False when another live run holds it."""
     claim = claim_path(Path(output))
     claim.parent.mkdir(parents=True, exist_ok=True)
-    ours = _try_create(claim)
-    if not ours and _owner_is_gone(claim):
-        with contextlib.suppress(FileNotFoundError):
-            claim.unlink()
-        ours = _try_create(claim)
+    ours = _try_create(claim) or _take_over(claim)
     try:
         yield ours
     finally:

@@ -314,17 +314,17 @@ def test_a_claim_of_a_dead_run_is_taken_over(ckpt3d, tmp_path):
 
 def test_claims_are_exclusive(tmp_path):
     target = tmp_path / "x.png"
-    with claim_output(target) as first:
-        with claim_output(target) as second:  # our own live claim: a second taker is refused...
-            pass
-    assert first is True
-    # ... except that this process's own leftover counts as stale; a second *process* is refused:
     script = ("import sys; from pathlib import Path; from medseg_dfl.engine.output_claims import claim_output\n"
               "with claim_output(Path(sys.argv[1])) as ours: print(ours)")  # fmt: skip
-    with claim_output(target) as mine:
-        answer = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, check=True)
-    assert mine is True and answer.stdout.strip() == "False" and second in (True, False)
-    assert not claim_path(target).exists()
+    with claim_output(target) as first:
+        with claim_output(target) as second:
+            pass
+        other = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, check=True)
+        assert claim_path(target).exists()  # the refused takers did not remove ours
+    assert (first, second, other.stdout.strip()) == (True, False, "False")
+    assert not claim_path(target).exists()  # released on exit
+    after = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, check=True)
+    assert after.stdout.strip() == "True"
 
 
 # --------------------------------------------------------------------------- wrong checkpoint / wrong input
