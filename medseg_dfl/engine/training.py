@@ -347,11 +347,14 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     anything is built or written, or are left out with ``skip_bad``.
     """
     run_dir = Path(run_dir)
-    device_type = resolve_device(device or cfg.train.device).type
-    ctx = init_distributed(device_type)
+    requested = resolve_device(device or cfg.train.device)
+    ctx = init_distributed(requested.type)
+    # cuda:N is honoured by a single process (as infer does); under torchrun each rank takes its local GPU.
+    run_device = requested if requested.index is not None and not ctx.distributed else None
     finished = False
     try:
-        state = _train(cfg, run_dir, resume, resolve_device(device_type, ctx.local_rank), progress, ctx, skip_bad)
+        state = _train(cfg, run_dir, resume, run_device or resolve_device(requested.type, ctx.local_rank), progress,
+                       ctx, skip_bad)  # fmt: skip
         finished = True
     finally:
         # _train has returned, so the DDP wrapper is gone before the process group is.
