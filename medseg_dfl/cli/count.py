@@ -48,6 +48,6 @@ def command(
         console.print(f"{row['image']}: {counts} (scale: {row['scale_source']})", markup=False, soft_wrap=True)
     for path, reason in summary.failed:
         console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
-    console.print(f"{len(summary.counts)} counted, {len(summary.failed)} failed -> {output_dir}/counts.csv, cells.csv")
+    console.print(f"{len(summary.counts)} counted, {len(summary.failed)} failed -> {output_dir}/counts.csv, cells.csv", markup=False)
     if summary.failed:
         fail(f"{len(summary.failed)} file(s) could not be counted")

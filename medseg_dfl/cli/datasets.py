@@ -83,5 +83,5 @@ def fetch_command(
             fail(str(err).replace("[", r"\["))
     console = Console()
     console.print(f"{name}: wrote {out} in {time.perf_counter() - start:.0f} s ({_summary(out)})", highlight=False,
-                  soft_wrap=True)
-    console.print(f"licence and citation: {out / 'README.md'}, {out / 'LICENSE'}", highlight=False)
+                  markup=False, soft_wrap=True)
+    console.print(f"licence and citation: {out / 'README.md'}, {out / 'LICENSE'}", highlight=False, markup=False)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.metrics import HausdorffDistanceMetric, SurfaceDistanceMetric
+from rich.markup import escape
 from rich.table import Table
 
 from medseg_dfl.engine.metrics import dice_iou
@@ -326,5 +327,5 @@ def summary_table(report: EvaluationReport):  # -> rich.table.Table
                 continue
             partial = f" (n={stats['n']})" if stats["n"] < len(report.cases) else ""
             cells.append(f"{stats['mean']:.{d}f} ± {stats['std']:.{d}f}{partial}")
-        table.add_row(name, *cells)
+        table.add_row(escape(name), *cells)
     return table

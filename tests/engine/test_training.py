@@ -57,7 +57,7 @@ def test_one_epoch_run_writes_every_file(smears, tmp_path):
     result = train(cfg, tmp_path / "run", progress=None)
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == [
-        "best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "train.log"
+        "best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "split.json", "train.log"
     ]  # fmt: skip
     assert load_config(run / "config.yaml") == cfg
     with (run / "metrics.csv").open() as handle:
