@@ -181,7 +181,7 @@ def _smaller_patch(cfg: Config, survey: DatasetSurvey, factor: float) -> dict | 
     patch = list(cfg.transforms.patch_size)
     floor = [max(8, m / 2) for m in median]
     target_voxels = factor * float(np.prod(patch))
-    while float(np.prod(patch)) / 2 >= target_voxels:  # halve while that stays at or above the target
+    while float(np.prod(patch)) > 1.5 * target_voxels:  # halve until within 1.5x of the target (no tiny trims)
         axis = int(np.argmax([p / f for p, f in zip(patch, floor, strict=True)]))
         if patch[axis] / 2 < floor[axis]:
             break
