@@ -53,7 +53,9 @@ class InstanceParams:
     h: float = 0.08  # d: a distance maximum this much above its saddle seeds its own red cell
     pallor: float = 0.3  # a: holes up to this size inside a red cell are its pale centre
     min_rbc: float = 0.2  # a: smaller red-cell pieces are noise
-    min_wbc: float = 0.3  # a: smaller white-cell pieces that merge with nothing are noise
+    min_wbc: float = 0.3  # a: smaller white-cell pieces that merge with nothing are not white cells:
+    small_wbc_is_platelet: bool = False  # ... True: they are platelets (small purple objects; on BCCD
+    # this turned platelet precision from 0.26 to 0.13: most such pieces are not platelets); False: dropped
     wbc_merge: float = 0.2  # d: white-cell pieces this close are one cell (nucleus lobes)
     min_platelet: float = 0.006  # a: about 2 px at the default 25 px red cell
     clump: float = 0.03  # a: platelet blobs this large may be touching platelets ...
@@ -172,7 +174,7 @@ def _white_cells(mask: np.ndarray, diameter: float, params: InstanceParams) -> n
     box = (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
     groups = np.zeros(mask.shape, np.int32)
     groups[box] = measure.label(ndimage.distance_transform_edt(~mask[box]) <= reach)
-    return _relabel(_drop_small(groups * mask, params.min_wbc * np.pi * diameter**2 / 4))
+    return _relabel(groups * mask)
 
 
 def _components(mask: np.ndarray, min_area: float) -> np.ndarray:
@@ -227,13 +229,16 @@ def label_instances(
     classes_in_order = sorted(range(1, len(class_names)), key=lambda c: order[cell_kind(class_names[c])])
     labels = np.zeros(mask.shape, np.int32)
     classes: list[int] = [0]
+    white = _white_pieces(mask, class_names, cell_diameter, params)
     for index in classes_in_order:
         kind = cell_kind(class_names[index])
         binary = mask == index
         if kind == "rbc":
             cells = _red_cells(binary, cell_diameter, params)
         elif kind == "wbc":
-            cells = _white_cells(binary, cell_diameter, params)
+            cells = white.pop(index)
+        elif kind == "platelet":
+            cells = _platelets(binary | white.pop("small", np.zeros_like(binary)), cell_diameter, params)
         elif kind == "platelet":
             cells = _platelets(binary, cell_diameter, params)
         else:
@@ -246,6 +251,25 @@ def label_instances(
         classes.extend([index] * found)
     labels, classes_arr = _drop_hidden(labels, np.asarray(classes, dtype=np.int64))
     return CellInstances(labels, classes_arr, list(class_names))
+
+
+def _white_pieces(mask: np.ndarray, class_names: Sequence[str], diameter: float,
+                  params: InstanceParams) -> dict:  # fmt: skip
+    """White cells per white-cell class; pieces below ``min_wbc`` go to ``"small"`` (pixels that the
+    first platelet class takes over when ``small_wbc_is_platelet``) or are dropped."""
+    area = params.min_wbc * np.pi * diameter**2 / 4
+    pieces: dict = {}
+    small = np.zeros(mask.shape, bool)
+    for index, name in enumerate(class_names):
+        if index == 0 or cell_kind(name) != "wbc":
+            continue
+        groups = _white_cells(mask == index, diameter, params)
+        kept = _drop_small(groups, area)
+        small |= (groups > 0) & (kept == 0)
+        pieces[index] = _relabel(kept)
+    if params.small_wbc_is_platelet and any(cell_kind(n) == "platelet" for n in class_names[1:]):
+        pieces["small"] = small
+    return pieces
 
 
 def _drop_hidden(labels: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
