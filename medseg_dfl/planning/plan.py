@@ -7,6 +7,7 @@ normalisation, spacing), :mod:`.topology` (patch, DynUNet kernels/strides, batch
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,7 @@ def _cheaper(cfg: Config, survey: DatasetSurvey, steps: float, r: dict) -> dict:
 
 def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r: dict) -> dict:
     from medseg_dfl.data.datasets import split_items
-    from medseg_dfl.planning.timing import fit_budget
+    from medseg_dfl.planning.timing import fit_budget, time_validation_case
 
     train_items, val_items = split_items(cfg)
     timing = _timed(cfg, train_items, device)
@@ -232,6 +233,7 @@ def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r
         cfg = config_from_dict(_merge(config_to_dict(cfg), extra))
         timing = _timed(cfg, train_items, device)
     median = _median_shape_at(survey, cfg.transforms.target_spacing)
+    timing = dataclasses.replace(timing, val_case_s=time_validation_case(cfg, device, median))  # one real pass
     budget = fit_budget(timing, cfg, n_train=len(train_items), n_val=len(val_items), median_shape=median,
                         minutes=minutes)
     r["train.epochs"] = (f"at first only {r['train.epochs']}, fewer than {MIN_STEPS}; " if extra else "") + budget.why

@@ -1,7 +1,8 @@
 """How long one training step takes on this machine, and the epoch budget that fits a wall clock.
 
 :func:`time_training_step` builds the planned network, loss and optimiser and times a few steps
-on random patches of the planned batch (after one warm-up step); :func:`time_augmentation` times
+on random patches of the planned batch (after one warm-up step), :func:`time_validation_case` one
+sliding-window pass over an image of the median shape; :func:`time_augmentation` times
 the random part of the real training pipeline on a few real cases (the deterministic part is cached
 once per run). :func:`fit_budget` turns both into steps per epoch, epochs and a validation interval.
 """
@@ -18,7 +19,7 @@ import torch
 
 from medseg_dfl.config import Config
 
-__all__ = ["Budget", "StepTiming", "fit_budget", "time_augmentation", "time_training_step"]
+__all__ = ["Budget", "StepTiming", "fit_budget", "time_augmentation", "time_training_step", "time_validation_case"]
 
 MAX_STEPS_PER_EPOCH = 250  # nnU-Net's epoch
 MAX_EPOCHS = 1000
@@ -31,6 +32,7 @@ class StepTiming:
     step_s: float  # network + loss + optimiser, one batch
     augment_s: float  # random transforms, one patch
     device: str
+    val_case_s: float | None = None  # one validation case (sliding window); None = estimated from step_s
 
     def per_step(self, patches: int) -> float:
         return self.step_s + patches * self.augment_s
@@ -61,6 +63,26 @@ def time_training_step(cfg: Config, device: torch.device, steps: int = 3) -> flo
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return float(np.median(times[1:]))  # the first step pays for allocations and kernel selection
+
+
+def time_validation_case(cfg: Config, device: torch.device, shape: Sequence[float]) -> float:
+    """Seconds of one sliding-window pass (as validation runs it) over a random image of ``shape``."""
+    from monai.inferers import sliding_window_inference
+
+    from medseg_dfl.networks import build_network
+
+    model = build_network(cfg).to(device).eval()
+    image = torch.randn((1, cfg.data.in_channels, *[max(1, round(s)) for s in shape]), device=device)
+    roi = cfg.inference.roi_size or cfg.transforms.patch_size
+    times = []
+    with torch.no_grad():
+        for _ in range(2):
+            start = time.perf_counter()
+            logits = sliding_window_inference(image, roi, cfg.inference.sw_batch_size, model,
+                                              overlap=cfg.inference.overlap, mode=cfg.inference.blend_mode)
+            torch.softmax(logits, dim=1).argmax(dim=1)
+            times.append(time.perf_counter() - start)
+    return min(times[1:])  # the first pass builds the Gaussian weights
 
 
 def time_augmentation(cfg: Config, items: Sequence[dict], repeats: int = 2) -> float:
@@ -110,10 +132,13 @@ def fit_budget(
     batch = cfg.train.batch_size
     step = timing.per_step(batch * cfg.transforms.num_samples)
     steps_per_epoch = max(1, min(math.ceil(n_train / batch), MAX_STEPS_PER_EPOCH))
-    windows = _windows(median_shape, cfg.transforms.patch_size, cfg.inference.overlap)
-    val_s = n_val * math.ceil(windows / cfg.inference.sw_batch_size) * timing.step_s * _FORWARD_SHARE * (
-        cfg.inference.sw_batch_size / max(batch, 1)
-    )
+    if timing.val_case_s is not None:
+        val_s = n_val * timing.val_case_s
+    else:
+        windows = _windows(median_shape, cfg.transforms.patch_size, cfg.inference.overlap)
+        val_s = n_val * math.ceil(windows / cfg.inference.sw_batch_size) * timing.step_s * _FORWARD_SHARE * (
+            cfg.inference.sw_batch_size / max(batch, 1)
+        )
     epoch_s = steps_per_epoch * step
     budget = minutes * 60.0
     if budget < epoch_s + val_s:  # not even one pass: fewer steps in the one epoch
@@ -125,6 +150,7 @@ def fit_budget(
     why = (
         f"--time-budget {minutes:g} min on {timing.device}: {step:.2f} s per step measured (network {timing.step_s:.2f} s "
         f"+ augmentation {timing.augment_s * 1000:.0f} ms per patch), {steps_per_epoch} steps per epoch "
-        f"({epoch_s:.0f} s), validation ~{val_s:.0f} s every {val_every} epochs -> {epochs} epochs"
+        f"({epoch_s:.0f} s), validation ~{val_s:.0f} s ({'one case timed' if timing.val_case_s else 'estimated'}) "
+        f"every {val_every} epochs -> {epochs} epochs"
     )
     return Budget(epochs, steps_per_epoch, val_every, epoch_s, val_s, why)
