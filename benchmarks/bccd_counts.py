@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from medseg_dfl.cells.instances import cell_kind
+from medseg_dfl.cells.instances import InstanceParams, cell_kind
 from medseg_dfl.cells.pipeline import CountOptions, SmearCounter
 from medseg_dfl.io.atomic import write_bytes, write_text
 from medseg_dfl.visualize.cells_overlay import CLASS_COLOURS, draw_cells
@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("--split", default="trainval", help="ImageSets/Main/<split>.txt")
     parser.add_argument("--limit", type=int, default=None, help="first N images of the split")
     parser.add_argument("--cell-diameter", type=float, default=None, help="fixed red-cell diameter (px)")
+    parser.add_argument("--platelet-width", type=float, default=None,
+                        help="InstanceParams.platelet_width (half-width of the thinnest platelet, red-cell diameters)")
     parser.add_argument("--output", type=Path, default=None, help="per-image CSV")
     parser.add_argument("--overlays", type=Path, default=None, help="folder for a few overlays")
     parser.add_argument("--overlay-count", type=int, default=3)
@@ -155,7 +157,8 @@ def main() -> None:
         raise SystemExit(f"BCCD split list not found: {split}")
     names = [n.strip() for n in split.read_text().split() if n.strip()][: args.limit]
     counter = SmearCounter.from_checkpoint(args.model, "cpu")
-    options = CountOptions(cell_diameter=args.cell_diameter)
+    params = InstanceParams() if args.platelet_width is None else InstanceParams(platelet_width=args.platelet_width)
+    options = CountOptions(cell_diameter=args.cell_diameter, instance_params=params)
     rows, counting, counting_cpu, network = [], [], [], []
     for index, name in enumerate(names):
         image, xml = args.data / "JPEGImages" / f"{name}.jpg", args.data / "Annotations" / f"{name}.xml"
@@ -174,7 +177,7 @@ def main() -> None:
             save_overlay(args.overlays / f"{name}_overlay.png", result, boxes)
     if not rows:
         raise SystemExit("no annotated images found")
-    label = (f"model red cells {counter.model_diameter:.1f} px ({counter.model_scale_source}); input scale "
+    label = (f"platelet_width {params.platelet_width:g}; model red cells {counter.model_diameter:.1f} px ({counter.model_scale_source}); input scale "
              + (f"--cell-diameter {args.cell_diameter:g}" if args.cell_diameter else "estimated per image"))  # fmt: skip
     print(table(summarise(rows), len(rows), label))
     diameters = [r["cell_diameter_px"] for r in rows]

@@ -58,6 +58,7 @@ class InstanceParams:
     # this turned platelet precision from 0.26 to 0.13: most such pieces are not platelets); False: dropped
     wbc_merge: float = 0.2  # d: white-cell pieces this close are one cell (nucleus lobes)
     min_platelet: float = 0.006  # a: about 2 px at the default 25 px red cell
+    platelet_width: float = 0.03  # d: a platelet is at least this thick (half-width); thinner: an edge sliver
     clump: float = 0.03  # a: platelet blobs this large may be touching platelets ...
     platelet_h: float = 0.1  # d: ... split at necks this much below their distance maxima
     cluster: float = 1.7  # a: larger red-cell regions are several overlapping cells ...
@@ -192,9 +193,12 @@ def _platelets(mask: np.ndarray, diameter: float, params: InstanceParams) -> np.
         if box is None:
             continue
         inside = np.pad(labels[box] == ident, 1)
+        distance = ndimage.distance_transform_edt(inside)
+        if distance.max() < params.platelet_width * diameter:  # a sliver along a cell's edge
+            labels[box][inside[1:-1, 1:-1]] = 0
+            continue
         if inside.sum() < params.clump * area:
             continue
-        distance = ndimage.distance_transform_edt(inside)
         seeds = measure.label(morphology.h_maxima(np.rint(distance * 4).astype(np.int32), h) & inside)
         if seeds.max() < 2:
             continue

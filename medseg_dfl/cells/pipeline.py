@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from medseg_dfl.cells.counts import cell_rows, count_row, write_cells_csv, write_counts_csv
-from medseg_dfl.cells.instances import CellInstances, label_instances
+from medseg_dfl.cells.instances import CellInstances, InstanceParams, label_instances
 from medseg_dfl.cells.scale import CellScale, image_to_rgb, resolve_scale, scale_from_config
 from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
 from medseg_dfl.engine.checkpoint import load_checkpoint
@@ -50,6 +50,7 @@ class CountOptions:
     truth_dir: Path | None = None  # folder of truth masks (same stems) for the overlay's second panel
     device: str = "auto"
     recursive: bool = False
+    instance_params: InstanceParams | None = None  # None: the defaults
 
 
 @dataclass
@@ -161,7 +162,7 @@ class SmearCounter:
         start, cpu = time.perf_counter(), time.process_time()
         scale = resolve_scale(rgb, path, options.cell_diameter, options.pixel_size, self.model_diameter)
         mask, (network, network_cpu) = self.segment(rgb, scale)
-        cells = label_instances(mask, self.predictor.class_names, scale.cell_diameter_px)
+        cells = label_instances(mask, self.predictor.class_names, scale.cell_diameter_px, options.instance_params)
         counting = time.perf_counter() - start - network
         counting_cpu = time.process_time() - cpu - network_cpu
         return ImageCount(path.name, rgb, mask, cells, scale, network, counting, counting_cpu)

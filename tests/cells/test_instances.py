@@ -90,3 +90,12 @@ def test_generator_instance_map_matches_its_labels_and_variety_adds_platelet_clu
         np.testing.assert_array_equal(smear.instance_class[smear.instances], smear.label)
     assert (varied.instance_class == 3).sum() > (plain.instance_class == 3).sum()
     assert (varied.instance_class == 1).sum() == (plain.instance_class == 1).sum()  # same red cells
+
+
+def test_platelet_slivers_along_cell_edges_are_dropped_at_high_magnification():
+    mask = np.zeros((200, 200), np.uint8)
+    yy, xx = np.ogrid[:200, :200]
+    mask[(yy - 50) ** 2 + (xx - 50) ** 2 <= 12**2] = 3  # a platelet 24 px across (red cells 100 px)
+    mask[150:152, 20:90] = 3  # a 2 px wide sliver
+    cells = label_instances(mask, SMEAR_CLASSES, cell_diameter=100)
+    assert cells.counts()["platelet"] == 1 and cells.labels[50, 50] != 0 and cells.labels[150, 50] == 0
