@@ -14,6 +14,8 @@ sequentially: the difference to it is what the loader thread buys.
 Memory: peak resident set size of a fresh process running ``predict_folder`` on one volume, per
 volume size, and for small vs large windows (many vs few windows) at one size. It must grow with the
 volume (stitched output on the CPU, bounded by a few copies of the volume), not with the window count.
+Each volume (at the main roi) is also run by the bare MONAI loop in a fresh process: its seconds,
+peak RSS and the ours/bare time ratio are on the same row (``--big`` gives the 512x512x300 one).
 A random-weight tiny UNet is used: the network's cost is not what is measured here.
 
 OpenMP: on a small shared machine, libgomp's default active spin-waiting made every torch op in a
@@ -165,8 +167,8 @@ def throughput(work: Path, count: int, shape: tuple[int, int, int], roi: int, de
         print(f"  {name:34s}: {count / best:6.3f} files/s (runs {runs} s)  predict_folder speed-up x{best / ours:.2f}")
 
 
-def memory_child(work: Path, shape: tuple[int, int, int], roi: int, device: str) -> None:
-    """Run in a fresh process: one volume of ``shape`` through predict_folder."""
+def memory_child(work: Path, shape: tuple[int, int, int], roi: int, device: str, bare: bool = False) -> None:
+    """Run in a fresh process: one volume of ``shape`` through predict_folder (or the bare MONAI loop)."""
     import nibabel as nib
 
     from medseg_dfl.engine.inference import InferenceOptions, predict_folder
@@ -180,15 +182,19 @@ def memory_child(work: Path, shape: tuple[int, int, int], roi: int, device: str)
     del volume
     ckpt = make_checkpoint(work / f"mem_roi{roi}.pt", roi)
     start = time.perf_counter()
-    summary = predict_folder(ckpt, path, work / f"mem_out_{roi}", InferenceOptions(device=device, overwrite=True))
-    assert not summary.failed, summary.failed
+    if bare:
+        bare_monai_loop(ckpt, [path], work / f"mem_bare_{roi}", device)
+    else:
+        summary = predict_folder(ckpt, path, work / f"mem_out_{roi}", InferenceOptions(device=device, overwrite=True))
+        assert not summary.failed, summary.failed
     print(f"{time.perf_counter() - start:.1f}")
 
 
-def peak_rss_mib(work: Path, shape: tuple[int, int, int], roi: int, device: str) -> tuple[float, float]:
+def peak_rss_mib(work: Path, shape: tuple[int, int, int], roi: int, device: str,
+                 bare: bool = False) -> tuple[float, float]:  # fmt: skip
     """(peak RSS MiB, seconds) of a child process running :func:`memory_child`."""
     args = [sys.executable, __file__, "--memory-child", "x".join(map(str, shape)), "--roi", str(roi),
-            "--device", device, "--work", str(work)]  # fmt: skip
+            "--device", device, "--work", str(work)] + (["--bare"] if bare else [])  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     output = proc.stdout.read() if proc.stdout else ""
@@ -198,16 +204,24 @@ def peak_rss_mib(work: Path, shape: tuple[int, int, int], roi: int, device: str)
 
 
 def memory_table(work: Path, shapes: list[tuple[int, int, int]], roi: int, device: str) -> None:
-    print(f"\npeak resident memory of one predict_folder process (roi {roi}^3 unless noted, device {device})")
-    print(f"  {'volume':>16} {'voxels (M)':>11} {'windows':>8} {'peak RSS MiB':>13} {'bytes/voxel':>12} {'seconds':>8}")
+    """Per volume: our peak RSS and time, and (same roi) a bare MONAI ``sliding_window_inference``
+    process's time and peak RSS on the same volume and network."""
+    print(f"\npeak resident memory of one predict_folder process (roi {roi}^3 unless noted, device {device}, "
+          f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')})")  # fmt: skip
+    print(f"  {'volume':>16} {'voxels (M)':>11} {'windows':>8} {'peak RSS MiB':>13} {'bytes/voxel':>12} {'seconds':>8}"
+          f" {'bare MONAI s':>13} {'bare RSS MiB':>13} {'ours/bare':>10}")  # fmt: skip
     rows = [(shape, roi) for shape in shapes] + [(shapes[len(shapes) // 2], roi // 2)]
     for shape, r in rows:
         rss, seconds = peak_rss_mib(work, shape, r, device)
+        bare = "" if r != roi else "{1:13.1f} {0:13.0f} {2:10.2f}"
+        if bare:
+            bare_rss, bare_seconds = peak_rss_mib(work, shape, r, device, bare=True)
+            bare = " " + bare.format(bare_rss, bare_seconds, seconds / bare_seconds)
         voxels = int(np.prod(shape))
         step = max(1, int(r * 0.75))
         windows = int(np.prod([max(1, -(-(n - r) // step) + 1) for n in shape]))
         label = "x".join(map(str, shape)) + ("" if r == roi else f" roi{r}")
-        print(f"  {label:>16} {voxels / 1e6:11.2f} {windows:8d} {rss:13.0f} {rss * 2**20 / voxels:12.1f} {seconds:8.1f}")
+        print(f"  {label:>16} {voxels / 1e6:11.2f} {windows:8d} {rss:13.0f} {rss * 2**20 / voxels:12.1f} {seconds:8.1f}{bare}")
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -229,12 +243,13 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--memory-child", type=parse_shape, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--omp-active", action="store_true", help="keep libgomp's default spin-waiting")
     args = parser.parse_args()
     if not args.omp_active:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch is imported later, in the functions
     if args.memory_child:
-        memory_child(args.work, args.memory_child, args.roi, args.device)
+        memory_child(args.work, args.memory_child, args.roi, args.device, bare=args.bare)
         return
     with tempfile.TemporaryDirectory(prefix="medseg-infer-bench-") as tmp:
         work = Path(tmp)
