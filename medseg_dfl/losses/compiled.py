@@ -269,10 +269,14 @@ def compiled_kernels() -> Kernels:
 
 
 def worth_compiling(logits: torch.Tensor, compiled: bool | None) -> bool:
-    """compiled=None (auto): large tensors only, never inside an outer torch.compile trace."""
+    """compiled=None (auto): large inputs that need a gradient (training steps: validation under
+    no_grad, often on whole images of varying size, would only add compilations); never inside an
+    outer torch.compile trace."""
     if compiled is False or torch.compiler.is_compiling():
         return False
-    return compiled is True or logits.numel() >= MIN_COMPILE_NUMEL
+    if compiled is True:
+        return True
+    return logits.numel() >= MIN_COMPILE_NUMEL and logits.requires_grad and torch.is_grad_enabled()
 
 
 class CompiledDualFocal(torch.autograd.Function):

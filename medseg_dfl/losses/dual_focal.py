@@ -71,7 +71,8 @@ class DualFocalLoss(_Loss):
         reduction: "mean" (over pixels, of the sum over classes), "sum", or "none" (B,C,spatial).
         num_classes: optional C, to check ``weight`` and size the ACW buffers at construction.
         compiled: run the ``torch.compile``d kernels (softmax with a reduction): None (default) =
-            for inputs of 2**18 elements or more, True = always, False = never (eager fused path).
+            for inputs of 2**18 elements or more that need a gradient (training), True = always,
+            False = never (eager fused path).
             The first large call compiles (logged, seconds; cached on disk); if compilation is not
             available the loss warns once and runs the eager path.
     """

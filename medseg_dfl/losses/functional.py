@@ -282,9 +282,9 @@ def dual_focal_loss(
         fused: use the closed-form-gradient kernel (same values as the plain autograd path).
         compiled: softmax with a reduction only: run the ``torch.compile``d kernels of
             ``losses/compiled.py`` (a few fused loops instead of ~60 operator passes). None (default):
-            when the input has at least 2**18 elements; True: always; False: never. Compilation
-            happens on first use (logged; seconds) and falls back to the eager fused path, with one
-            warning, where it is unavailable or fails.
+            when the input has at least 2**18 elements and needs a gradient; True: always; False:
+            never. Compilation happens on first use (logged; seconds) and falls back to the eager
+            fused path, with one warning, where it is unavailable or fails.
 
     Computation runs in float32 (float64 stays float64), outside any autocast region.
     """

@@ -81,8 +81,11 @@ def test_auto_compiles_only_large_inputs(monkeypatch):
     assert calls == []
     dual_focal_loss(small, labels, compiled=True)
     assert calls == [1]
-    assert compiled.worth_compiling(torch.empty(4, 4, 128, 128), None)  # 2**18 elements
-    assert not compiled.worth_compiling(torch.empty(4, 4, 128, 128), False)
+    large = torch.empty(4, 4, 128, 128, requires_grad=True)  # 2**18 elements
+    assert compiled.worth_compiling(large, None) and not compiled.worth_compiling(large, False)
+    with torch.no_grad():  # validation: not compiled unless asked for
+        assert not compiled.worth_compiling(large, None) and compiled.worth_compiling(large, True)
+    assert not compiled.worth_compiling(large.detach(), None)
 
 
 class _Broken(Exception):
