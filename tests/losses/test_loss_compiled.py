@@ -166,3 +166,28 @@ def test_module_default_compiles_large_inputs_and_matches_eager():
     assert not compiled.compiled_kernels().failed
     torch.testing.assert_close(out_auto, out_eager)
     torch.testing.assert_close(torch.autograd.grad(out_auto, logits)[0], torch.autograd.grad(out_eager, logits)[0])
+
+
+@pytest.mark.parametrize("to_onehot_y", [True, False])
+def test_module_passes_compiled_through(monkeypatch, to_onehot_y):
+    """DualFocalLoss(compiled=True) reaches the kernels (here uncompiled, so the test is fast), with
+    ACW weights and ignore_index, and gives the eager module's values and gradients."""
+    calls = []
+
+    class Spy(Kernels):
+        def __init__(self):
+            super().__init__(name="compiled")
+            forward = self.label_forward if to_onehot_y else self.onehot_forward
+            setattr(self, "label_forward" if to_onehot_y else "onehot_forward", lambda *a: calls.append(1) or forward(*a))
+
+    monkeypatch.setattr(compiled, "_compiled", [Spy()])
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6, 5, requires_grad=True)
+    labels = torch.randint(0, 4, (2, 1, 6, 5))
+    target = labels if to_onehot_y else torch.zeros(2, 4, 6, 5).scatter_(1, labels, 1.0)
+    kw = dict(to_onehot_y=to_onehot_y, adaptive_weights=True, num_classes=4, gamma=2.0, ignore_index=3)
+    ours = DualFocalLoss(compiled=True, **kw)(logits, target)
+    eager = DualFocalLoss(compiled=False, **kw)(logits, target)
+    assert calls == [1]
+    torch.testing.assert_close(ours, eager)
+    torch.testing.assert_close(torch.autograd.grad(ours, logits)[0], torch.autograd.grad(eager, logits)[0])
