@@ -67,3 +67,18 @@ def test_fill_small_holes_fills_pale_centres_not_large_gaps():
     mask[35:53, 35:53] = False  # 324 px enclosed gap
     filled = fill_small_holes(mask, 50)
     assert filled[12:16, 12:16].all() and not filled[35:53, 35:53].any()
+
+
+def test_training_scale_of_the_sample_data_is_the_generators_diameter():
+    from pathlib import Path
+
+    from medseg_dfl.cells.scale import scale_from_config
+    from medseg_dfl.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "configs" / "blood_smear_2d.yaml", [f"data.root={root / 'sample_data' / 'blood_smear'}"])
+    scale = scale_from_config(cfg)
+    assert scale is not None and scale["cell_diameter_px"] == pytest.approx(25.0, rel=0.08)
+    assert "training images" in scale["source"]
+    volume = load_config(root / "configs" / "volume_3d.yaml")
+    assert scale_from_config(volume) is None
