@@ -133,9 +133,9 @@ def stain_augmentations(image_key: str = "image", label_key: str = "label") -> l
         RandHEDStaind(keys=image_key, prob=0.8, sigma=0.25, bias=0.05),
         RandScaleIntensityd(keys=image_key, factors=0.15, prob=0.5),  # brightness, all channels alike
         RandAdjustContrastd(keys=image_key, prob=0.3, gamma=(0.7, 1.5)),
-        RandGaussianSmoothd(keys=image_key, prob=0.2, sigma_x=(0.25, 1.2), sigma_y=(0.25, 1.2)),
+        RandGaussianSmoothd(keys=image_key, prob=0.3, sigma_x=(0.25, 1.5), sigma_y=(0.25, 1.5)),
         RandZoomd(
-            keys=keys, prob=0.5, min_zoom=0.75, max_zoom=1.33, mode=("bilinear", "nearest"), keep_size=True,
+            keys=keys, prob=0.6, min_zoom=0.6, max_zoom=1.4, mode=("bilinear", "nearest"), keep_size=True,
             padding_mode="edge",
         ),  # fmt: skip
     ]
