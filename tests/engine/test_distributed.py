@@ -97,7 +97,7 @@ def test_two_process_gloo_run(tmp_path):
         pytest.fail(f"torchrun timed out; stderr tail: {stderr[-3000:]}")
     assert proc.returncode == 0, stderr[-3000:]
     assert sorted(p.name for p in run.iterdir()) == [
-        "best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "train.log"
+        "best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "split.json", "train.log"
     ]  # fmt: skip
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     row, other = (ranked["rows"][0] for ranked in (rank0, rank1))
