@@ -57,7 +57,7 @@ def test_white_cell_lobes_are_one_cell_and_small_specks_are_dropped():
     mask = np.zeros((100, 100), np.uint8)
     for cy, cx in [(40, 40), (40, 54), (53, 47)]:  # three nucleus lobes 2-4 px apart
         yy, xx = np.ogrid[:100, :100]
-        mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = 2
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 49] = 2
     mask[90, 90] = 2  # one stray pixel of "white cell"
     mask[80:83, 10:13] = 3  # a platelet
     cells = label_instances(mask, SMEAR_CLASSES, cell_diameter=25)
