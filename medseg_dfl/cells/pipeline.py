@@ -27,7 +27,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from medseg_dfl.cells.counts import cell_rows, count_row, write_cells_csv, write_counts_csv
-from medseg_dfl.cells.instances import CellInstances, InstanceParams, label_instances
+from medseg_dfl.cells.instances import (
+    CellInstances,
+    InstanceParams,
+    drop_white_cells_without_nucleus,
+    label_instances,
+)
 from medseg_dfl.cells.scale import CellScale, image_to_rgb, resolve_scale, scale_from_config
 from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
 from medseg_dfl.engine.checkpoint import load_checkpoint
@@ -163,6 +168,7 @@ class SmearCounter:
         scale = resolve_scale(rgb, path, options.cell_diameter, options.pixel_size, self.model_diameter)
         mask, (network, network_cpu) = self.segment(rgb, scale)
         cells = label_instances(mask, self.predictor.class_names, scale.cell_diameter_px, options.instance_params)
+        cells = drop_white_cells_without_nucleus(cells, rgb)
         counting = time.perf_counter() - start - network
         counting_cpu = time.process_time() - cpu - network_cpu
         return ImageCount(path.name, rgb, mask, cells, scale, network, counting, counting_cpu)

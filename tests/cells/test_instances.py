@@ -99,3 +99,28 @@ def test_platelet_slivers_along_cell_edges_are_dropped_at_high_magnification():
     mask[150:152, 20:90] = 3  # a 2 px wide sliver
     cells = label_instances(mask, SMEAR_CLASSES, cell_diameter=100)
     assert cells.counts()["platelet"] == 1 and cells.labels[50, 50] != 0 and cells.labels[150, 50] == 0
+
+
+def test_white_cells_without_a_dark_nucleus_are_dropped():
+    from medseg_dfl.cells.instances import drop_white_cells_without_nucleus
+
+    mask = np.zeros((100, 160), np.uint8)
+    yy, xx = np.ogrid[:100, :160]
+    image = np.full((100, 160, 3), 235, np.uint8)
+    for cx in (40, 120):
+        mask[(yy - 50) ** 2 + (xx - cx) ** 2 <= 20**2] = 2
+        image[(yy - 50) ** 2 + (xx - cx) ** 2 <= 20**2] = (200, 170, 210)  # pale lilac cytoplasm
+    image[(yy - 50) ** 2 + (xx - 40) ** 2 <= 10**2] = (90, 40, 140)  # a purple nucleus in the left one
+    cells = label_instances(mask, SMEAR_CLASSES, cell_diameter=25)
+    assert cells.counts()["wbc"] == 2
+    kept = drop_white_cells_without_nucleus(cells, image)
+    assert kept.counts()["wbc"] == 1 and kept.labels[50, 40] == 1 and kept.labels[50, 120] == 0
+
+
+def test_synthetic_white_cells_all_have_a_nucleus():
+    from medseg_dfl.cells.instances import drop_white_cells_without_nucleus
+
+    for seed in range(6):
+        smear = make_smear(256, seed, variety=True)
+        cells = label_instances(smear.label, SMEAR_CLASSES, smear.cell_diameter)
+        assert drop_white_cells_without_nucleus(cells, smear.image).counts() == cells.counts()
