@@ -37,7 +37,7 @@ from medseg_dfl.cells.scale import CellScale, image_to_rgb, resolve_scale, scale
 from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
 from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.inference import FILE_ERRORS, Predictor
-from medseg_dfl.io.atomic import atomic_path, write_json
+from medseg_dfl.io.atomic import atomic_path, remove_stale_temps, write_json
 from medseg_dfl.io.names import file_stem
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
@@ -56,6 +56,7 @@ class CountOptions:
     device: str = "auto"
     recursive: bool = False
     instance_params: InstanceParams | None = None  # None: the defaults
+    overwrite: bool = False  # replace the results of an earlier count in the same output folder
 
 
 @dataclass
@@ -212,7 +213,11 @@ def count_cells(
     images = find_images(input, recursive=options.recursive)
     counter = SmearCounter.from_checkpoint(checkpoint, options.device)
     output_dir = Path(output_dir)
+    if (output_dir / "counts.csv").exists() and not options.overwrite:
+        # As infer: an earlier count is never replaced by surprise.
+        raise FileExistsError(f"{output_dir / 'counts.csv'}: already exists (pass --overwrite to replace it)")
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(output_dir)
     summary = CountSummary(output_dir, counter.model_diameter, counter.model_scale_source)
     all_cells: list[dict[str, Any]] = []
     scales: dict[str, str] = {}

@@ -29,6 +29,9 @@ def command(
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of INPUT.")] = False,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the results of an earlier count in OUTPUT_DIR.")
+    ] = False,
 ) -> None:
     """Count red cells, white cells and platelets in INPUT; write instance maps and CSVs to OUTPUT_DIR."""
     from rich.console import Console
@@ -38,7 +41,7 @@ def command(
     if truth is not None and not truth.is_dir():
         raise FileNotFoundError(f"truth folder not found: {truth}")
     options = CountOptions(cell_diameter=cell_diameter, pixel_size=pixel_size, overlay=overlay or truth is not None,
-                           truth_dir=truth, device=device, recursive=recursive)  # fmt: skip
+                           truth_dir=truth, device=device, recursive=recursive, overwrite=overwrite)  # fmt: skip
     summary = count_cells(model, input, output_dir, options)
     console = Console(stderr=True, highlight=False)
     console.print(f"model scale: red cells {summary.model_diameter_px:.1f} px ({summary.model_scale_source})",

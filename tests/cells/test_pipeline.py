@@ -107,3 +107,18 @@ def test_count_cli_writes_instance_maps_csvs_and_overlays(tmp_path, tiny_checkpo
 def test_count_cli_names_a_missing_input_in_one_line(tmp_path, tiny_checkpoint):
     result = CliRunner().invoke(app, ["count", str(tiny_checkpoint), str(tmp_path / "missing"), str(tmp_path / "o")])
     assert result.exit_code == 1 and "Traceback" not in result.output and "missing" in result.output
+
+
+def test_count_refuses_to_replace_an_earlier_count_without_overwrite(tmp_path, tiny_checkpoint):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    Image.fromarray(make_smear(64, 2, cell_diameter=25).image).save(folder / "a.png")
+    args = ["count", str(tiny_checkpoint), str(folder), str(out), "--cell-diameter", "25"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = (out / "counts.csv").read_bytes()
+    (out / "counts.csv").write_text("earlier results\n")
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1 and "--overwrite" in refused.output and "Traceback" not in refused.output
+    assert (out / "counts.csv").read_text() == "earlier results\n"
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+    assert (out / "counts.csv").read_bytes() == before
