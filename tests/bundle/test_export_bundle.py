@@ -22,6 +22,9 @@ from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 from medseg_dfl.transforms import build_inference_transforms
 
+# MONAI warns that bundle configs can run code; these are our own configs, parsed on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
+
 
 def infer_and_bundle(run_dir: Path, dataset: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     """Masks of the validation images by predict_folder and by the exported bundle."""
