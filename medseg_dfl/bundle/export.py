@@ -16,9 +16,6 @@ beside ``out_dir`` and renamed into place, so a failed export leaves nothing hal
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ from medseg_dfl.bundle.metadata import bundle_metadata
 from medseg_dfl.bundle.preprocessing import needs_inversion, preprocessing_items
 from medseg_dfl.config import Config, config_from_dict
 from medseg_dfl.engine.checkpoint import load_checkpoint
-from medseg_dfl.io.atomic import torch_save, write_json, write_text
+from medseg_dfl.io.atomic import atomic_folder, torch_save, write_json, write_text
 from medseg_dfl.networks import network_spec
 from medseg_dfl.transforms import build_inference_transforms
 
@@ -190,20 +187,6 @@ def _write_bundle(folder: Path, config: dict, metadata: dict, readme: str, state
     torch_save({k: v.detach().cpu() for k, v in state.items()}, folder / "models" / "model.pt")
 
 
-def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-        os.replace(out_dir, old)
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            os.replace(old, out_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
-
-
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "best.pt",
                   overwrite: bool = False) -> Path:  # fmt: skip
     """Write the run in ``run_dir`` (its ``best.pt``; ``last.pt`` if never validated) as a MONAI
@@ -230,11 +213,6 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str =
         cfg, class_names, roi, fingerprint=fingerprint, loss_state=payload.get("loss_state"),
         best_metric=payload.get("best_metric"), source=str(source),
     )  # fmt: skip
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        _write_bundle(tmp, config, metadata, _readme(cfg, class_names, source), payload["model_state"])
-        _move_into_place(tmp, out_dir, overwrite)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(out_dir, overwrite=overwrite) as staging:
+        _write_bundle(staging, config, metadata, _readme(cfg, class_names, source), payload["model_state"])
     return out_dir

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
-import re
-import secrets
 import shutil
 import tarfile
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from medseg_dfl.io.atomic import write_text
+from medseg_dfl.io.atomic import atomic_folder, scratch_folder, write_text
 
 __all__ = [
     "FetchError",
@@ -34,7 +31,6 @@ __all__ = [
     "write_provenance",
 ]
 
-_SIBLING_RE = re.compile(r"^\.(?P<name>.+)\.(?:partial|work)-(?P<pid>\d+)-[0-9a-f]{8}$")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 
 
@@ -42,67 +38,14 @@ class FetchError(RuntimeError):
     """A download or conversion that failed for a reason outside the code (network, checksum, archive)."""
 
 
-def _sibling(out_dir: Path, kind: str) -> Path:
-    return out_dir.parent / f".{out_dir.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_siblings(out_dir: Path) -> None:
-    """Staging/work folders of ``out_dir`` left by killed fetches (not those of live processes)."""
-    if not out_dir.parent.is_dir():
-        return
-    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
-        match = _SIBLING_RE.match(path.name)
-        if match and match["name"] == out_dir.name and path.is_dir() and not _alive(int(match["pid"])):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _check_target(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass overwrite=True / --overwrite)")
-
-
-@contextlib.contextmanager
-def staged_folder(out_dir: Path, *, overwrite: bool = False) -> Iterator[Path]:
+def staged_folder(out_dir: Path, *, overwrite: bool = False) -> contextlib.AbstractContextManager[Path]:
     """Yield an empty hidden sibling of ``out_dir``; on success it replaces ``out_dir``, else it is removed."""
-    _check_target(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_siblings(out_dir)
-    staging = _sibling(out_dir, "partial")
-    staging.mkdir()
-    try:
-        yield staging
-        old = None
-        if out_dir.exists():
-            old = _sibling(out_dir, "work")
-            os.replace(out_dir, old)  # keep the old folder until the new one is in place
-        os.replace(staging, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return atomic_folder(out_dir, overwrite=overwrite)
 
 
-@contextlib.contextmanager
-def work_folder(out_dir: Path) -> Iterator[Path]:
+def work_folder(out_dir: Path) -> contextlib.AbstractContextManager[Path]:
     """A scratch folder beside ``out_dir`` (same file system) for downloads and extraction; always removed."""
-    work = _sibling(out_dir, "work")
-    work.mkdir(parents=True)
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return scratch_folder(out_dir)
 
 
 def is_archive(path: Path) -> bool:

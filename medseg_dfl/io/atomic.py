@@ -15,15 +15,19 @@ import json
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "TEMP_MARKER",
+    "atomic_folder",
     "atomic_path",
     "describe_os_error",
+    "process_alive",
     "remove_stale_temps",
+    "scratch_folder",
     "save_figure",
     "torch_save",
     "write_bytes",
@@ -144,7 +148,7 @@ def remove_stale_temps(folder: str | Path, *, recursive: bool = False) -> list[P
         if not match or not path.is_file():
             continue
         pid = int(match.group(1))
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and process_alive(pid):
             continue
         with contextlib.suppress(OSError):
             path.unlink()
@@ -152,7 +156,7 @@ def remove_stale_temps(folder: str | Path, *, recursive: bool = False) -> list[P
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -160,3 +164,69 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_FOLDER_SIBLING_RE = re.compile(r"^\.(?P<name>.+)\.(?:partial|old|work)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def _folder_sibling(out_dir: Path, kind: str) -> Path:
+    return out_dir.parent / f".{out_dir.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _remove_stale_folder_siblings(out_dir: Path) -> None:
+    """Partial / old / scratch folders of ``out_dir`` left by killed writers (not those of live processes)."""
+    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
+        match = _FOLDER_SIBLING_RE.match(path.name)
+        if match and match["name"] == out_dir.name and path.is_dir() and not process_alive(int(match["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(out_dir: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty hidden sibling folder of ``out_dir``; on success it replaces ``out_dir``.
+
+    The folder analogue of :func:`atomic_path`: a failure leaves ``out_dir`` as it was and no
+    partial folder behind. A non-empty ``out_dir`` raises ``FileExistsError`` unless ``overwrite``;
+    the old folder is kept until the new one is in place.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass overwrite=True / --overwrite)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_folder_siblings(out_dir)
+    staging = _folder_sibling(out_dir, "partial")
+    staging.mkdir()
+    try:
+        yield staging
+        old = None
+        if out_dir.exists():
+            old = _folder_sibling(out_dir, "old")
+            os.replace(out_dir, old)
+        try:
+            os.replace(staging, out_dir)
+        except OSError:
+            if old is not None:
+                os.replace(old, out_dir)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_folder(out_dir: str | Path) -> Iterator[Path]:
+    """A hidden scratch folder beside ``out_dir`` (same file system: downloads, extraction); always removed.
+
+    A killed process's scratch folder is removed by the next :func:`atomic_folder` of ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = _folder_sibling(out_dir, "work")
+    work.mkdir()
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
