@@ -13,6 +13,7 @@ import torch
 from matplotlib.figure import Figure
 
 from medseg_dfl.io.atomic import (
+    atomic_folder,
     atomic_path,
     remove_stale_temps,
     save_figure,
@@ -87,3 +88,24 @@ def test_stale_temps_of_dead_writers_go_those_of_live_writers_stay(tmp_path):
     assert all(p.exists() for p in live + nested + user_files)
     assert sorted(remove_stale_temps(tmp_path, recursive=True)) == sorted(nested)
     assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_atomic_folder_replaces_only_on_success_and_cleans_dead_partials(tmp_path):
+    out = tmp_path / "out"
+    with atomic_folder(out) as staging:
+        (staging / "a.txt").write_text("first")
+    assert (out / "a.txt").read_text() == "first"
+    with pytest.raises(FileExistsError, match="not empty"):
+        with atomic_folder(out):
+            pass
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_folder(out, overwrite=True) as staging:
+            (staging / "a.txt").write_text("second")
+            raise RuntimeError("boom")
+    assert (out / "a.txt").read_text() == "first"  # a failure leaves the old folder as it was
+    dead = tmp_path / ".out.partial-999999-0123abcd"
+    dead.mkdir()
+    with atomic_folder(out, overwrite=True) as staging:
+        (staging / "b.txt").write_text("third")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial, old or dead sibling left
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
