@@ -19,7 +19,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from medseg_dfl.engine.inference import _background_fill_and_argmax_, _softmax_
+from medseg_dfl.engine.inference import background_fill_and_argmax_, softmax_
 
 __all__ = ["ClassProbabilitiesd", "ProbabilitiesToLabelsd"]
 
@@ -35,7 +35,7 @@ class ClassProbabilitiesd(MapTransform):
         for key in self.key_iterator(d):
             logits = d[key]
             values = logits.as_tensor() if isinstance(logits, MetaTensor) else torch.as_tensor(logits)
-            probs = _softmax_(values.detach().to("cpu", torch.float32).clone())
+            probs = softmax_(values.detach().to("cpu", torch.float32).clone())
             d[key] = MetaTensor(probs, meta=logits.meta) if isinstance(logits, MetaTensor) else probs
         return d
 
@@ -60,6 +60,6 @@ class ProbabilitiesToLabelsd(MapTransform):
             probs = d[key]
             values = probs.as_tensor() if isinstance(probs, MetaTensor) else torch.as_tensor(probs)
             array = np.array(values.detach().cpu(), dtype=np.float32)  # a copy: the fill is in place
-            mask = torch.from_numpy(_background_fill_and_argmax_(array, self.dtype)[None].astype(np.int32))
+            mask = torch.from_numpy(background_fill_and_argmax_(array, self.dtype)[None].astype(np.int32))
             d[key] = MetaTensor(mask, meta=probs.meta) if isinstance(probs, MetaTensor) else mask
         return d

@@ -51,7 +51,16 @@ from medseg_dfl.networks import build_network
 from medseg_dfl.progress import ProgressCallback, report
 from medseg_dfl.transforms import build_inference_transforms, build_inverse_postprocess
 
-__all__ = ["InferenceOptions", "InferenceSummary", "PredictionResult", "Predictor", "load_predictor", "predict_folder"]
+__all__ = [
+    "InferenceOptions",
+    "InferenceSummary",
+    "PredictionResult",
+    "Predictor",
+    "background_fill_and_argmax_",
+    "load_predictor",
+    "predict_folder",
+    "softmax_",
+]
 
 # Errors that mean "this file cannot be processed" (unreadable, corrupt, wrong channels, out of memory);
 # anything else is a bug and stops the run.
@@ -194,12 +203,12 @@ class Predictor:
 
     def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> PredictionResult:
         """Segment a dict from :meth:`preprocess`; the result is on the loaded image's grid."""
-        probs = _softmax_(self._logits(data["image"]).float())
+        probs = softmax_(self._logits(data["image"]).float())
         inverted = self.inverse({"image": data["image"], "pred": probs})["pred"]
         del probs
         probs = np.asarray(inverted.as_tensor() if hasattr(inverted, "as_tensor") else inverted, dtype=np.float32)
         dtype = np.uint8 if len(self.class_names) <= 256 else np.uint16
-        mask = _background_fill_and_argmax_(probs, dtype)
+        mask = background_fill_and_argmax_(probs, dtype)
         return PredictionResult(mask=mask, probabilities=probs if probabilities else None)
 
     def predict_file(self, path: str | Path, probabilities: bool = False) -> PredictionResult:
@@ -207,13 +216,13 @@ class Predictor:
         return self.predict_preprocessed(self.preprocess(path), probabilities=probabilities)
 
 
-def _softmax_(logits: torch.Tensor) -> torch.Tensor:
+def softmax_(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over the class axis (0), in place: one volume-sized buffer less than ``torch.softmax``."""
     logits.sub_(logits.amax(dim=0, keepdim=True)).exp_()
     return logits.div_(logits.sum(dim=0, keepdim=True))
 
 
-def _background_fill_and_argmax_(probs: np.ndarray, dtype: type, slabs: int = 8) -> np.ndarray:
+def background_fill_and_argmax_(probs: np.ndarray, dtype: type, slabs: int = 8) -> np.ndarray:
     """Argmax of (classes, spatial...) probabilities, slab by slab along the first spatial axis (an
     int64 argmax of a whole large volume would cost 8 bytes per voxel). NumPy: torch's reductions
     over the class axis of a slab are ~10x slower on CPU.
