@@ -12,9 +12,9 @@ from medseg_dfl.cli._common import DEVICE_HELP, fail, user_errors
 
 @user_errors
 def command(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (best.pt) or its run folder.")],
-    input: Annotated[Path, typer.Argument(help="A smear image or a folder of them.")],
-    output_dir: Annotated[Path, typer.Argument(help="Folder for counts.csv, cells.csv and the instance maps.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint (best.pt) or its run folder.")],
+    input: Annotated[Path, typer.Argument(metavar="INPUT", help="A smear image or a folder of them.")],
+    output_dir: Annotated[Path, typer.Argument(metavar="OUTPUT_DIR", help="Folder for counts.csv, cells.csv and the instance maps.")],
     cell_diameter: Annotated[
         float | None,
         typer.Option("--cell-diameter", min=1.0, help="Red-cell diameter in pixels (default: pixel size or estimate)."),

@@ -53,8 +53,8 @@ def _summary(out: Path) -> str:
 @app.command("fetch")
 @user_errors
 def fetch_command(
-    name: Annotated[str, typer.Argument(help="Dataset name (see `medseg-dfl datasets list`).")],
-    output_dir: Annotated[Path, typer.Argument(help="Folder to create with the converted dataset.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Dataset name (see `medseg-dfl datasets list`).")],
+    output_dir: Annotated[Path, typer.Argument(metavar="OUTPUT_DIR", help="Folder to create with the converted dataset.")],
     source: Annotated[
         Path | None,
         typer.Option("--from", help="A local copy in the source's own layout (folder or .tar/.zip) instead of "

@@ -12,8 +12,8 @@ from medseg_dfl.cli._common import user_errors
 
 @user_errors
 def command(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory written by medseg-dfl train (best.pt inside).")],
-    out_dir: Annotated[Path, typer.Argument(help="Bundle folder to write (configs/, models/model.pt, docs/).")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by medseg-dfl train (best.pt inside).")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Bundle folder to write (configs/, models/model.pt, docs/).")],
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint file in RUN_DIR.")] = "best.pt",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing, non-empty OUT_DIR.")] = False,
 ) -> None:
