@@ -30,7 +30,7 @@ def test_blood_smears_are_rgb_microscopy_with_their_class_names():
     assert cfg.transforms.target_spacing is None
     assert cfg.transforms.patch_size == [256, 256]  # the median shape, already a multiple of 2^5
     assert cfg.network.name == "DynUNet" and len(cfg.network.kwargs["strides"]) == 6
-    assert cfg.loss.name == "dfl-acw"
+    assert cfg.loss.name == "dice-ce"
     assert "256x256 pixels -> patch 256x256" in plan.reasons["transforms.patch_size"]
 
 

@@ -89,7 +89,7 @@ def test_shipped_real_data_configs_are_plans(name):
     text = path.read_text()
     cfg = load_config(path)
     assert "made by: medseg-dfl plan data/" in text and cfg.data.root.startswith("data/")
-    assert cfg.network.name == "DynUNet" and cfg.loss.name == "dfl-acw"
+    assert cfg.network.name == "DynUNet" and cfg.loss.name == "dice-ce"
     lines = text.splitlines()
     for key in ("class_names", "in_channels", "patch_size", "target_spacing", "intensity", "batch_size", "epochs"):
         i = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
