@@ -28,6 +28,8 @@ from monai.transforms import (
     Spacingd,
 )
 
+from medseg_dfl.io.readers import image_readers
+
 __all__ = ["config_value", "needs_inversion", "preprocessing_items"]
 
 _READERS_EXPR = "$image_readers()"  # imported by the bundle: "$from medseg_dfl.io.readers import image_readers"
@@ -68,7 +70,6 @@ def _single(values: Any) -> Any:
 
 
 def _load(t: LoadImaged) -> dict[str, Any]:
-    from medseg_dfl.io.readers import image_readers
 
     ours = {type(r) for r in image_readers()}
     item: dict[str, Any] = {"_target_": "LoadImaged", "keys": list(t.keys), "image_only": True}

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
 from medseg_dfl.cells.counts import cell_rows, count_row, write_cells_csv, write_counts_csv
@@ -34,6 +36,7 @@ from medseg_dfl.cells.instances import (
     label_instances,
 )
 from medseg_dfl.cells.scale import CellScale, image_to_rgb, resolve_scale, scale_from_config
+from medseg_dfl.config import config_from_dict
 from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
 from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.inference import FILE_ERRORS, Predictor
@@ -62,7 +65,6 @@ class CountOptions:
 @dataclass
 class ImageCount:
     """One image's result (arrays at the image's own size, rows first)."""
-
     name: str
     rgb: np.ndarray  # (H, W, 3) float32
     mask: np.ndarray  # (H, W) class indices
@@ -88,7 +90,6 @@ def model_cell_diameter(checkpoint: str | Path, payload: dict[str, Any] | None =
     recorded = payload.get("scale") or {}
     if recorded.get("cell_diameter_px"):
         return float(recorded["cell_diameter_px"]), f"checkpoint ({recorded.get('source', 'recorded')})"
-    from medseg_dfl.config import config_from_dict
 
     try:
         estimated = scale_from_config(config_from_dict(payload["config"]))
@@ -121,7 +122,6 @@ def _argmax(probs: torch.Tensor) -> np.ndarray:
 @dataclass
 class SmearCounter:
     """A predictor and the training scale: counts the cells of one image at a time."""
-
     predictor: Predictor
     model_diameter: float
     model_scale_source: str
@@ -138,15 +138,11 @@ class SmearCounter:
 
     def _post_load(self) -> Any:
         """The checkpoint's inference transforms after loading (intensity normalisation)."""
-        from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
-
         steps = [t for t in self.predictor.transforms.transforms if not isinstance(t, (LoadImaged, EnsureChannelFirstd))]
         return Compose(steps)
 
     def segment(self, rgb: np.ndarray, scale: CellScale) -> tuple[np.ndarray, tuple[float, float]]:
         """(H, W) class mask of an (H, W, C) image at its own size; the network's (wall, CPU) seconds."""
-        from monai.data import MetaTensor
-
         height, width = rgb.shape[:2]
         factor = self.model_diameter / scale.cell_diameter_px
         small = (max(8, round(height * factor)), max(8, round(width * factor)))

@@ -12,13 +12,19 @@ median over cells is robust to a few leukocytes, platelets and cells cut by the 
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
+from PIL import Image
 from scipy import ndimage
 from skimage import filters, measure, morphology
+
+from medseg_dfl.io.pairing import discover_pairs, split_pairs
+from medseg_dfl.io.readers import load_image
 
 __all__ = [
     "RBC_DIAMETER_UM",
@@ -46,7 +52,6 @@ _UNIT_UM = {"m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "micron": 1.0
 @dataclass(frozen=True)
 class CellScale:
     """The scale of one image: typical red-cell diameter (px) and, when known, microns per pixel."""
-
     cell_diameter_px: float
     pixel_size_um: float | None
     source: str  # "--cell-diameter", "--pixel-size", "file metadata", "estimated from the image", ...
@@ -64,11 +69,9 @@ def _plausible(um_per_px: float | None) -> float | None:
 
 
 def _tiff_pixel_size(path: Path) -> float | None:
-    import tifffile
 
     with tifffile.TiffFile(path) as tif:
         if tif.ome_metadata:
-            import xml.etree.ElementTree as ET
 
             for element in ET.fromstring(tif.ome_metadata).iter():
                 if element.tag.endswith("Pixels") and "PhysicalSizeX" in element.attrib:
@@ -94,7 +97,6 @@ def pixel_size_from_file(path: str | Path) -> float | None:
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             return _plausible(_tiff_pixel_size(path))
-        from PIL import Image
 
         with Image.open(path) as image:
             dpi = image.info.get("dpi")
@@ -215,7 +217,6 @@ def scale_from_config(cfg: Any) -> dict[str, Any] | None:
     (3D, CT/MR, unreadable data: the scale is optional, training never fails for it)."""
     if cfg.data.spatial_dims != 2 or cfg.data.modality != "microscopy" or cfg.data.in_channels < 3:
         return None
-    from medseg_dfl.io.pairing import discover_pairs, split_pairs
 
     root = Path(cfg.data.root)
     try:
@@ -228,7 +229,6 @@ def scale_from_config(cfg: Any) -> dict[str, Any] | None:
 def training_scale(image_paths: list[Path], max_images: int = 16) -> dict[str, Any] | None:
     """The checkpoint's ``scale`` entry: the median red-cell diameter (px) estimated on up to
     ``max_images`` training images (evenly spread), or None when no image gives an estimate."""
-    from medseg_dfl.io.readers import load_image
 
     paths = list(image_paths)
     if not paths:

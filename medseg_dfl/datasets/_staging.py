@@ -18,6 +18,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from monai.apps.utils import download_url
+
 from medseg_dfl.io.atomic import atomic_folder, scratch_folder, write_text
 
 __all__ = [
@@ -73,8 +75,6 @@ def extract_archive(archive: Path, dest: Path) -> Path:
 
 def download(url: str, dest: Path, *, md5: str | None = None) -> Path:
     """Download ``url`` to ``dest`` with MONAI's downloader (MD5 checked when given); one-line errors."""
-    from monai.apps.utils import download_url  # monai (and torch) only when a download is asked for
-
     monai_logger = logging.getLogger("monai.apps")
     level = monai_logger.level
     monai_logger.setLevel(logging.CRITICAL)  # MONAI logs the failure too; the FetchError is the one line

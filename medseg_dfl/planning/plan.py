@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from medseg_dfl.config import Config, apply_overrides, config_from_dict, config_to_dict
+from medseg_dfl.data.datasets import split_items
+from medseg_dfl.engine.distributed import resolve_device
 from medseg_dfl.planning.decisions import (
     decide_classes,
     decide_modality,
@@ -23,7 +26,14 @@ from medseg_dfl.planning.decisions import (
     decide_target_spacing,
 )
 from medseg_dfl.planning.survey import DatasetSurvey, survey_dataset
-from medseg_dfl.planning.topology import plan_patch_and_batch
+from medseg_dfl.planning.timing import (
+    StepTiming,
+    fit_budget,
+    time_augmentation,
+    time_training_step,
+    time_validation_case,
+)
+from medseg_dfl.planning.topology import filters_for, plan_patch_and_batch, pool_and_conv
 from medseg_dfl.progress import ProgressCallback
 
 __all__ = ["DEFAULT_LOSS", "LOSS_WHY", "Plan", "plan_experiment"]
@@ -42,7 +52,6 @@ _MEMORY_CACHE_LIMIT = 2e9  # bytes of cached (resampled, float32) images kept in
 @dataclass
 class Plan:
     """A planned config, why each key has its value (``reasons["section.key"]``), and warnings."""
-
     config: Config
     reasons: dict[str, str]
     warnings: list[str] = field(default_factory=list)
@@ -51,7 +60,6 @@ class Plan:
 
 
 def _default_memory_gb(device: Any) -> tuple[float, str]:
-    import torch
 
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory / 2**30
@@ -175,8 +183,6 @@ def _base_values(survey: DatasetSurvey, root: str, memory_gb: float, device: Any
 
 def _smaller_patch(cfg: Config, survey: DatasetSurvey, factor: float) -> dict | None:
     """Network/patch values for a patch ~``factor`` times the voxels (not below half the median shape)."""
-    from medseg_dfl.planning.topology import filters_for, pool_and_conv
-
     spacing = cfg.transforms.target_spacing or [1.0] * cfg.data.spatial_dims
     median = _median_shape_at(survey, cfg.transforms.target_spacing)
     patch = list(cfg.transforms.patch_size)
@@ -199,7 +205,6 @@ def _smaller_patch(cfg: Config, survey: DatasetSurvey, factor: float) -> dict | 
 
 
 def _timed(cfg: Config, items: list[dict], device: Any) -> Any:
-    from medseg_dfl.planning.timing import StepTiming, time_augmentation, time_training_step
 
     return StepTiming(time_training_step(cfg, device), time_augmentation(cfg, items[:2]), str(device))
 
@@ -221,8 +226,6 @@ def _cheaper(cfg: Config, survey: DatasetSurvey, steps: float, r: dict) -> dict:
 
 
 def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r: dict) -> dict:
-    from medseg_dfl.data.datasets import split_items
-    from medseg_dfl.planning.timing import fit_budget, time_validation_case
 
     train_items, val_items = split_items(cfg)
     timing = _timed(cfg, train_items, device)
@@ -276,7 +279,6 @@ def plan_experiment(
     else a quarter of the RAM up to 8 GB); ``data_root``: the path written as ``data.root`` (default
     ``data_dir`` as given); ``overrides``: ``key=value`` applied on top (as ``train --set``).
     """
-    from medseg_dfl.engine.distributed import resolve_device
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nibabel.orientations as nio
 import numpy as np
 from scipy import ndimage
 
@@ -79,8 +80,6 @@ class DatasetSurvey:
 
 def _ras_permutation(affine: np.ndarray) -> list[int]:
     """For each RAS axis, the array axis that ``Orientationd("RAS")`` puts there."""
-    import nibabel.orientations as nio
-
     ornt = nio.io_orientation(np.asarray(affine, dtype=float))
     perm = list(range(3))
     for src, (dst, _flip) in enumerate(ornt):

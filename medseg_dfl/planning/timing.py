@@ -16,8 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from monai.inferers import sliding_window_inference
+from monai.transforms import Compose, RandomizableTrait
 
 from medseg_dfl.config import Config
+from medseg_dfl.losses.registry import build_loss
+from medseg_dfl.networks import build_network
+from medseg_dfl.transforms import build_train_transforms
 
 __all__ = ["Budget", "StepTiming", "fit_budget", "time_augmentation", "time_training_step", "time_validation_case"]
 
@@ -40,9 +45,6 @@ class StepTiming:
 
 def time_training_step(cfg: Config, device: torch.device, steps: int = 3) -> float:
     """Median seconds of one training step of ``cfg``'s network and loss on random patches."""
-    from medseg_dfl.losses.registry import build_loss
-    from medseg_dfl.networks import build_network
-
     torch.manual_seed(0)
     model = build_network(cfg).to(device).train()
     loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
@@ -67,10 +69,6 @@ def time_training_step(cfg: Config, device: torch.device, steps: int = 3) -> flo
 
 def time_validation_case(cfg: Config, device: torch.device, shape: Sequence[float]) -> float:
     """Seconds of one sliding-window pass (as validation runs it) over a random image of ``shape``."""
-    from monai.inferers import sliding_window_inference
-
-    from medseg_dfl.networks import build_network
-
     model = build_network(cfg).to(device).eval()
     image = torch.randn((1, cfg.data.in_channels, *[max(1, round(s)) for s in shape]), device=device)
     roi = cfg.inference.roi_size or cfg.transforms.patch_size
@@ -87,10 +85,6 @@ def time_validation_case(cfg: Config, device: torch.device, shape: Sequence[floa
 
 def time_augmentation(cfg: Config, items: Sequence[dict], repeats: int = 2) -> float:
     """Median seconds of the random part of the training pipeline per patch, on real cases."""
-    from monai.transforms import Compose, RandomizableTrait
-
-    from medseg_dfl.transforms import build_train_transforms
-
     pipeline = build_train_transforms(cfg)
     first = pipeline.get_index_of_first(lambda t: isinstance(t, RandomizableTrait))
     if first is None:
