@@ -26,6 +26,7 @@ __all__ = [
     "FetchError",
     "download",
     "extract_archive",
+    "source_folder",
     "find_root",
     "seeded_validation",
     "staged_folder",
@@ -48,6 +49,16 @@ def staged_folder(out_dir: Path, *, overwrite: bool = False) -> contextlib.Abstr
 def work_folder(out_dir: Path) -> contextlib.AbstractContextManager[Path]:
     """A scratch folder beside ``out_dir`` (same file system) for downloads and extraction; always removed."""
     return scratch_folder(out_dir)
+
+
+def source_folder(source: Path | None, work: Path, url: str, archive_name: str, *, md5: str | None = None) -> Path:
+    """The folder to convert from: ``source`` itself, ``source`` extracted when it is an archive, or the
+    archive at ``url`` downloaded (MD5 checked when given) and extracted into ``work``."""
+    if source is None:
+        return extract_archive(download(url, work / archive_name, md5=md5), work / "extracted")
+    if is_archive(source):
+        return extract_archive(source, work / "extracted")
+    return source
 
 
 def is_archive(path: Path) -> bool:

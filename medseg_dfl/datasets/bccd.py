@@ -20,7 +20,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from medseg_dfl.datasets._staging import download, extract_archive, find_root, is_archive, write_provenance
+from medseg_dfl.datasets._staging import find_root, source_folder, write_provenance
 from medseg_dfl.datasets.registry import DatasetInfo
 from medseg_dfl.io.atomic import write_text
 from medseg_dfl.io.dataset_json import write_dataset_json
@@ -60,12 +60,7 @@ def _is_bccd(path: Path) -> bool:
 
 
 def _source_root(source: Path | None, work: Path) -> Path:
-    if source is None:
-        base = extract_archive(download(ARCHIVE_URL, work / "BCCD_Dataset.zip"), work / "extracted")
-    elif is_archive(source):
-        base = extract_archive(source, work / "extracted")
-    else:
-        base = source
+    base = source_folder(source, work, ARCHIVE_URL, "BCCD_Dataset.zip")
     repo = find_root(base, lambda p: _is_bccd(p) or _is_bccd(p / "BCCD"), "the BCCD layout (JPEGImages/ + Annotations/)")
     return repo if _is_bccd(repo) else repo / "BCCD"
 

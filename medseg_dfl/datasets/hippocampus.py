@@ -16,11 +16,9 @@ from pathlib import Path
 from monai.apps.datasets import DecathlonDataset
 
 from medseg_dfl.datasets._staging import (
-    download,
-    extract_archive,
     find_root,
-    is_archive,
     seeded_validation,
+    source_folder,
     write_provenance,
 )
 from medseg_dfl.datasets.registry import DatasetInfo
@@ -42,13 +40,7 @@ def _is_task_folder(path: Path) -> bool:
 
 
 def _source_root(source: Path | None, work: Path) -> Path:
-    if source is None:
-        archive = download(DecathlonDataset.resource[TASK], work / f"{TASK}.tar", md5=DecathlonDataset.md5[TASK])
-        base = extract_archive(archive, work / "extracted")
-    elif is_archive(source):
-        base = extract_archive(source, work / "extracted")
-    else:
-        base = source
+    base = source_folder(source, work, DecathlonDataset.resource[TASK], f"{TASK}.tar", md5=DecathlonDataset.md5[TASK])
     return find_root(base, _is_task_folder, f"a {TASK} folder (dataset.json + imagesTr/)")
 
 

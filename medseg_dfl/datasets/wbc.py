@@ -20,11 +20,9 @@ import numpy as np
 from PIL import Image
 
 from medseg_dfl.datasets._staging import (
-    download,
-    extract_archive,
     find_root,
-    is_archive,
     seeded_validation,
+    source_folder,
     write_provenance,
 )
 from medseg_dfl.datasets.registry import DatasetInfo
@@ -73,12 +71,7 @@ def _convert_pair(image_path: Path, mask_path: Path, out: Path, case: str) -> tu
 
 
 def _source_root(source: Path | None, work: Path) -> Path:
-    if source is None:
-        base = extract_archive(download(ARCHIVE_URL, work / "segmentation_WBC.zip"), work / "extracted")
-    elif is_archive(source):
-        base = extract_archive(source, work / "extracted")
-    else:
-        base = source
+    base = source_folder(source, work, ARCHIVE_URL, "segmentation_WBC.zip")
     return find_root(base, lambda p: (p / "Dataset 1").is_dir(), "the segmentation_WBC repository ('Dataset 1/')")
 
 
