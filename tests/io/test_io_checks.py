@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import OBLIQUE_AFFINE
+from io_geometry import OBLIQUE_AFFINE
 
 from medseg_dfl.io import CasePair, DataError, validate_pair
 

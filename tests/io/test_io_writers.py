@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import ITK_DIRECTION, ITK_ORIGIN, ITK_SPACING, OBLIQUE_AFFINE
+from io_geometry import ITK_DIRECTION, ITK_ORIGIN, ITK_SPACING, OBLIQUE_AFFINE
 from PIL import Image
 
 from medseg_dfl.io import atomic_path, load_image, output_name, write_mask_like, write_probabilities_like

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, write_instances, write_rgb, write_volumes
+from planning_data import REPO, write_instances, write_rgb, write_volumes
 
 from medseg_dfl.planning import plan_experiment
 from medseg_dfl.planning.decisions import RGB_NORMALISATION, decide_target_spacing

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import write_volumes
+from planning_data import write_volumes
 
 from medseg_dfl.config import config_from_dict
 from medseg_dfl.io.checks import validate_pair

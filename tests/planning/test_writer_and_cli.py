@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, write_rgb
+from planning_data import REPO, write_rgb
 from typer.testing import CliRunner
 
 from medseg_dfl.cli.main import app
@@ -64,7 +64,7 @@ def test_plan_command_writes_and_refuses_to_overwrite(tmp_path):
 
 
 def test_plan_command_instance_masks_one_red_line(tmp_path):
-    from conftest import write_instances
+    from planning_data import write_instances
 
     result = CliRunner().invoke(app, ["plan", str(write_instances(tmp_path / "cells")), "-o", str(tmp_path / "p.yaml")])
     assert result.exit_code == 1
