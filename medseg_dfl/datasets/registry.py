@@ -1,6 +1,6 @@
 """The datasets ``medseg-dfl datasets fetch`` knows by name, and the one entry point to fetch them.
 
-Each dataset's converter is its own module (``hippocampus``, ``wbc``, ``bccd``) with a
+Each dataset's converter is its own module (``hippocampus``, ``wbc``, ``bccd``, ``bccd_masks``) with a
 ``convert(source, staging, progress)`` function; it is imported only when that dataset is fetched,
 so listing stays cheap.
 """
@@ -65,6 +65,16 @@ DATASETS: dict[str, DatasetInfo] = {
             licence="MIT",
             citation="BCCD Dataset, https://github.com/Shenggan/BCCD_Dataset (MIT licence, Shenggan, 2017).",
             module="medseg_dfl.datasets.bccd",
+        ),
+        DatasetInfo(
+            name="bccd-masks",
+            title="BCCD blood cell detection dataset",
+            kind="2D RGB smears, 4 classes (background, rbc, wbc, platelet) as weak masks derived from the "
+                 "boxes; images/ + labels/, shrunk to ~25 px red cells",
+            source="https://github.com/Shenggan/BCCD_Dataset",
+            licence="MIT",
+            citation="BCCD Dataset, https://github.com/Shenggan/BCCD_Dataset (MIT licence, Shenggan, 2017).",
+            module="medseg_dfl.datasets.bccd_masks",
         ),
     )
 }
