@@ -76,6 +76,11 @@ class DataConfig:
 @dataclass
 class AugmentConfig:
     flip: bool = True
+    # Spatial axes (0-based, MONAI's order after loading) that random flips may mirror; None = every
+    # axis. Leave out an axis along which the classes sit in a fixed order (the hippocampus head is
+    # always anterior to its body): mirroring there swaps their meaning. ``infer --tta`` mirrors
+    # only these axes too. ``plan`` chooses them from the data (planning/decisions.py).
+    flip_axes: list[int] | None = None
     rot90: bool = True
     affine: bool = True
     color_jitter: bool = True
@@ -269,6 +274,9 @@ def _check_consistency(cfg: Config) -> None:
         raise ValueError(f"data.class_names needs at least 2 classes (background + one), got {cfg.data.class_names}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    flip_axes = cfg.transforms.augment.flip_axes
+    if flip_axes is not None and (len(set(flip_axes)) != len(flip_axes) or not all(0 <= a < dims for a in flip_axes)):
+        raise ValueError(f"transforms.augment.flip_axes {flip_axes} must be distinct axes in 0..{dims - 1} (data.spatial_dims)")
     if cfg.transforms.augment.stain and (cfg.data.in_channels != 3 or cfg.data.spatial_dims != 2):
         raise ValueError("transforms.augment.stain needs 2D RGB images (data.in_channels 3, data.spatial_dims 2)")
     if cfg.data.fold is not None and not (cfg.data.folds >= 2 and 0 <= cfg.data.fold < cfg.data.folds):

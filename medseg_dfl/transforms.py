@@ -220,7 +220,8 @@ def _spatial_augment(cfg: Config) -> list[Transform]:
     patch = cfg.transforms.patch_size
     steps: list[Transform] = []
     if aug.flip:
-        steps += [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(dims)]
+        axes = range(dims) if aug.flip_axes is None else aug.flip_axes
+        steps += [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in axes]
     # rot90 in the first plane only, and only where the patch is square there (batches must collate).
     if aug.rot90 and patch[0] == patch[1]:
         steps.append(RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))

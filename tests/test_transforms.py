@@ -237,3 +237,17 @@ def _cfg_3d_dict():
 def test_bad_window_is_rejected():
     with pytest.raises(ValueError, match="transforms.window"):
         build_val_transforms(_cfg_3d(window=[100.0, 0.0]))
+
+
+def test_flip_axes_limit_random_flips_to_the_listed_axes():
+    from monai.transforms import RandFlipd
+
+    def flipped_axes(cfg):
+        steps = [getattr(t, "inner", t) for t in build_train_transforms(cfg).transforms]
+        return sorted(t.flipper.spatial_axis for t in steps if isinstance(t, RandFlipd))
+
+    assert flipped_axes(_cfg_3d()) == [0, 1, 2]
+    assert flipped_axes(_cfg_3d(augment={"flip_axes": [0]})) == [0]
+    assert flipped_axes(_cfg_3d(augment={"flip_axes": []})) == []
+    with pytest.raises(ValueError, match="flip_axes"):
+        _cfg_3d(augment={"flip_axes": [3]})

@@ -30,10 +30,11 @@ BEST_NAME = "best.pt"
 _TINY = 1e-12
 
 
-def flip_combinations(spatial_dims: int) -> list[tuple[int, ...]]:
-    """Every subset of the spatial axes of a B,C,spatial tensor (``()`` = no flip), smallest first."""
-    axes = range(2, 2 + spatial_dims)
-    return [combo for r in range(spatial_dims + 1) for combo in itertools.combinations(axes, r)]
+def flip_combinations(spatial_dims: int, spatial_axes: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """Every subset of ``spatial_axes`` (0-based spatial axes; None = all) as tensor axes of a
+    B,C,spatial tensor (``()`` = no flip), smallest first."""
+    axes = [2 + a for a in (range(spatial_dims) if spatial_axes is None else sorted(spatial_axes))]
+    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
 
 
 class AveragedProbabilities(nn.Module):

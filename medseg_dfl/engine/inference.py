@@ -82,7 +82,8 @@ class InferenceOptions:
     half: bool = False
     # Appended to the mask's stem (e.g. "_seg"); "" keeps the input's name.
     suffix: str = ""
-    # Test-time augmentation: mean softmax over all flips of the spatial axes (in the sliding window).
+    # Test-time augmentation: mean softmax over the flips of the axes training mirrored
+    # (transforms.augment.flip_axes; none when training did not flip), inside the sliding window.
     tta: bool = False
 
 
@@ -268,7 +269,10 @@ def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions)
     if len(predictors) == 1 and not options.tta:
         return first
     check_same_preprocessing([p.cfg for p in predictors], checkpoints)
-    flips = flip_combinations(first.cfg.data.spatial_dims) if options.tta else [()]
+    # Mirror only the axes training mirrored: a model that never saw an axis flipped gets it wrong.
+    augment = first.cfg.transforms.augment
+    tta_axes = augment.flip_axes if augment.flip else []
+    flips = flip_combinations(first.cfg.data.spatial_dims, tta_axes) if options.tta else [()]
     return dataclasses.replace(first, network=AveragedProbabilities([p.network for p in predictors], flips))
 
 

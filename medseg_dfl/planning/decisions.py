@@ -23,6 +23,7 @@ __all__ = [
     "ClassDecision",
     "NormDecision",
     "decide_classes",
+    "decide_flip_axes",
     "decide_modality",
     "decide_normalisation",
     "decide_target_spacing",
@@ -40,6 +41,13 @@ RGB_NOTE = (
     "/255 per channel (nnU-Net's RGB scheme): on WBC, same plan, 12 epochs, it led per-image z-score at every "
     "validation from epoch 2 (final mean Dice 0.956 vs 0.950, one seed each)"
 )
+# An axis is "ordered" (no random flips along it) when two classes' centroids keep the same order
+# in at least this share of the cases that hold both, at least this share of the foreground's extent
+# apart. Hippocampus (MSD Task04, 195 cases): anterior vs posterior agree in 100 % of cases along
+# A-P (offset 46 % of the extent) and S-I (28 %), 92 % along L-R (10 %): flips along L-R only.
+ORDERED_AXIS_AGREEMENT = 0.95
+ORDERED_AXIS_SEPARATION = 0.15
+ORDERED_AXIS_MIN_CASES = 5
 _CT_NAMES = {"ct", "cect", "nect"}
 _MR_NAMES = {"mr", "mri", "t1", "t1w", "t1gd", "t2", "t2w", "flair", "adc", "dwi", "pd", "swi", "bold"}
 
@@ -210,3 +218,46 @@ def decide_target_spacing(survey: DatasetSurvey) -> tuple[list[float] | None, st
         same = len(set(map(tuple, spacings.round(4)))) == 1
         why = f"median spacing {text} mm" + (" (every case has it: no resampling needed)" if same else "")
     return [float(round(s, 5)) for s in target], why
+
+
+def _ordered_axis(survey: DatasetSurvey, axis: int) -> tuple[int, int, float] | None:
+    """The first pair of foreground classes whose centroids sit in a fixed order along ``axis``
+    (the same sign in ORDERED_AXIS_AGREEMENT of the cases holding both, apart by at least
+    ORDERED_AXIS_SEPARATION of the foreground's median extent there), with that median offset (mm)."""
+    extents = [c.fg_extent[axis] for c in survey.cases if len(c.fg_extent) > axis]
+    if not extents:
+        return None
+    scale = float(np.median(extents))
+    values = sorted({v for c in survey.cases for v in c.class_centroids})
+    for i, a in enumerate(values):
+        for b in values[i + 1:]:
+            offsets = np.array([c.class_centroids[a][axis] - c.class_centroids[b][axis]
+                                for c in survey.cases if a in c.class_centroids and b in c.class_centroids])
+            if len(offsets) < ORDERED_AXIS_MIN_CASES:
+                continue
+            agreement = max((offsets > 0).mean(), (offsets < 0).mean())
+            median = float(np.median(offsets))
+            if agreement >= ORDERED_AXIS_AGREEMENT and abs(median) >= ORDERED_AXIS_SEPARATION * scale:
+                return a, b, median
+    return None
+
+
+def _name(names: list[str], value: int) -> str:
+    return names[value] if value < len(names) else f"class {value}"
+
+
+def decide_flip_axes(survey: DatasetSurvey, names: list[str]) -> tuple[list[int] | None, str]:
+    """Random flips mirror every axis except those along which two classes always come in the same
+    order (the hippocampus head is anterior to its body in every case): mirroring such an axis
+    turns one class into the other's place, so the network would have to unlearn where each is."""
+    dims = survey.cases[0].spatial_dims
+    ordered = {axis: found for axis in range(dims) if (found := _ordered_axis(survey, axis)) is not None}
+    if not ordered:
+        return None, "every axis: no two classes come in a fixed order along any axis"
+    keep = [axis for axis in range(dims) if axis not in ordered]
+    reasons = "; ".join(
+        f"axis {axis}: the {_name(names, a)} centroid sits {off:+.3g} mm from the {_name(names, b)} one "
+        f"in >= {ORDERED_AXIS_AGREEMENT:.0%} of cases"
+        for axis, (a, b, off) in ordered.items()
+    )
+    return keep, f"axes {keep or 'none'} only ({reasons}; mirroring there swaps the classes' places)"

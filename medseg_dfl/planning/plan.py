@@ -21,6 +21,7 @@ from medseg_dfl.data.datasets import split_items
 from medseg_dfl.engine.distributed import resolve_device
 from medseg_dfl.planning.decisions import (
     decide_classes,
+    decide_flip_axes,
     decide_modality,
     decide_normalisation,
     decide_target_spacing,
@@ -107,8 +108,9 @@ def _data_section(survey: DatasetSurvey, names: list[str], modality: str, root: 
 
 
 def _transforms_section(survey: DatasetSurvey, modality: str, patch: list[int], target: list[float] | None,
-                        r: dict) -> dict:
+                        names: list[str], r: dict) -> dict:
     norm = decide_normalisation(survey, modality)
+    flip_axes, r["transforms.augment.flip_axes"] = decide_flip_axes(survey, names)
     r["transforms.intensity"] = norm.why
     color = modality != "ct"
     r["transforms.augment.color_jitter"] = (
@@ -119,7 +121,7 @@ def _transforms_section(survey: DatasetSurvey, modality: str, patch: list[int], 
     r["transforms.class_ratios"] = "null: patches centred on each class equally often (rare classes oversampled)"
     return {"patch_size": patch, "num_samples": 1, "class_ratios": None, "target_spacing": target,
             "intensity": norm.mode, "window": norm.window, "intensity_mean": norm.mean, "intensity_std": norm.std,
-            "augment": {"color_jitter": color}}
+            "augment": {"color_jitter": color, "flip_axes": flip_axes}}
 
 
 def _network(survey: DatasetSurvey, target: list[float] | None, classes: int, memory_gb: float, device: Any,
@@ -172,7 +174,7 @@ def _base_values(survey: DatasetSurvey, root: str, memory_gb: float, device: Any
     return {
         "experiment": {"name": survey.root.name.lower(), "seed": 0},
         "data": _data_section(survey, classes.names, modality, root, r),
-        "transforms": _transforms_section(survey, modality, patch, target, r),
+        "transforms": _transforms_section(survey, modality, patch, target, classes.names, r),
         "network": {"name": "DynUNet", "kwargs": kwargs},
         "loss": {"name": DEFAULT_LOSS, "kwargs": {}},
         "optim": {"name": "adamw", "lr": 0.003, "scheduler": "cosine", "warmup_epochs": 1},

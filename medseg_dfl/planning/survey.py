@@ -51,6 +51,10 @@ class CaseSurvey:
     fg_std: tuple[float, ...]
     fg_p005: tuple[float, ...]
     fg_p995: tuple[float, ...]
+    # Per foreground class: its centroid in world coordinates (mm; RAS axes for 3D, which are the
+    # array axes after Orientationd("RAS")); and the foreground's extent (mm) along each axis.
+    class_centroids: dict[int, tuple[float, ...]] = field(default_factory=dict)
+    fg_extent: tuple[float, ...] = ()
 
     @property
     def spatial_dims(self) -> int:
@@ -135,6 +139,21 @@ def _intensities(image: np.ndarray, foreground: np.ndarray) -> tuple[int, list[t
     return int(region.sum()), moments
 
 
+def _class_positions(label: np.ndarray, affine: Any) -> tuple[dict[int, tuple[float, ...]], tuple[float, ...]]:
+    """Class centroids and the foreground's extent in world coordinates (see ``CaseSurvey``)."""
+    dims = label.ndim
+    matrix = np.asarray(affine, dtype=np.float64)
+    linear, offset = (matrix[:dims, :dims], matrix[:dims, -1]) if matrix.shape[0] > dims else (np.eye(dims), 0.0)
+    centroids = {}
+    for value in (int(v) for v in np.unique(label) if v > 0):
+        centroids[value] = tuple(float(x) for x in linear @ np.argwhere(label == value).mean(axis=0) + offset)
+    if not centroids:
+        return centroids, ()
+    points = np.argwhere(label > 0)
+    corners = np.array([points.min(axis=0), points.max(axis=0) + 1], dtype=np.float64) @ linear.T
+    return centroids, tuple(float(x) for x in np.abs(corners[1] - corners[0]))
+
+
 def survey_case(pair: CasePair) -> CaseSurvey:
     """Read one image/label pair (``ValueError`` naming the file when it cannot be used)."""
     if pair.label is None:
@@ -150,12 +169,14 @@ def survey_case(pair: CasePair) -> CaseSurvey:
     values, counts = np.unique(label, return_counts=True)
     fg_count, (mean, std, p005, p995) = _intensities(array, label > 0)
     is_8bit = bool(array.min() >= 0 and array.max() <= 255 and np.array_equal(array, np.round(array)))
+    centroids, extent = _class_positions(label, getattr(image, "affine", np.eye(label.ndim + 1)))
     return CaseSurvey(
         case_id=pair.case_id, image=Path(pair.image), shape=shape, spacing=spacing, channels=int(array.shape[0]),
         is_8bit=is_8bit, minimum=float(array.min()), zero_share=float((array == 0).all(axis=0).mean()),
         label_counts={int(v): int(n) for v, n in zip(values, counts, strict=True)},
         instance_like=_is_instance_like(label, [int(v) for v in values]),
         fg_count=fg_count, fg_mean=mean, fg_std=std, fg_p005=p005, fg_p995=p995,
+        class_centroids=centroids, fg_extent=extent,
     )
 
 

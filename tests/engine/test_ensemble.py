@@ -92,3 +92,23 @@ def test_missing_checkpoint_folder_is_an_error(tmp_path):
         resolve_checkpoints([tmp_path])
     with pytest.raises(FileNotFoundError, match="not found"):
         resolve_checkpoints([tmp_path / "nope.pt"])
+
+
+def test_flip_combinations_of_chosen_axes_only():
+    assert flip_combinations(3, [0]) == [(), (2,)]
+    assert flip_combinations(3, [2, 0]) == [(), (2,), (4,), (2, 4)]
+    assert flip_combinations(3, []) == [()]
+
+
+@pytest.mark.parametrize(("augment", "expected"), [
+    ({}, 8),  # every axis mirrored in training: 2**3 flips
+    ({"flip_axes": [0]}, 2),  # only axis 0: identity and one flip
+    ({"flip": False}, 1),  # no flips in training: tta mirrors nothing
+])  # fmt: skip
+def test_tta_mirrors_only_the_axes_training_mirrored(tmp_path, augment, expected):
+    ckpt = make_checkpoint(tmp_path / "m.pt", volume_config(augment=augment))
+    predictor = load_predictor([ckpt], InferenceOptions(device="cpu", tta=True))
+    flips = predictor.network.flips if isinstance(predictor.network, AveragedProbabilities) else [()]
+    assert len(flips) == expected
+    if augment.get("flip_axes") == [0]:
+        assert flips == [(), (2,)]

@@ -10,7 +10,7 @@ import pytest
 from planning_data import REPO, write_instances, write_rgb, write_volumes
 
 from medseg_dfl.planning import plan_experiment
-from medseg_dfl.planning.decisions import RGB_NORMALISATION, decide_target_spacing
+from medseg_dfl.planning.decisions import RGB_NORMALISATION, decide_flip_axes, decide_target_spacing
 from medseg_dfl.planning.survey import CaseSurvey, DatasetSurvey
 from medseg_dfl.planning.topology import pool_and_conv
 
@@ -32,6 +32,7 @@ def test_blood_smears_are_rgb_microscopy_with_their_class_names():
     assert cfg.network.name == "DynUNet" and len(cfg.network.kwargs["strides"]) == 6
     assert cfg.loss.name == "dice-ce"
     assert "256x256 pixels -> patch 256x256" in plan.reasons["transforms.patch_size"]
+    assert cfg.transforms.augment.flip_axes is None  # cells lie anywhere: flips along both axes
 
 
 def test_synthetic_ct_volumes_get_nnunet_ct_normalisation_and_median_spacing():
@@ -67,6 +68,10 @@ def test_hippocampus_mr_three_named_classes_per_case_zscore(hippocampus, tmp_pat
     assert _covers(cfg.transforms.patch_size, median - 4)
     assert all(p % 8 == 0 for p in cfg.transforms.patch_size)
     assert "-> patch" in plan.reasons["transforms.patch_size"] and "1x1x1 mm" in plan.reasons["transforms.patch_size"]
+    # the head (anterior) lies ~18 mm anterior and ~7 mm inferior of the body in every case: no flips there
+    flip_axes = cfg.transforms.augment.flip_axes
+    assert flip_axes is not None and 1 not in flip_axes and 2 not in flip_axes
+    assert "axis 1: the Anterior centroid sits +1" in plan.reasons["transforms.augment.flip_axes"]
 
 
 @pytest.mark.slow
@@ -158,3 +163,30 @@ def test_pool_and_conv_matches_nnunet_on_hippocampus():
     assert topology.patch == [40, 56, 40]
     assert topology.strides == [[1, 1, 1]] + [[2, 2, 2]] * 3
     assert topology.kernels == [[3, 3, 3]] * 4
+
+
+def _placed_case(centroids: dict[int, tuple[float, ...]], extent: tuple[float, ...]) -> CaseSurvey:
+    return CaseSurvey(
+        case_id="c", image=Path("c.nii.gz"), shape=(20, 20, 20), spacing=(1.0, 1.0, 1.0), channels=1,
+        is_8bit=False, minimum=0.0, zero_share=0.0, label_counts={0: 1, 1: 1, 2: 1}, instance_like=False,
+        fg_count=1, fg_mean=(0.0,), fg_std=(1.0,), fg_p005=(0.0,), fg_p995=(1.0,),
+        class_centroids=centroids, fg_extent=extent,
+    )  # fmt: skip
+
+
+def test_flip_axes_leave_out_the_axis_along_which_two_classes_keep_their_order():
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(20):
+        base = rng.normal(0, 5, 3)
+        # class 1 always 8 mm further along axis 1 than class 2; along axes 0 and 2 a random offset
+        offset = np.array([rng.normal(0, 3), 8 + rng.normal(0, 1), rng.normal(0, 3)])
+        cases.append(_placed_case({1: tuple(base + offset), 2: tuple(base)}, (20.0, 30.0, 20.0)))
+    axes, why = decide_flip_axes(DatasetSurvey(root=Path("."), cases=cases), ["bg", "head", "tail"])
+    assert axes == [0, 2]
+    assert "axis 1: the head centroid sits +7.58 mm from the tail one" in why  # median of the 20 offsets
+    # the same offset, but small against the structure (2 % of a 400 mm extent): flips stay on
+    for case in cases:
+        object.__setattr__(case, "fg_extent", (20.0, 400.0, 20.0))
+    assert decide_flip_axes(DatasetSurvey(root=Path("."), cases=cases), ["bg", "head", "tail"])[0] is None
+
