@@ -23,25 +23,34 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from medseg_dfl.config import load_config
+from medseg_dfl.engine import training
 from medseg_dfl.engine.components import Components, build_components
 from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.training import seed_epoch, train_one_epoch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loss_speed import Competitor  # noqa: E402 - the same competing process as the loss benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
+PREFETCHED = training.prefetched
 
 
-def _bare_loop(parts: Components, model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> float:
-    """The MONAI tutorial loop; returns steps/s."""
+def _bare_loop(parts: Components, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               steps: int) -> tuple[float, float]:  # fmt: skip
+    """The MONAI tutorial loop; returns (seconds, seconds waiting for the loader)."""
     model.train()
-    done, start = 0, time.perf_counter()
+    done, waited, start = 0, 0.0, time.perf_counter()
     while done < steps:
+        fetch = time.perf_counter()
         for batch in parts.train_loader:
+            waited += time.perf_counter() - fetch
             inputs, labels = batch["image"].to(parts.device), batch["label"].to(parts.device)
             optimizer.zero_grad()
             loss = parts.loss_fn(model(inputs), labels)
@@ -51,14 +60,50 @@ def _bare_loop(parts: Components, model: torch.nn.Module, optimizer: torch.optim
             done += 1
             if done == steps:
                 break
-    return steps / (time.perf_counter() - start)
+            fetch = time.perf_counter()
+    return time.perf_counter() - start, waited
 
 
-def _ours(parts: Components, cfg, steps: int) -> tuple[float, float]:
-    """train_one_epoch for ``steps`` steps; returns (steps/s, data-wait share)."""
-    stats = train_one_epoch(parts, cfg)
+def _ours(parts: Components, cfg, steps: int, prefetch: bool) -> tuple[float, float]:
+    """train_one_epoch for ``steps`` steps, with or without the prefetch thread (``prefetch=False``
+    is the loop as it was before issue 13); returns (seconds, seconds waiting for data)."""
+    training.prefetched = PREFETCHED if prefetch else (lambda batches, **kwargs: batches)
+    try:
+        stats = train_one_epoch(parts, cfg)
+    finally:
+        training.prefetched = PREFETCHED
     assert stats.steps == steps
-    return stats.steps / stats.seconds, stats.data_seconds / stats.seconds
+    return stats.seconds, stats.data_seconds
+
+
+def _header(cfg, parts: Components, args, built: float) -> None:
+    one, five, fifteen = os.getloadavg()
+    print(f"built in {built:.1f}s: {cfg.network.name} on {cfg.data.root} (cache {cfg.data.cache}, "
+          f"{cfg.data.num_workers} workers, batch {cfg.train.batch_size} x {cfg.transforms.num_samples} patches "
+          f"of {cfg.transforms.patch_size}, loss {cfg.loss.name}, {torch.get_num_threads()} threads, {parts.device}, "
+          f"augmentation {'with' if args.tracked_augmentation else 'without'} metadata tracking)")
+    competitor = f"{args.competitor_threads} thread(s) of matmuls" if args.competitor_threads else "none"
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (libgomp default: spin, then sleep)')}, "
+          f"competitor: {competitor}, load average at start {one:.2f} {five:.2f} {fifteen:.2f}")
+
+
+def _summary(results: dict[str, list[tuple[float, float]]], steps: int) -> None:
+    """Median (and best) ms/step, data-wait share and compute ms/step of each loop; ratios to bare."""
+    def stats(name: str, pick) -> tuple[float, float, float]:
+        rounds = results[name]
+        total = pick(seconds for seconds, _ in rounds) / steps
+        wait = statistics.median(waited / seconds for seconds, waited in rounds)
+        compute = pick((seconds - waited) for seconds, waited in rounds) / steps
+        return 1000 * total, 100 * wait, 1000 * compute
+
+    for label, pick in (("median", statistics.median), ("best", min)):
+        bare = stats("bare MONAI", pick)
+        for name in results:
+            total, wait, compute = stats(name, pick)
+            print(f"{label:6s} {name:28s} {total:7.1f} ms/step  data wait {wait:5.1f}%  compute {compute:7.1f} ms/step"
+                  f"  step-time ratio to bare {total / bare[0]:.3f}x  compute ratio {compute / bare[2]:.3f}x")
+    print("targets: ours data wait < 10%, ours/bare step-time ratio <= 1.1x, compute ratio ~1 (the prefetch "
+          "thread must not slow the step itself)")
 
 
 def main() -> None:
@@ -70,6 +115,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tracked-augmentation", action="store_true",
                         help="the 'before' of issue 13: per-draw transforms with MONAI metadata tracking")  # fmt: skip
+    parser.add_argument("--competitor-threads", type=int, default=0,
+                        help="also run a process keeping this many threads busy (benchmarks/loss_speed.py's)")  # fmt: skip
     args = parser.parse_args()
     if args.tracked_augmentation:
         import medseg_dfl.transforms
@@ -81,36 +128,42 @@ def main() -> None:
     torch.manual_seed(cfg.experiment.seed)
     start = time.perf_counter()
     parts = build_components(cfg, device, DistContext())
-    print(f"built in {time.perf_counter() - start:.1f}s: {cfg.network.name} on {cfg.data.root} "
-          f"(cache {cfg.data.cache}, batch {cfg.train.batch_size} x {cfg.transforms.num_samples} patches "
-          f"of {cfg.transforms.patch_size}, loss {cfg.loss.name}, {torch.get_num_threads()} threads, {device}, "
-          f"augmentation {'with' if args.tracked_augmentation else 'without'} metadata tracking, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average {os.getloadavg()[0]:.1f})")
+    _header(cfg, parts, args, time.perf_counter() - start)
     from medseg_dfl.networks import build_network
 
     bare_model = build_network(cfg).to(device)
     bare_model.load_state_dict(parts.model.state_dict())
     bare_opt = torch.optim.AdamW(bare_model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    ours, bare, waits = [], [], []
-    for round_index in range(args.rounds + 1):  # round 0 warms up both
-        seed_epoch(cfg, round_index, parts.train_loader)
-        speed, wait = _ours(parts, cfg, args.steps)
-        seed_epoch(cfg, round_index, parts.train_loader)
-        bare_speed = _bare_loop(parts, bare_model, bare_opt, args.steps)
-        if round_index:
-            ours.append(speed)
-            bare.append(bare_speed)
-            waits.append(wait)
-        print(f"round {round_index}{' (warm-up)' if not round_index else ''}: ours {speed:.3f} steps/s "
-              f"(data wait {100 * wait:.1f}%), bare MONAI {bare_speed:.3f} steps/s")
+    competitor = Competitor(args.competitor_threads, 3600.0) if args.competitor_threads else None
+    if competitor is not None:
+        competitor.resume()
+    prefetch = cfg.data.num_workers == 0  # train_one_epoch prefetches only then
+    loops = {
+        "bare MONAI": lambda: _bare_loop(parts, bare_model, bare_opt, args.steps),
+        "ours, no prefetch (before)": lambda: _ours(parts, cfg, args.steps, prefetch=False),
+    }
+    if prefetch:
+        loops["ours, prefetch thread"] = lambda: _ours(parts, cfg, args.steps, prefetch=True)
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in loops}
+    try:
+        for round_index in range(args.rounds + 1):  # round 0 warms up every loop
+            line = []
+            for name, loop in loops.items():
+                seed_epoch(cfg, round_index, parts.train_loader)
+                seconds, waited = loop()
+                if round_index:
+                    results[name].append((seconds, waited))
+                line.append(f"{name} {1000 * seconds / args.steps:.0f} ms/step ({100 * waited / seconds:.1f}% wait)")
+            warm = " (warm-up)" if not round_index else ""
+            print(f"round {round_index}{warm}: " + "; ".join(line) + f"; load {os.getloadavg()[0]:.2f}", flush=True)
+    finally:
+        if competitor is not None:
+            competitor.stop()
     # On a shared machine other jobs slow single rounds down: the best round of each is the least
-    # disturbed, the median the typical one. Ratio > 1: ours is slower.
-    for label, pick in (("median", statistics.median), ("best", max)):
-        ours_s, bare_s = pick(ours), pick(bare)
-        print(f"{label}: ours {ours_s:.3f} steps/s, bare MONAI loop {bare_s:.3f} steps/s, "
-              f"ours/bare step-time ratio {bare_s / ours_s:.3f}x (target <= 1.1x)")
-    print(f"data wait share of our step time: median {100 * statistics.median(waits):.1f}%, "
-          f"min {100 * min(waits):.1f}% (target < 10% with caching)")
+    # disturbed, the median the typical one. Ratio > 1: slower than the bare loop.
+    _summary(results, args.steps)
+    print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
 
 if __name__ == "__main__":
     main()

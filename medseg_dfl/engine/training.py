@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from monai.data.utils import set_rnd
 from medseg_dfl.config import Config, config_from_dict, config_to_dict, save_config
 from medseg_dfl.data.datasets import split_items
 from medseg_dfl.data.folds import split_record, write_split
+from medseg_dfl.data.prefetch import prefetched
 from medseg_dfl.engine.checkpoint import load_checkpoint, save_checkpoint
 from medseg_dfl.engine.components import Components, build_components, checkpoint_payload, restore_components
 from medseg_dfl.engine.distributed import (
@@ -153,20 +154,23 @@ def train_one_epoch(parts: Components, cfg: Config,
     start = time.perf_counter()
     data_seconds, total, steps = 0.0, torch.zeros(2, dtype=torch.float64), 0
     batches = _batches(parts.train_loader, cfg.train.steps_per_epoch)
-    while True:
-        fetch = time.perf_counter()
-        batch = next(batches, None)
-        data_seconds += time.perf_counter() - fetch
-        if batch is None:
-            break
-        loss = float(_train_step(parts, cfg, batch))
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at step {steps + 1} on {_batch_files(batch, parts.train_loader)}; "
-                                     "check these files or lower optim.lr")  # fmt: skip
-        total += torch.tensor([loss, 1.0], dtype=torch.float64)
-        steps += 1
-        if on_step is not None:
-            on_step(steps, float(total[0] / total[1]))
+    if cfg.data.num_workers == 0:  # worker processes already prepare batches ahead
+        batches = prefetched(batches)  # the next batch is drawn while this step runs
+    with closing(batches):  # an error mid-epoch stops the prefetch thread too
+        while True:
+            fetch = time.perf_counter()
+            batch = next(batches, None)
+            data_seconds += time.perf_counter() - fetch
+            if batch is None:
+                break
+            loss = float(_train_step(parts, cfg, batch))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss} at step {steps + 1} on {_batch_files(batch, parts.train_loader)}; "
+                                         "check these files or lower optim.lr")  # fmt: skip
+            total += torch.tensor([loss, 1.0], dtype=torch.float64)
+            steps += 1
+            if on_step is not None:
+                on_step(steps, float(total[0] / total[1]))
     reduced = all_reduce_sum(total.to(parts.device), parts.ctx).cpu()
     mean = float(reduced[0] / reduced[1]) if reduced[1] > 0 else math.nan
     return EpochStats(mean, steps, time.perf_counter() - start, data_seconds)
