@@ -47,6 +47,14 @@ def command(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share listed as validation.")] = 0.2,
+    variety: Annotated[
+        bool,
+        typer.Option("--variety", help="Smears: monocytes, platelet clumps, more blur, red cells 20-32 px across."),
+    ] = False,
+    instances: Annotated[
+        bool,
+        typer.Option("--instances", help="Smears: also write instances/<stem>.png (16-bit cell ids) and cells.csv."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set.")] = False,
 ) -> None:
     """Generate synthetic sample data (deterministic for a seed) and print its class frequencies."""
@@ -63,8 +71,9 @@ def command(
 
     with cli_progress(f"{kind.value} samples", every=50) as report:
         paths = generate_sample_data(
-            output_dir, kind.value, n, parse_size(size), seed, val_fraction, overwrite=overwrite, progress=report
-        )
+            output_dir, kind.value, n, parse_size(size), seed, val_fraction,
+            variety=variety, instances=instances, overwrite=overwrite, progress=report,
+        )  # fmt: skip
     table = Table(title="class frequencies")
     table.add_column("class")
     table.add_column("fraction", justify="right")
@@ -72,4 +81,7 @@ def command(
         table.add_row(name, f"{fraction:.4%}")
     console = Console()
     console.print(table)
-    console.print(f"{len(paths)} {kind.value} samples written to {escape(str(output_dir))} (see dataset.json, preview.png)")
+    extra = ", instances/, cells.csv" if instances else ""
+    console.print(
+        f"{len(paths)} {kind.value} samples written to {escape(str(output_dir))} (see dataset.json, preview.png{extra})"
+    )

@@ -8,6 +8,7 @@ benchmarks. Output is deterministic: the same arguments give byte-identical file
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import re
@@ -16,10 +17,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
-from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, make_blood_smear
+from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, SmearSample, make_blood_smear, make_smear
 from medseg_dfl.data.synthetic_volume import VOLUME_CLASSES, make_volume
-from medseg_dfl.io.atomic import write_bytes
+from medseg_dfl.io.atomic import write_bytes, write_text
 from medseg_dfl.io.dataset_json import DATASET_JSON, dataset_json_path, read_dataset_json, write_dataset_json
 from medseg_dfl.progress import ProgressCallback, report
 
@@ -32,12 +34,17 @@ __all__ = [
     "make_volume",
     "read_class_frequencies",
     "sample_seed",
+    "smear_sample",
 ]
 
 KINDS = ("blood-smear", "volume")
 DEFAULT_SIZE = {"blood-smear": 256, "volume": (64, 64, 48)}
 _STEM = {"blood-smear": "smear", "volume": "vol"}
 _SUFFIX = {"blood-smear": ".png", "volume": ".nii.gz"}
+VARIED_DIAMETERS = (20.0, 32.0)  # px: the range of red-cell diameters of ``variety`` smears
+_SUBFOLDERS = ("images", "labels", "instances")
+CELLS_CSV = "cells.csv"  # with ``instances``: one row per generated cell
+_CELL_COLUMNS = ("image", "cell", "class", "centroid_x", "centroid_y", "area_px")
 # Preview tints per class: smears rbc green, wbc blue, platelet yellow; volumes organ green, lesion red.
 _OVERLAY = {
     "blood-smear": np.array([[0, 0, 0], [40, 200, 60], [40, 90, 255], [255, 220, 0]], np.float64),
@@ -90,36 +97,71 @@ def _nifti_gz_bytes(array: np.ndarray, affine: np.ndarray, description: str) -> 
     return gzip.compress(image.to_bytes(), compresslevel=9, mtime=0)
 
 
-def _render(kind: str, size, seed: int) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
-    """One sample's (image file bytes, label file bytes, image array, label array)."""
+def smear_sample(size: int, seed: int, variety: bool = False) -> SmearSample:
+    """The smear ``generate_sample_data`` writes for a sample seed: the default magnification, or
+    with ``variety`` a red-cell diameter drawn from :data:`VARIED_DIAMETERS` (and monocytes,
+    platelet clumps, more blur: :func:`~medseg_dfl.data.synthetic_smear.make_smear`)."""
+    if not variety:
+        return make_smear(size, seed)
+    diameter = float(np.random.default_rng([seed, 2]).uniform(*VARIED_DIAMETERS))
+    return make_smear(size, seed, cell_diameter=diameter, variety=True)
+
+
+def _render(kind: str, size, seed: int, variety: bool = False):
+    """One sample's (image file bytes, label file bytes, image array, label array, smear or None)."""
     if kind == "blood-smear":
-        image, label = make_blood_smear(size, seed)
-        return _png_bytes(image), _png_bytes(label), image, label
+        smear = smear_sample(size, seed, variety)
+        return _png_bytes(smear.image), _png_bytes(smear.label), smear.image, smear.label, smear
     image, label, affine = make_volume(size, seed)
     image_bytes = _nifti_gz_bytes(image, affine, "medseg-dfl synthetic CT (HU)")
-    return image_bytes, _nifti_gz_bytes(label, affine, "medseg-dfl synthetic labels"), image, label
+    return image_bytes, _nifti_gz_bytes(label, affine, "medseg-dfl synthetic labels"), image, label, None
 
 
-def _prepare_output(output_dir: Path, overwrite: bool) -> None:
-    """Create images/ and labels/; refuse to touch a folder that already holds a data set."""
+def _instance_rows(image_name: str, smear: SmearSample) -> list[dict]:
+    """``cells.csv`` rows of the cells visible in ``smear`` (ids as in its instance map; x is the column)."""
+    ids = np.unique(smear.instances)
+    ids = ids[ids > 0]
+    areas = np.bincount(smear.instances.ravel(), minlength=smear.instance_class.size)
+    centres = ndimage.center_of_mass(np.ones(smear.instances.shape), smear.instances, ids) if ids.size else []
+    return [{"image": image_name, "cell": int(i), "class": SMEAR_CLASSES[smear.instance_class[i]],
+             "centroid_x": round(float(x), 2), "centroid_y": round(float(y), 2), "area_px": int(areas[i])}
+            for i, (y, x) in zip(ids, centres, strict=True)]  # fmt: skip
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(_CELL_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _prepare_output(output_dir: Path, overwrite: bool, instances: bool = False) -> None:
+    """Create images/ and labels/ (and instances/); refuse to touch a folder that already holds a data set."""
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"output is not a folder: {output_dir}")
-    existing = [d for d in (output_dir / "images", output_dir / "labels") if d.is_dir() and any(d.iterdir())]
+    folders = [output_dir / sub for sub in _SUBFOLDERS]
+    existing = [d for d in folders if d.is_dir() and any(d.iterdir())]
     if existing and not overwrite:
         raise FileExistsError(
             f"{output_dir} already holds data ({existing[0]} is not empty); choose another folder or overwrite"
         )
-    (output_dir / "images").mkdir(parents=True, exist_ok=True)
-    (output_dir / "labels").mkdir(parents=True, exist_ok=True)
+    for folder in folders[: 3 if instances else 2]:
+        folder.mkdir(parents=True, exist_ok=True)
 
 
-def _remove_stale(output_dir: Path, kind: str, keep: set[str]) -> None:
-    """After an overwrite, drop generated samples of an earlier, larger run (our stems only)."""
+def _remove_stale(output_dir: Path, kind: str, keep: set[str], instances: bool) -> None:
+    """After an overwrite, drop generated samples of an earlier, larger run (our stems only), and
+    an earlier run's instance maps and cells.csv when this one writes none."""
     pattern = re.compile(rf"^{_STEM[kind]}_\d+{re.escape(_SUFFIX[kind])}$")
-    for sub in ("images", "labels"):
+    for sub in _SUBFOLDERS:
+        if not (output_dir / sub).is_dir():
+            continue
         for path in (output_dir / sub).iterdir():
-            if pattern.match(path.name) and path.name not in keep:
+            if pattern.match(path.name) and (path.name not in keep or (sub == "instances" and not instances)):
                 path.unlink()
+    if not instances:
+        (output_dir / CELLS_CSV).unlink(missing_ok=True)
 
 
 def _overlay(kind: str, image: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -177,6 +219,28 @@ def _dataset_json(kind: str, stems: list[str], n_val: int, size, seed: int, freq
     }
 
 
+def _write_samples(output_dir: Path, kind: str, stems: list[str], size, seed: int, variety: bool,
+                   instances: bool, progress: ProgressCallback | None):
+    """Render and write every sample; returns (image paths, class counts, preview samples, cells.csv rows)."""
+    names = SMEAR_CLASSES if kind == "blood-smear" else VOLUME_CLASSES
+    counts = np.zeros(len(names), np.int64)
+    previews, image_paths, cell_rows = [], [], []
+    for i, stem in enumerate(stems):
+        image_bytes, label_bytes, image, label, smear = _render(kind, size, sample_seed(seed, kind, i), variety)
+        name = f"{stem}{_SUFFIX[kind]}"
+        write_bytes(output_dir / "images" / name, image_bytes)
+        write_bytes(output_dir / "labels" / name, label_bytes)
+        if instances:  # 16-bit PNG: ids up to 65535 (a 256 px field holds ~100 cells)
+            write_bytes(output_dir / "instances" / name, _png_bytes(smear.instances.astype(np.uint16)))
+            cell_rows.extend(_instance_rows(name, smear))
+        counts += np.bincount(label.ravel(), minlength=len(names))[: len(names)]
+        if len(previews) < (3 if kind == "blood-smear" else 4):
+            previews.append((image, label))
+        image_paths.append(output_dir / "images" / name)
+        report(progress, i + 1, len(stems), stem)
+    return image_paths, counts, previews, cell_rows
+
+
 def generate_sample_data(
     output_dir: str | Path,
     kind: str,
@@ -185,6 +249,8 @@ def generate_sample_data(
     seed: int = 0,
     val_fraction: float = 0.2,
     *,
+    variety: bool = False,
+    instances: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> list[Path]:
@@ -194,32 +260,32 @@ def generate_sample_data(
     Decathlon-style ``dataset.json`` (the last ``round(count * val_fraction)`` samples are the
     "validation" list; class pixel frequencies under "class_frequencies") and ``preview.png``.
     ``size`` is the side length of a smear, or one (cube) or three sizes of a volume; None = 256 or
-    64x64x48. An existing, non-empty ``images/`` or ``labels/`` raises ``FileExistsError`` unless
-    ``overwrite``. ``progress(done, total, stem)`` after each sample. Returns the image paths.
+    64x64x48. Smears only: ``variety`` renders monocytes, platelet clumps, more blur and red cells
+    20-32 px across (:func:`smear_sample`); ``instances`` also writes each smear's instance map
+    (``instances/<stem>.png``, 16-bit: 0 background, else the cell's id) and ``cells.csv`` (one row
+    per visible cell: ``image``, ``cell`` id, ``class`` name, ``centroid_x``/``centroid_y``,
+    ``area_px``). An existing, non-empty ``images/``, ``labels/`` or ``instances/`` raises
+    ``FileExistsError`` unless ``overwrite``. ``progress(done, total, stem)`` after each sample.
+    Returns the image paths.
     """
     size = _check_args(kind, count, size, seed, val_fraction)
+    if kind != "blood-smear" and (variety or instances):
+        raise ValueError(f"variety and instances are options of blood-smear samples, not of {kind!r}")
     output_dir = Path(output_dir)
-    _prepare_output(output_dir, overwrite)
+    _prepare_output(output_dir, overwrite, instances)
     width = max(3, len(str(count - 1)))
     stems = [f"{_STEM[kind]}_{i:0{width}d}" for i in range(count)]
-    names = SMEAR_CLASSES if kind == "blood-smear" else VOLUME_CLASSES
-    counts = np.zeros(len(names), np.int64)
-    previews, image_paths = [], []
-    for i, stem in enumerate(stems):
-        image_bytes, label_bytes, image, label = _render(kind, size, sample_seed(seed, kind, i))
-        image_path = output_dir / "images" / f"{stem}{_SUFFIX[kind]}"
-        write_bytes(image_path, image_bytes)
-        write_bytes(output_dir / "labels" / f"{stem}{_SUFFIX[kind]}", label_bytes)
-        counts += np.bincount(label.ravel(), minlength=len(names))[: len(names)]
-        if len(previews) < (3 if kind == "blood-smear" else 4):
-            previews.append((image, label))
-        image_paths.append(image_path)
-        report(progress, i + 1, count, stem)
+    image_paths, counts, previews, cell_rows = _write_samples(
+        output_dir, kind, stems, size, seed, variety, instances, progress)
     if overwrite:
-        _remove_stale(output_dir, kind, {p.name for p in image_paths})
+        _remove_stale(output_dir, kind, {p.name for p in image_paths}, instances)
+    if instances:
+        write_text(output_dir / CELLS_CSV, _csv_text(cell_rows))
+    names = SMEAR_CLASSES if kind == "blood-smear" else VOLUME_CLASSES
     frequencies = {name: round(float(c) / float(counts.sum()), 6) for name, c in zip(names, counts, strict=True)}
     n_val = min(int(round(count * val_fraction)), count - 1)
     meta = _dataset_json(kind, stems, n_val, size, seed, frequencies)
+    meta["generator"].update({key: True for key, on in (("variety", variety), ("instances", instances)) if on})
     write_dataset_json(output_dir, meta)
     _write_preview(output_dir / "preview.png", kind, previews)
     return image_paths

@@ -10,9 +10,11 @@ label follows WBC > platelet > RBC (the rarer, clinically interesting object win
 Magnification: ``cell_diameter`` (px, the typical red-cell diameter; default ``DEFAULT_CELL_DIAMETER``)
 scales every object, texture and the focus blur. The cell layout is drawn first, in units of the
 default magnification, so ``make_smear(round(256 * k), seed, cell_diameter=25 * k)`` shows the
-same cells at ``k`` times the magnification (textures differ). The default renders exactly what
-it always did (the committed ``sample_data`` bytes). :func:`make_smear` also returns the instance
-map (one id per cell, same overlap priority): the ground truth for counting.
+same cells at ``k`` times the magnification (textures differ). :func:`make_smear` also returns
+the instance map (one id per cell, same overlap priority, a class per id): the ground truth for
+counting. Platelets (2-3 um against ~7.5 um red cells: 0.25-0.4 of the red-cell diameter) never
+touch each other or a white cell by chance, so each one is its own blob in the mask; only the
+deliberate clumps of ``variety`` overlap, and their instance ids say how many platelets they hold.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ _LYMPH_CYTO_OD = np.array([0.28, 0.20, 0.07])  # pale sky blue
 _PLATELET_OD = np.array([0.55, 0.95, 0.35])  # purple granulomere
 _RBC_RADIUS = 12.5  # px; WBCs and platelets are sized relative to this
 DEFAULT_CELL_DIAMETER = 2 * _RBC_RADIUS  # px: the typical red-cell diameter at the default magnification
+# Platelets are 2-3 um, red cells ~7.5 um: the platelet's longer semi-axis is this share of the
+# slide's red-cell radius (equivalent diameter ~0.25-0.4 of the red cell's, tests/data).
+_PLATELET_SIZE = (0.29, 0.41)
+_PLATELET_REACH = 1.3  # outline noise reaches at most this many semi-axes from the centre
+_PLATELET_GAP = 3.0  # px (default magnification) kept between two platelets and from a white cell
 
 
 @dataclass
@@ -171,19 +178,22 @@ def _draw_wbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: f
 
 
 def _draw_platelet(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
-                   stain: np.ndarray, zoom: float = 1.0, ident: int = 3, size: float = 1.0) -> None:
-    """A 3-6 px (at the default magnification, times ``size``) irregular purple granular fragment."""
-    radius = rng.uniform(1.6, 3.1) * zoom * size
-    sy, sx, dy, dx = _patch(label.shape[0], cy, cx, radius + 3)
+                   radius: float, stain: np.ndarray, zoom: float = 1.0, ident: int = 3) -> None:
+    """An irregular purple granular fragment of semi-axis ``radius`` (px, already zoomed), one
+    connected piece (a speck of outline noise would count as a second platelet)."""
+    sy, sx, dy, dx = _patch(label.shape[0], cy, cx, _PLATELET_REACH * radius + 3)
     theta = rng.uniform(0, np.pi)
     u = dx * np.cos(theta) + dy * np.sin(theta)
     v = -dx * np.sin(theta) + dy * np.cos(theta)
-    r = np.hypot(u, v / rng.uniform(0.65, 1.0)) / radius
-    r = r * (1 + 0.15 * _smooth_noise(rng, dy.shape, 1.0 * zoom))
+    r = np.hypot(u, v / rng.uniform(0.7, 1.0)) / radius
+    r = r * (1 + 0.1 * np.clip(_smooth_noise(rng, dy.shape, max(1.0 * zoom, 0.35 * radius)), -2.5, 2.5))
     body = np.clip((1 - r) * radius + 0.5, 0, 1)
-    granular = np.clip(1 + 0.3 * rng.standard_normal(dy.shape), 0.4, 1.6)
+    granular = np.clip(1 + 0.3 * _smooth_noise(rng, dy.shape, 0.5 * zoom), 0.4, 1.6)
     od[sy, sx] += (body * (0.55 + 0.45 * granular * (r < 0.75)))[..., None] * stain
-    label[sy, sx][r <= 1.0] = ident
+    pieces, n = ndimage.label(r <= 1.0)
+    if n:
+        keep = pieces == 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(r), pieces, np.arange(1, n + 1))))
+        label[sy, sx][keep] = ident
 
 
 def _illumination(size: int, style: dict) -> np.ndarray:
@@ -210,11 +220,36 @@ def _cell_layout(rng: np.random.Generator, size: float, style: dict) -> dict:
     min_dist = rbc_r * np.where(rng.random(n_rbc) < 0.17, 1.2, rng.uniform(1.7, 2.0, n_rbc))
     rbc_xy = _place(rng, size, n_rbc, min_dist, taken)
     n_plt = int(rng.poisson(9 * area))
-    plt_xy = rng.uniform(2, size - 2, (n_plt, 2))
-    for (y, x), radius in zip(wbc_xy, wbc_r[: len(wbc_xy)], strict=True):  # platelets seldom lie on a leukocyte
-        plt_xy = plt_xy[np.hypot(plt_xy[:, 0] - y, plt_xy[:, 1] - x) > radius + 3]
+    sizes = rbc_r * rng.uniform(*_PLATELET_SIZE, n_plt)
+    candidates = rng.uniform(2, size - 2, (3 * n_plt, 2))
+    blocked = [(y, x, r + _PLATELET_GAP) for (y, x), r in zip(wbc_xy, wbc_r, strict=False)]
+    keep = _keep_apart(candidates, np.resize(sizes, len(candidates)), blocked, n_plt)
     wbcs = list(zip(wbc_xy, kinds, wbc_r, strict=False))  # fewer than asked when there is no room
-    return {"wbc": wbcs, "rbc": rbc_xy, "platelet": plt_xy}
+    return {"wbc": wbcs, "rbc": rbc_xy, "platelet": candidates[keep],
+            "platelet_radius": np.resize(sizes, len(candidates))[keep]}
+
+
+def _keep_apart(xy: np.ndarray, radii: np.ndarray, blocked: list[tuple[float, float, float]],
+                limit: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the first ``limit`` platelets (in order) that keep ``_PLATELET_GAP`` px from every
+    platelet kept before them and from each ``(y, x, radius)`` in ``blocked`` (white cells).
+    Platelets of the same ``groups`` value >= 0 (one deliberate clump) may overlap each other."""
+    groups = np.full(len(xy), -1) if groups is None else groups
+    kept: list[int] = []
+    for i, ((y, x), radius) in enumerate(zip(xy, radii, strict=True)):
+        if len(kept) == limit:
+            break
+        reach = _PLATELET_REACH * radius
+        if any(np.hypot(by - y, bx - x) < br + reach for by, bx, br in blocked):
+            continue
+        if kept:
+            others = np.asarray(kept)
+            near = np.hypot(xy[others, 0] - y, xy[others, 1] - x) < (
+                _PLATELET_REACH * radii[others] + reach + _PLATELET_GAP)
+            if (near & ((groups[others] < 0) | (groups[others] != groups[i]))).any():
+                continue
+        kept.append(i)
+    return np.asarray(kept, dtype=int)
 
 
 def _check_size(size: int, cell_diameter: float | None) -> float:
@@ -236,10 +271,9 @@ def _render_cells(rng: np.random.Generator, size: int, zoom: float, style: dict,
     for cy, cx in layout["rbc"]:
         ident += 1
         _draw_rbc(od, rbc, rng, cy * zoom, cx * zoom, style["rbc_radius"] * zoom, style["rbc"], ident)
-    sizes = layout.get("platelet_size", np.ones(len(layout["platelet"])))
-    for (cy, cx), size in zip(layout["platelet"], sizes, strict=True):
+    for (cy, cx), radius in zip(layout["platelet"], layout["platelet_radius"], strict=True):
         ident += 1
-        _draw_platelet(od, plt, rng, cy * zoom, cx * zoom, style["platelet"], zoom, ident, size)
+        _draw_platelet(od, plt, rng, cy * zoom, cx * zoom, radius * zoom, style["platelet"], zoom, ident)
     for (cy, cx), kind, radius in layout["wbc"]:
         ident += 1
         _draw_wbc(od, wbc, rng, cy * zoom, cx * zoom, radius * zoom, kind, style, zoom, ident)
@@ -250,18 +284,26 @@ def _render_cells(rng: np.random.Generator, size: int, zoom: float, style: dict,
 
 
 def _add_variety(extra: np.random.Generator, layout: dict, style: dict, field: float) -> None:
-    """What the committed sample data lacks (drawn from a separate stream so that the default
-    output stays byte for byte the same): monocytes, larger platelets, platelet clumps, more blur."""
+    """Variety beyond the sample data (drawn from a separate stream, so the red cells stay those of
+    the plain field): monocytes, a wider range of platelet sizes, platelet clumps (overlapping on
+    purpose: one instance id per platelet), more focus blur."""
     rbc_r = style["rbc_radius"]
     layout["wbc"] = [((y, x), "monocyte", rbc_r * extra.uniform(1.8, 2.2)) if extra.random() < 0.25 else (xy, k, r)
                      for (xy, k, r) in layout["wbc"] for (y, x) in [xy]]  # fmt: skip
-    clumps = []
-    for _ in range(extra.poisson(0.5 * (field / 256.0) ** 2)):
-        centre = extra.uniform(10, field - 10, 2)
-        clumps.append(centre + extra.normal(0, 0.35 * rbc_r, (int(extra.integers(3, 8)), 2)))
+    xy, radii, groups = [], [], []
+    for clump in range(extra.poisson(0.5 * (field / 256.0) ** 2)):
+        n = int(extra.integers(3, 8))
+        xy.append(extra.uniform(10, field - 10, 2) + extra.normal(0, 0.35 * rbc_r, (n, 2)))
+        radii.append(rbc_r * extra.uniform(*_PLATELET_SIZE, n))
+        groups.append(np.full(n, clump))
     singles = np.asarray(layout["platelet"], dtype=float).reshape(-1, 2)
-    layout["platelet"] = np.concatenate([singles, *clumps]) if clumps else singles
-    layout["platelet_size"] = extra.uniform(1.0, 1.7, len(layout["platelet"]))
+    xy.append(singles)
+    radii.append(layout["platelet_radius"] * extra.uniform(0.85, 1.35, len(singles)))
+    groups.append(np.full(len(singles), -1))
+    xy, radii, groups = np.concatenate(xy), np.concatenate(radii), np.concatenate(groups)
+    blocked = [(y, x, r + _PLATELET_GAP) for (y, x), _, r in layout["wbc"]]
+    keep = _keep_apart(xy, radii, blocked, len(xy), groups)  # clumps first: singles make way for them
+    layout["platelet"], layout["platelet_radius"] = xy[keep], radii[keep]
     style["blur"] = extra.uniform(0.5, 2.5)
 
 
