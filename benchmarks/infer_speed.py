@@ -2,6 +2,7 @@
 
     python benchmarks/infer_speed.py                     # throughput + memory table (a few minutes on 2 cores)
     python benchmarks/infer_speed.py --big               # also one 512x512x300 volume (memory row)
+    python benchmarks/infer_speed.py --skip-throughput --memory-shapes --big --no-small-roi   # that row alone
     python benchmarks/infer_speed.py --device cuda       # windows on the GPU, stitching on the CPU
 
 Throughput: files/s of ``predict_folder`` (prefetching loader thread, Invertd back to the input grid,
@@ -203,14 +204,15 @@ def peak_rss_mib(work: Path, shape: tuple[int, int, int], roi: int, device: str,
     return usage.ru_maxrss / 1024.0, float(output.strip().splitlines()[-1])
 
 
-def memory_table(work: Path, shapes: list[tuple[int, int, int]], roi: int, device: str) -> None:
+def memory_table(work: Path, shapes: list[tuple[int, int, int]], roi: int, device: str,
+                 small_roi: bool = True) -> None:  # fmt: skip
     """Per volume: our peak RSS and time, and (same roi) a bare MONAI ``sliding_window_inference``
     process's time and peak RSS on the same volume and network."""
     print(f"\npeak resident memory of one predict_folder process (roi {roi}^3 unless noted, device {device}, "
           f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')})")  # fmt: skip
     print(f"  {'volume':>16} {'voxels (M)':>11} {'windows':>8} {'peak RSS MiB':>13} {'bytes/voxel':>12} {'seconds':>8}"
-          f" {'bare MONAI s':>13} {'bare RSS MiB':>13} {'ours/bare':>10}")  # fmt: skip
-    rows = [(shape, roi) for shape in shapes] + [(shapes[len(shapes) // 2], roi // 2)]
+          f" {'bare MONAI s':>13} {'bare RSS MiB':>13} {'ours/bare':>10} {'load 1/5 min':>13}")  # fmt: skip
+    rows = [(shape, roi) for shape in shapes] + ([(shapes[len(shapes) // 2], roi // 2)] if small_roi else [])
     for shape, r in rows:
         rss, seconds = peak_rss_mib(work, shape, r, device)
         bare = "" if r != roi else "{1:13.1f} {0:13.0f} {2:10.2f}"
@@ -221,7 +223,9 @@ def memory_table(work: Path, shapes: list[tuple[int, int, int]], roi: int, devic
         step = max(1, int(r * 0.75))
         windows = int(np.prod([max(1, -(-(n - r) // step) + 1) for n in shape]))
         label = "x".join(map(str, shape)) + ("" if r == roi else f" roi{r}")
-        print(f"  {label:>16} {voxels / 1e6:11.2f} {windows:8d} {rss:13.0f} {rss * 2**20 / voxels:12.1f} {seconds:8.1f}{bare}")
+        load = "{:6.2f} {:6.2f}".format(*os.getloadavg()[:2])
+        print(f"  {label:>16} {voxels / 1e6:11.2f} {windows:8d} {rss:13.0f} {rss * 2**20 / voxels:12.1f} {seconds:8.1f}"
+              f"{bare or ' ' * 39} {load:>13}", flush=True)  # fmt: skip
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -241,6 +245,7 @@ def main() -> None:
                         default=[(96, 96, 48), (192, 192, 96), (256, 256, 150)])  # fmt: skip
     parser.add_argument("--big", action="store_true", help="add a 512x512x300 volume to the memory table")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--no-small-roi", action="store_true", help="leave out the roi/2 row (many windows)")
     parser.add_argument("--memory-child", type=parse_shape, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
@@ -257,7 +262,7 @@ def main() -> None:
             throughput(work, args.files, args.shape, args.roi, args.device)
         shapes = list(args.memory_shapes) + ([(512, 512, 300)] if args.big else [])
         if shapes:
-            memory_table(work, shapes, args.roi, args.device)
+            memory_table(work, shapes, args.roi, args.device, small_roi=not args.no_small_roi)
 
 
 if __name__ == "__main__":
