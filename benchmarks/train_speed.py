@@ -5,17 +5,23 @@
     python benchmarks/train_speed.py --set data.cache=none             # data-wait without caching
     python benchmarks/train_speed.py --device cuda
 
-Both loops train the same network (same initial weights) with the same loss on batches from the
+The loops train the same network (same initial weights) with the same loss on batches from the
 same data loader (``build_components``: cached MONAI dataset, class-balanced patches, augmentation).
 The bare loop is the MONAI tutorial loop: forward, loss, backward, ``optimizer.step()``. Ours is
 ``train_one_epoch`` (AMP scaler, gradient clipping, loss-parameter averaging, timing, non-finite
-check). They alternate ``--rounds`` times after a warm-up round; the median steps/s is reported, with
-the ratio (target: ours within 1.1x of bare) and the share of our step time spent waiting for data
-(target: under 10% with caching).
+check), run twice: as shipped (with ``data.num_workers: 0`` the next batch is drawn in a
+background thread while the step runs, ``medseg_dfl/data/prefetch.py``) and without that thread
+(the loop before issue 13's prefetch). All loops take turns ``--rounds`` times after a warm-up
+round, each reseeded alike; per loop it prints the median (and best) ms/step, the share of it spent
+waiting for data (target: under 10% for ours) and the compute time per step (ms/step minus the
+wait: the prefetch thread must not slow the step itself), with ratios to the bare loop (target:
+ours within 1.1x).
 
 ``--tracked-augmentation`` runs the per-draw transforms with MONAI's metadata tracking (as before
 issue 13), to compare the data wait in the same conditions; the default is the pipeline as shipped
-(``medseg_dfl/untracked.py``).
+(``medseg_dfl/untracked.py``). ``--competitor-threads N`` also runs ``benchmarks/loss_speed.py``'s
+competing process (N threads of matmuls) for the whole run. The header prints the OpenMP wait
+policy and the load average, each round the load average after it.
 """
 
 from __future__ import annotations

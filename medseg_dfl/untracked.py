@@ -10,7 +10,9 @@ the validation and the inference pipelines (``Invertd`` needs the metadata) are 
 The switch is MONAI's process-wide flag, so it is set only for the duration of each wrapped call
 and restored afterwards (also on error). A pipeline that must keep metadata and runs *at the same
 time in another thread* of the same process could see it off for that moment; data-loader worker
-processes each have their own flag.
+processes each have their own flag. Training's prefetch thread (``medseg_dfl/data/prefetch.py``)
+runs these steps while the main thread runs the training step, which handles plain tensors only;
+validation and inference start after that thread has stopped.
 """
 
 from __future__ import annotations
