@@ -30,10 +30,10 @@ filled with guesses. They are good enough to learn what real cells look like, no
 segmentation against.
 
 The converter writes each image and mask shrunk so the red cells are about
-:attr:`MaskParams.target_diameter` px across (the scale of the synthetic smears; the per-image
-diameter is measured by :func:`medseg_dfl.cells.scale.estimate_cell_diameter`, the estimator
+:attr:`MaskParams.target_diameter` px across (the scale of the synthetic smears). The source's
+diameter is measured by :func:`medseg_dfl.cells.scale.estimate_cell_diameter` (the estimator
 ``medseg-dfl count`` and the checkpoint's recorded training scale use too, so counting resamples
-BCCD-like inputs to the training scale). Output: ``images/*.png`` (RGB), ``labels/*.png`` (uint8
+BCCD-like inputs to the training scale), as the median over a sample of images: one factor for all. Output: ``images/*.png`` (RGB), ``labels/*.png`` (uint8
 0 background, 1 rbc, 2 wbc, 3 platelet), ``dataset.json`` (``training`` = the source's
 ``train.txt``, ``validation`` = ``val.txt``), ``README.md`` + ``LICENSE`` (provenance).
 """
@@ -57,7 +57,7 @@ from medseg_dfl.datasets.registry import DatasetInfo
 from medseg_dfl.io.dataset_json import write_dataset_json
 from medseg_dfl.progress import ProgressCallback, report
 
-__all__ = ["CLASS_NAMES", "MaskParams", "convert", "mask_from_boxes", "shrink_pair", "stain_score"]
+__all__ = ["CLASS_NAMES", "MaskParams", "convert", "mask_from_boxes", "shrink_pair", "source_cell_diameter", "stain_score"]
 
 CLASS_NAMES = ("background", "rbc", "wbc", "platelet")
 BACKGROUND, RBC, WBC, PLATELET = range(4)
@@ -217,17 +217,31 @@ def shrink_pair(rgb: np.ndarray, mask: np.ndarray, factor: float) -> tuple[np.nd
     return np.asarray(image), np.argmax(np.stack(shares), axis=0).astype(np.uint8)
 
 
-def _convert_one(image_path: Path, xml_path: Path, out: Path, params: MaskParams) -> tuple[float, np.ndarray]:
-    """Write one shrunk image + mask; (the image's red-cell diameter in px, class pixel counts)."""
+def _convert_one(image_path: Path, xml_path: Path, out: Path, diameter: float,
+                 params: MaskParams) -> np.ndarray:
+    """Write one shrunk image + mask (red cells ``diameter`` px across in the source); class pixel counts."""
     with Image.open(image_path) as im:
         rgb = np.asarray(im.convert("RGB"))
     boxes = [b for b in parse_annotation(xml_path) if b[3] > b[1] and b[4] > b[2]]
-    diameter = estimate_cell_diameter(rgb) or params.fallback_diameter
     mask = mask_from_boxes(rgb, boxes, diameter, params)
     small_rgb, small_mask = shrink_pair(rgb, mask, min(1.0, params.target_diameter / diameter))
     Image.fromarray(small_rgb).save(out / "images" / f"{image_path.stem}.png")
     Image.fromarray(small_mask, mode="L").save(out / "labels" / f"{image_path.stem}.png")
-    return diameter, np.bincount(small_mask.ravel(), minlength=len(CLASS_NAMES))
+    return np.bincount(small_mask.ravel(), minlength=len(CLASS_NAMES))
+
+
+def source_cell_diameter(images: Sequence[Path], params: MaskParams, max_images: int = 24) -> list[float]:
+    """Red-cell diameters (px) estimated on up to ``max_images`` evenly spread ``images``.
+
+    BCCD was taken at one magnification, so their median is used for every image: the per-image
+    estimate is off by more than 20 % on about 1 image in 30 (11 of 292: clumps, a large white cell).
+    """
+    picked = [images[i] for i in np.unique(np.linspace(0, len(images) - 1, min(max_images, len(images))).astype(int))]
+    estimates = []
+    for path in picked:
+        with Image.open(path) as im:
+            estimates.append(estimate_cell_diameter(np.asarray(im.convert("RGB"))))
+    return [e for e in estimates if e is not None] or [params.fallback_diameter]
 
 
 def _split_lists(root: Path, converted: set[str]) -> dict[str, list[str]]:
@@ -256,20 +270,21 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
         raise FileNotFoundError(f"{root / 'Annotations'}: no .xml annotations")
     (out / "images").mkdir()
     (out / "labels").mkdir()
-    diameters, pixels = [], np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    for done, xml in enumerate(xmls, start=1):
-        image = root / "JPEGImages" / f"{xml.stem}.jpg"
-        if not image.is_file():
-            raise FileNotFoundError(f"{xml}: its image {image} is missing")
-        diameter, counts = _convert_one(image, xml, out, params)
-        diameters.append(diameter)
-        pixels += counts
+    images = [root / "JPEGImages" / f"{xml.stem}.jpg" for xml in xmls]
+    missing = [f"{xml} (its image {image})" for xml, image in zip(xmls, images, strict=True) if not image.is_file()]
+    if missing:
+        raise FileNotFoundError(f"images missing for: {', '.join(missing[:5])}")
+    diameters = source_cell_diameter(images, params)
+    diameter = float(np.median(diameters))
+    pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    for done, (xml, image) in enumerate(zip(xmls, images, strict=True), start=1):
+        pixels += _convert_one(image, xml, out, diameter, params)
         report(progress, done, len(xmls), image.name)
     lists = _split_lists(root, {x.stem for x in xmls})
     conversion = {
         "images": len(xmls), "target_cell_diameter_px": params.target_diameter,
-        "source_cell_diameter_px": {"median": round(float(np.median(diameters)), 1),
-                                    "min": round(float(min(diameters)), 1), "max": round(float(max(diameters)), 1)},
+        "source_cell_diameter_px": {"used": round(diameter, 1), "estimates": len(diameters),
+                                    "min": round(min(diameters), 1), "max": round(max(diameters), 1)},
         "class_pixel_shares": {n: round(float(pixels[i] / pixels.sum()), 4) for i, n in enumerate(CLASS_NAMES)},
         "splits": {k: len(v) for k, v in lists.items()},
         "labels_are": "weak: derived from boxes by classical segmentation (medseg_dfl.datasets.bccd_masks)",
@@ -290,7 +305,7 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
         "stain thresholds; white cells = nucleus + the box's inscribed ellipse; platelets = the stained blob "
         "in each platelet box; unboxed cell foreground = red cells, since BCCD leaves many red cells unboxed), "
         "not drawn by an expert. Images and masks are shrunk so red cells are about "
-        f"{params.target_diameter:g} px across (source: median {conversion['source_cell_diameter_px']['median']} px). "
+        f"{params.target_diameter:g} px across (source: {diameter:.1f} px, the median of {len(diameters)} images' estimates, used for all). "
         f"Class pixel shares {conversion['class_pixel_shares']}.")
     write_provenance(out, title=f"{info.title} (masks derived from boxes)", source=info.source, licence=info.licence,
                      citation=info.citation, notes=notes,
