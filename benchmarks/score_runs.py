@@ -25,10 +25,12 @@ from medseg_dfl.engine.evaluation import evaluate_folders
 from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 
 
-def score(checkpoints: list[Path], images: Path, labels: Path, classes: list[str], tta: bool) -> tuple[dict, float]:
+def score(checkpoints: list[Path], images: Path, labels: Path, classes: list[str], tta: bool,
+          keep_largest: tuple[str, ...] = ()) -> tuple[dict, float]:  # fmt: skip
+    options = InferenceOptions(device="cpu", tta=tta, keep_largest=keep_largest)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        summary = predict_folder(checkpoints, images, Path(tmp), InferenceOptions(device="cpu", tta=tta))
+        summary = predict_folder(checkpoints, images, Path(tmp), options)
         seconds = time.perf_counter() - start
         if summary.failed:
             raise ValueError(f"inference failed for {summary.failed}")
@@ -54,22 +56,25 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="last.pt", help="file inside each run folder (last.pt / best.pt)")
     parser.add_argument("--tta", action="store_true", help="also score with mirroring TTA")
     parser.add_argument("--ensemble", action="store_true", help="also score all runs as one ensemble")
+    parser.add_argument("--keep-largest", default="", metavar="CLASSES",
+                        help="also score with only the largest component of these classes kept ('all' = every one)")
     args = parser.parse_args()
+    largest = tuple(n.strip() for n in args.keep_largest.split(",") if n.strip())
     classes = [c.strip() for c in args.classes.split(",")]
     fg = classes[1:]
     print("| run | mode | " + " | ".join(f"Dice {c}" for c in fg) + " | " + " | ".join(f"HD95 {c}" for c in fg)
           + " | mean fg Dice | seconds |")  # fmt: skip
     print("|---|---|" + "---|" * (2 * len(fg) + 2))
     checkpoints = [r / args.checkpoint if r.is_dir() else r for r in args.runs]
-    modes = [False, True] if args.tta else [False]
-    for run, ckpt in zip(args.runs, checkpoints, strict=True):
-        for tta in modes:
-            summary, seconds = score([ckpt], args.images, args.labels, classes, tta)
-            print(_row(str(run), "tta" if tta else "plain", summary, classes, seconds), flush=True)
+    modes = [(tta, keep) for tta in ([False, True] if args.tta else [False]) for keep in ([(), largest] if largest else [()])]
+    groups = [(str(run), [ckpt]) for run, ckpt in zip(args.runs, checkpoints, strict=True)]
     if args.ensemble and len(checkpoints) > 1:
-        for tta in modes:
-            summary, seconds = score(checkpoints, args.images, args.labels, classes, tta)
-            print(_row(f"ensemble of {len(checkpoints)}", "tta" if tta else "plain", summary, classes, seconds))
+        groups.append((f"ensemble of {len(checkpoints)}", checkpoints))
+    for name, members in groups:
+        for tta, keep in modes:
+            summary, seconds = score(members, args.images, args.labels, classes, tta, keep)
+            mode = "+".join(["tta"] * tta + ["largest"] * bool(keep)) or "plain"
+            print(_row(name, mode, summary, classes, seconds), flush=True)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,15 @@ def command(
     suffix: Annotated[
         str, typer.Option("--suffix", help="Added to mask names, e.g. _seg (part of a file name: no '/' or '..').")
     ] = "",
-    tta: Annotated[bool, typer.Option("--tta", help="Average the softmax over flips of every spatial axis.")] = False,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Average the softmax over flips of the axes training flipped (transforms.augment.flip_axes).")
+    ] = False,
+    keep_largest: Annotated[
+        str | None,
+        typer.Option("--keep-largest", metavar="CLASSES",
+                     help="Comma-separated class names (or 'all') whose mask keeps only its largest connected "
+                          "component: for single structures (organs), never for cells."),
+    ] = None,
     also: Annotated[
         list[Path] | None,
         typer.Option("--also", metavar="CHECKPOINT", help="Another checkpoint or run folder to ensemble with (repeatable)."),
@@ -72,6 +80,7 @@ def command(
         half=half,
         suffix=suffix,
         tta=tta,
+        keep_largest=tuple(n.strip() for n in (keep_largest or "").split(",") if n.strip()),
     )
     with cli_progress("segmenting", every=10) as report:  # a bar on a terminal, else a line per 10 files
         summary = predict_folder([checkpoint, *(also or [])], input, output_dir, options, progress=report)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
+from monai.transforms import KeepLargestConnectedComponent
 
 from medseg_dfl.config import Config, config_from_dict
 from medseg_dfl.engine.checkpoint import load_checkpoint
@@ -85,6 +86,9 @@ class InferenceOptions:
     # Test-time augmentation: mean softmax over the flips of the axes training mirrored
     # (transforms.augment.flip_axes; none when training did not flip), inside the sliding window.
     tta: bool = False
+    # Class names whose mask keeps only its largest connected component (nnU-Net's post-processing
+    # for single-object structures); ("all",) = every foreground class. Never for cells.
+    keep_largest: tuple[str, ...] = ()
 
 
 @dataclass
@@ -121,6 +125,7 @@ class Predictor:
     sw_batch_size: int
     overlap: float
     dtype: torch.dtype = torch.float32
+    keep_largest: tuple[int, ...] = ()  # class indices (InferenceOptions.keep_largest)
 
     @classmethod
     def from_checkpoint(
@@ -210,6 +215,9 @@ class Predictor:
         probs = np.asarray(inverted.as_tensor() if hasattr(inverted, "as_tensor") else inverted, dtype=np.float32)
         dtype = np.uint8 if len(self.class_names) <= 256 else np.uint16
         mask = background_fill_and_argmax_(probs, dtype)
+        if self.keep_largest:
+            keep = KeepLargestConnectedComponent(applied_labels=list(self.keep_largest), independent=True)
+            mask = np.asarray(keep(mask[None])[0], dtype=dtype)
         return PredictionResult(mask=mask, probabilities=probs if probabilities else None)
 
     def predict_file(self, path: str | Path, probabilities: bool = False) -> PredictionResult:
@@ -257,6 +265,17 @@ def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
     return sorted(find_images(input_path, recursive=recursive))
 
 
+def largest_component_classes(names: Sequence[str], class_names: Sequence[str]) -> tuple[int, ...]:
+    """Class indices of ``names`` (``all`` = every foreground class); ValueError naming an unknown one."""
+    if list(names) == ["all"]:
+        return tuple(range(1, len(class_names)))
+    unknown = [n for n in names if n not in class_names[1:]]
+    if unknown:
+        raise ValueError(f"keep-largest: {', '.join(unknown)} not among the model's foreground classes "
+                         f"({', '.join(class_names[1:])}; or 'all')")  # fmt: skip
+    return tuple(class_names.index(n) for n in names)
+
+
 def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:
     """One checkpoint's :class:`Predictor`; with several (their probabilities averaged) or with
     ``options.tta`` (mirroring), its network is an ``AveragedProbabilities`` of them all."""
@@ -267,13 +286,15 @@ def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions)
     ]  # fmt: skip
     first = predictors[0]
     if len(predictors) == 1 and not options.tta:
-        return first
+        return dataclasses.replace(first, keep_largest=largest_component_classes(options.keep_largest, first.class_names))
     check_same_preprocessing([p.cfg for p in predictors], checkpoints)
+    keep = largest_component_classes(options.keep_largest, first.class_names)
     # Mirror only the axes training mirrored: a model that never saw an axis flipped gets it wrong.
     augment = first.cfg.transforms.augment
     tta_axes = augment.flip_axes if augment.flip else []
     flips = flip_combinations(first.cfg.data.spatial_dims, tta_axes) if options.tta else [()]
-    return dataclasses.replace(first, network=AveragedProbabilities([p.network for p in predictors], flips))
+    return dataclasses.replace(first, network=AveragedProbabilities([p.network for p in predictors], flips),
+                               keep_largest=keep)
 
 
 def predict_folder(
