@@ -108,6 +108,13 @@ def _summary(results: dict[str, list[tuple[float, float]]], steps: int) -> None:
             total, wait, compute = stats(name, pick)
             print(f"{label:6s} {name:28s} {total:7.1f} ms/step  data wait {wait:5.1f}%  compute {compute:7.1f} ms/step"
                   f"  step-time ratio to bare {total / bare[0]:.3f}x  compute ratio {compute / bare[2]:.3f}x")
+    # Load swings between rounds; loops of one round ran seconds apart, so per-round ratios are steadier.
+    names = list(results)
+    for name in names[1:]:
+        for base in names[: names.index(name)]:
+            paired = [a[0] / b[0] for a, b in zip(results[name], results[base], strict=True)]
+            print(f"per-round step-time ratio {name} / {base}: median {statistics.median(paired):.3f}x "
+                  f"(rounds: {', '.join(f'{r:.2f}' for r in paired)})")
     print("targets: ours data wait < 10%, ours/bare step-time ratio <= 1.1x, compute ratio ~1 (the prefetch "
           "thread must not slow the step itself)")
 
