@@ -39,8 +39,11 @@ def test_producer_runs_at_most_depth_items_ahead():
     made: list = []
     items = prefetched(_recording(10, made), depth=2)
     assert next(items) == 0
-    time.sleep(0.3)  # let the producer run as far as it may
-    # item 0 taken, items 1-2 queued, item 3 made and waiting for a free place
+    deadline = time.monotonic() + 10  # let the producer run as far as it may (slow on a busy machine)
+    while len(made) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    # item 0 taken, items 1-2 queued, item 3 made and waiting for a free place; no further
     assert len(made) == 4
     items.close()
 
