@@ -76,6 +76,9 @@ def prefetched(source: Iterator[T], depth: int = 1, threads: int | None = 1) -> 
         raise ValueError(f"prefetch depth must be >= 1, got {depth}")
     box: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    # torch sets each thread's OpenMP team size on its first parallel op, from the process default
+    # that the producer lowers while it runs: settle this (the consumer's) thread's before.
+    torch.get_num_threads()
     producer = threading.Thread(target=_produce, args=(source, box, stop, threads), name="medseg-dfl-prefetch",
                                 daemon=True)  # fmt: skip
     producer.start()
