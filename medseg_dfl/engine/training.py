@@ -52,7 +52,7 @@ from medseg_dfl.visualize.curves import plot_training_curves
 __all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train", "train_one_epoch"]
 
 # Config keys a resumed run may change (they do not change what the checkpoint means).
-RESUME_MAY_CHANGE = {"train.epochs", "train.device", "data.num_workers", "data.cache", "data.cache_dir",
+RESUME_MAY_CHANGE = {"train.epochs", "train.device", "data.num_workers", "data.prefetch", "data.cache", "data.cache_dir",
                      "inference.sw_batch_size"}  # fmt: skip
 
 
@@ -154,7 +154,7 @@ def train_one_epoch(parts: Components, cfg: Config,
     start = time.perf_counter()
     data_seconds, total, steps = 0.0, torch.zeros(2, dtype=torch.float64), 0
     batches = _batches(parts.train_loader, cfg.train.steps_per_epoch)
-    if cfg.data.num_workers == 0:  # worker processes already prepare batches ahead
+    if cfg.data.num_workers == 0 and cfg.data.prefetch:  # worker processes already prepare batches ahead
         batches = prefetched(batches)  # the next batch is drawn while this step runs
     with closing(batches):  # an error mid-epoch stops the prefetch thread too
         while True:

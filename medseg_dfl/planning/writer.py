@@ -32,6 +32,7 @@ KEY_HELP = {
     "data.val_fraction": "used only when the folder has no dataset.json 'validation' list",
     "data.folds": "number of cross-validation folds (used with data.fold)",
     "data.cache_dir": "required for cache: disk on a raw folder",
+    "data.prefetch": "num_workers 0: next batch drawn in a thread during the step (off if the cores are shared)",
     "transforms.window": "[low, high] intensity window (window and ct_zscore modes)",
     "transforms.intensity_mean": "ct_zscore: the data set's foreground mean per channel",
     "transforms.intensity_std": "ct_zscore: the data set's foreground std per channel",

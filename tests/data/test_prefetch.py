@@ -86,18 +86,20 @@ def test_an_epoch_trains_the_same_with_and_without_the_prefetch_thread(smears, m
     from medseg_dfl.engine.components import build_components
     from medseg_dfl.engine.distributed import DistContext
 
-    cfg = config_from_dict({
-        "experiment": {"name": "tiny", "seed": 0},
-        "data": {"root": str(smears), "cache": "memory"},
-        "transforms": {"patch_size": [32, 32], "num_samples": 2},  # affine and intensity augmentation on
-        "network": {"kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 1}},
-        "loss": {"name": "ce"},  # no compilation
-        "train": {"epochs": 1, "batch_size": 2, "steps_per_epoch": 3},  # cycles the 2-batch loader
-    })
+    def config(prefetch: bool):
+        return config_from_dict({
+            "experiment": {"name": "tiny", "seed": 0},
+            "data": {"root": str(smears), "cache": "memory", "prefetch": prefetch},
+            "transforms": {"patch_size": [32, 32], "num_samples": 2},  # affine and intensity augmentation on
+            "network": {"kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 1}},
+            "loss": {"name": "ce"},  # no compilation
+            "train": {"epochs": 1, "batch_size": 2, "steps_per_epoch": 3},  # cycles the 2-batch loader
+        })  # fmt: skip
 
-    def losses(prefetch: bool) -> list[float]:
-        if not prefetch:
-            monkeypatch.setattr(training, "prefetched", lambda batches: batches)
+    def losses(prefetch: bool) -> tuple[list[float], int]:
+        cfg, calls = config(prefetch), []
+        real = training.prefetched
+        monkeypatch.setattr(training, "prefetched", lambda batches: calls.append(1) or real(batches))
         torch.manual_seed(0)
         parts = build_components(cfg, torch.device("cpu"), DistContext())
         seen: list[float] = []
@@ -105,8 +107,9 @@ def test_an_epoch_trains_the_same_with_and_without_the_prefetch_thread(smears, m
             training.seed_epoch(cfg, epoch, parts.train_loader)
             training.train_one_epoch(parts, cfg, on_step=lambda done, mean: seen.append(mean))
         monkeypatch.undo()
-        return seen
+        return seen, len(calls)
 
-    with_thread, without = losses(True), losses(False)
+    (with_thread, threaded), (without, unthreaded) = losses(True), losses(False)
+    assert (threaded, unthreaded) == (2, 0)  # data.prefetch: false draws batches in the loop itself
     assert len(with_thread) == 6
     assert with_thread == without  # bit for bit: same batches, same order, same random draws
