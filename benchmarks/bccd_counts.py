@@ -15,6 +15,10 @@ Also reports the counting time per image beyond the network (resampling, instanc
 
     python benchmarks/bccd_counts.py /tmp/demo_run/best.pt --split trainval \\
         --output docs/results/bccd/per_image.csv --overlays docs/results/bccd
+    # a model trained on BCCD's train.txt (medseg-dfl datasets fetch bccd-masks): score it on val.txt
+    python benchmarks/bccd_counts.py /tmp/bccd_run/best.pt --split val
+    # the weak training masks themselves, scored the same way
+    python benchmarks/bccd_counts.py - --split val --weak-masks all
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from medseg_dfl.cells.instances import InstanceParams, cell_kind
+from medseg_dfl.cells.instances import InstanceParams, cell_kind, label_instances
 from medseg_dfl.cells.pipeline import CountOptions, SmearCounter
+from medseg_dfl.datasets.bccd_masks import CLASS_NAMES, MaskParams, mask_from_boxes, source_cell_diameter
 from medseg_dfl.io.atomic import write_bytes, write_text
 from medseg_dfl.visualize.cells_overlay import CLASS_COLOURS, draw_cells
 
@@ -77,7 +82,10 @@ def match(cells: list[tuple[str, float, float]], boxes: list[tuple[str, float, f
 
 
 def cell_centroids(result) -> list[tuple[str, float, float]]:
-    cells = result.cells
+    return instance_centroids(result.cells)
+
+
+def instance_centroids(cells) -> list[tuple[str, float, float]]:
     if cells.count == 0:
         return []
     centres = ndimage.center_of_mass(np.ones(cells.labels.shape), cells.labels, np.arange(1, cells.count + 1))
@@ -120,14 +128,14 @@ def summarise(rows: list[dict]) -> dict[str, float]:
     }
 
 
-def table(s: dict[str, float], n: int, label: str) -> str:
+def table(s: dict[str, float], n: int, label: str, row: str = "medseg-dfl count") -> str:
     lines = [
         f"BCCD, {n} images; {label}",
         "",
         "| | WBC P | WBC R | platelet P | platelet R | RBC P | RBC R | WBC count exact | platelet MAE | "
         "RBC median rel. err |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        f"| medseg-dfl count | {s['wbc_precision']:.2f} | {s['wbc_recall']:.2f} | {s['platelet_precision']:.2f} | "
+        f"| {row} | {s['wbc_precision']:.2f} | {s['wbc_recall']:.2f} | {s['platelet_precision']:.2f} | "
         f"{s['platelet_recall']:.2f} | {s['rbc_precision']:.2f} | {s['rbc_recall']:.2f} | "
         f"{100 * s['wbc_count_exact']:.0f} % | {s['platelet_mae']:.2f} | {100 * s['rbc_median_rel_error']:.0f} % |",
         f"| constant guess (1 WBC, 0 platelets, {s['const_rbc_count']:.0f} RBC) | - | - | - | - | - | - | "
@@ -138,15 +146,38 @@ def table(s: dict[str, float], n: int, label: str) -> str:
     return "\n".join(lines)
 
 
+def weak_mask_rows(data: Path, names: list[str], unboxed_platelets: bool) -> list[dict]:
+    """Per-image scores of the weak training masks themselves (``bccd_masks.mask_from_boxes``, at
+    the converter's one diameter): how far a network that learnt them perfectly could get."""
+    images = [data / "JPEGImages" / f"{n}.jpg" for n in names]
+    params = MaskParams(unboxed_platelets=unboxed_platelets)
+    diameter = float(np.median(source_cell_diameter(images, params)))
+    rows = []
+    for name, image in zip(names, images, strict=True):
+        boxes = read_boxes(data / "Annotations" / f"{name}.xml")
+        rgb = np.asarray(Image.open(image).convert("RGB"))
+        kept = [(k, *(round(v) for v in b)) for k, *b in boxes if b[2] > b[0] and b[3] > b[1]]
+        cells = label_instances(mask_from_boxes(rgb, kept, diameter, params), list(CLASS_NAMES), diameter)
+        scores = match(instance_centroids(cells), boxes)
+        rows.append({"image": name, **{f"{k}_{f}": scores[k][f] for k in KINDS for f in ("found", "boxes", "matched")}})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="checkpoint (best.pt) or run folder")
+    parser.add_argument("model", type=Path, help="checkpoint (best.pt) or run folder ('-' with --weak-masks)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--split", default="trainval", help="ImageSets/Main/<split>.txt")
     parser.add_argument("--limit", type=int, default=None, help="first N images of the split")
     parser.add_argument("--cell-diameter", type=float, default=None, help="fixed red-cell diameter (px)")
     parser.add_argument("--platelet-width", type=float, default=None,
                         help="InstanceParams.platelet_width (half-width of the thinnest platelet, red-cell diameters)")
+    parser.add_argument("--platelet-clump", type=float, default=None,
+                        help="InstanceParams.clump (platelet blobs at least this many red-cell areas are split at "
+                             "necks; BCCD's platelets are ~0.1, so 1 keeps them whole)")
+    parser.add_argument("--weak-masks", choices=("all", "boxed-only"), default=None,
+                        help="score the bccd-masks training labels instead of a model (all: with unboxed "
+                             "stained blobs as platelets, the converter's default; boxed-only: without)")
     parser.add_argument("--output", type=Path, default=None, help="per-image CSV")
     parser.add_argument("--overlays", type=Path, default=None, help="folder for a few overlays")
     parser.add_argument("--overlay-count", type=int, default=3)
@@ -156,8 +187,14 @@ def main() -> None:
     if not split.is_file():
         raise SystemExit(f"BCCD split list not found: {split}")
     names = [n.strip() for n in split.read_text().split() if n.strip()][: args.limit]
+    if args.weak_masks is not None:
+        rows = weak_mask_rows(args.data, names, args.weak_masks == "all")
+        print(table(summarise(rows), len(rows), f"the weak masks themselves ({args.weak_masks})",
+                    f"weak masks ({args.weak_masks})"))
+        return
     counter = SmearCounter.from_checkpoint(args.model, "cpu")
-    params = InstanceParams() if args.platelet_width is None else InstanceParams(platelet_width=args.platelet_width)
+    changed = {"platelet_width": args.platelet_width, "clump": args.platelet_clump}
+    params = InstanceParams(**{k: v for k, v in changed.items() if v is not None})
     options = CountOptions(cell_diameter=args.cell_diameter, instance_params=params)
     rows, counting, counting_cpu, network = [], [], [], []
     for index, name in enumerate(names):
@@ -177,7 +214,7 @@ def main() -> None:
             save_overlay(args.overlays / f"{name}_overlay.png", result, boxes)
     if not rows:
         raise SystemExit("no annotated images found")
-    label = (f"platelet_width {params.platelet_width:g}; model red cells {counter.model_diameter:.1f} px ({counter.model_scale_source}); input scale "
+    label = (f"platelet_width {params.platelet_width:g}, clump {params.clump:g}; model red cells {counter.model_diameter:.1f} px ({counter.model_scale_source}); input scale "
              + (f"--cell-diameter {args.cell_diameter:g}" if args.cell_diameter else "estimated per image"))  # fmt: skip
     print(table(summarise(rows), len(rows), label))
     diameters = [r["cell_diameter_px"] for r in rows]
