@@ -36,5 +36,5 @@ def test_fetch_failures_are_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"error: --from {tmp_path / 'nope'}: not found"]
     result = runner.invoke(app, ["datasets", "fetch", "mnist", str(tmp_path / "out")])
-    assert result.exit_code == 1 and "unknown dataset 'mnist' (known: bccd, hippocampus, wbc)" in result.output
+    assert result.exit_code == 1 and "unknown dataset 'mnist' (known: bccd, bccd-masks, hippocampus, wbc)" in result.output
     assert not (tmp_path / "out").exists()
