@@ -39,7 +39,7 @@ DEFAULT_CELL_DIAMETER = 2 * _RBC_RADIUS  # px: the typical red-cell diameter at 
 # Platelets are 2-3 um, red cells ~7.5 um: the platelet's longer semi-axis is this share of the
 # slide's red-cell radius (equivalent diameter ~0.25-0.4 of the red cell's, tests/data).
 _PLATELET_SIZE = (0.29, 0.41)
-_PLATELET_REACH = 1.3  # outline noise reaches at most this many semi-axes from the centre
+_PLATELET_REACH = 1.3  # outline noise reaches up to 1/(1 - 0.25) = 1.33 semi-axes; the gap covers the rest
 _PLATELET_GAP = 3.0  # px (default magnification) kept between two platelets and from a white cell
 
 
