@@ -260,35 +260,8 @@ def _entry(name: str) -> dict[str, str]:
     return {"image": f"images/{name}.png", "label": f"labels/{name}.png"}
 
 
-def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None,
-            params: MaskParams | None = None) -> None:
-    """The registry's converter for ``bccd-masks`` (see the module docstring for the output)."""
-    params = params or MaskParams()
-    root = bccd_source_root(source, work)
-    xmls = sorted(p for p in (root / "Annotations").glob("*.xml") if not p.name.startswith("."))
-    if not xmls:
-        raise FileNotFoundError(f"{root / 'Annotations'}: no .xml annotations")
-    (out / "images").mkdir()
-    (out / "labels").mkdir()
-    images = [root / "JPEGImages" / f"{xml.stem}.jpg" for xml in xmls]
-    missing = [f"{xml} (its image {image})" for xml, image in zip(xmls, images, strict=True) if not image.is_file()]
-    if missing:
-        raise FileNotFoundError(f"images missing for: {', '.join(missing[:5])}")
-    diameters = source_cell_diameter(images, params)
-    diameter = float(np.median(diameters))
-    pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    for done, (xml, image) in enumerate(zip(xmls, images, strict=True), start=1):
-        pixels += _convert_one(image, xml, out, diameter, params)
-        report(progress, done, len(xmls), image.name)
-    lists = _split_lists(root, {x.stem for x in xmls})
-    conversion = {
-        "images": len(xmls), "target_cell_diameter_px": params.target_diameter,
-        "source_cell_diameter_px": {"used": round(diameter, 1), "estimates": len(diameters),
-                                    "min": round(min(diameters), 1), "max": round(max(diameters), 1)},
-        "class_pixel_shares": {n: round(float(pixels[i] / pixels.sum()), 4) for i, n in enumerate(CLASS_NAMES)},
-        "splits": {k: len(v) for k, v in lists.items()},
-        "labels_are": "weak: derived from boxes by classical segmentation (medseg_dfl.datasets.bccd_masks)",
-    }
+def _write_metadata(info: DatasetInfo, root: Path, out: Path, lists: dict[str, list[str]], conversion: dict) -> None:
+    """dataset.json (training = train.txt, validation = val.txt, test = test.txt) and the provenance."""
     write_dataset_json(out, {
         "name": "BCCD masks",
         "description": "BCCD smears with weak semantic masks derived from the VOC boxes by classical segmentation",
@@ -299,14 +272,48 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
         "training": [_entry(n) for n in lists["train"]], "validation": [_entry(n) for n in lists.get("val", [])],
         "test": [_entry(n) for n in lists.get("test", [])], "conversion": conversion,
     })
+    source = conversion["source_cell_diameter_px"]
     notes = (
-        f"{len(xmls)} images; splits {conversion['splits']} (training = train.txt, validation = val.txt). "
-        "**The masks are weak labels**: derived from the boxes by classical segmentation (red excess and "
-        "stain thresholds; white cells = nucleus + the box's inscribed ellipse; platelets = the stained blob "
-        "in each platelet box; unboxed cell foreground = red cells, since BCCD leaves many red cells unboxed), "
-        "not drawn by an expert. Images and masks are shrunk so red cells are about "
-        f"{params.target_diameter:g} px across (source: {diameter:.1f} px, the median of {len(diameters)} images' estimates, used for all). "
+        f"{conversion['images']} images; splits {conversion['splits']} (training = train.txt, validation = "
+        "val.txt). **The masks are weak labels**: derived from the boxes by classical segmentation (red excess "
+        "and stain thresholds; white cells = nucleus + the box's inscribed ellipse; platelets = the stained blob "
+        "in each platelet box, and isolated platelet-sized stained blobs outside every box; other cell "
+        "foreground = red cells, since BCCD leaves many red cells unboxed), not drawn by an expert. Images and "
+        f"masks are shrunk so red cells are about {conversion['target_cell_diameter_px']:g} px across (source: "
+        f"{source['used']} px, the median of {source['estimates']} images' estimates, used for all). "
         f"Class pixel shares {conversion['class_pixel_shares']}.")
     write_provenance(out, title=f"{info.title} (masks derived from boxes)", source=info.source, licence=info.licence,
                      citation=info.citation, notes=notes,
                      licence_file=root / "LICENSE" if (root / "LICENSE").is_file() else root.parent / "LICENSE")
+
+
+def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None,
+            params: MaskParams | None = None) -> None:
+    """The registry's converter for ``bccd-masks`` (see the module docstring for the output)."""
+    params = params or MaskParams()
+    root = bccd_source_root(source, work)
+    xmls = sorted(p for p in (root / "Annotations").glob("*.xml") if not p.name.startswith("."))
+    if not xmls:
+        raise FileNotFoundError(f"{root / 'Annotations'}: no .xml annotations")
+    images = [root / "JPEGImages" / f"{xml.stem}.jpg" for xml in xmls]
+    missing = [f"{xml} (its image {image})" for xml, image in zip(xmls, images, strict=True) if not image.is_file()]
+    if missing:
+        raise FileNotFoundError(f"images missing for: {', '.join(missing[:5])}")
+    lists = _split_lists(root, {x.stem for x in xmls})
+    (out / "images").mkdir()
+    (out / "labels").mkdir()
+    diameters = source_cell_diameter(images, params)
+    diameter = float(np.median(diameters))
+    pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    for done, (xml, image) in enumerate(zip(xmls, images, strict=True), start=1):
+        pixels += _convert_one(image, xml, out, diameter, params)
+        report(progress, done, len(xmls), image.name)
+    _write_metadata(info, root, out, lists, {
+        "images": len(xmls), "target_cell_diameter_px": params.target_diameter,
+        "source_cell_diameter_px": {"used": round(diameter, 1), "estimates": len(diameters),
+                                    "min": round(min(diameters), 1), "max": round(max(diameters), 1)},
+        "class_pixel_shares": {n: round(float(pixels[i] / pixels.sum()), 4) for i, n in enumerate(CLASS_NAMES)},
+        "splits": {k: len(v) for k, v in lists.items()},
+        "labels_are": "weak: derived from boxes by classical segmentation (medseg_dfl.datasets.bccd_masks)",
+        "unboxed_stained_blobs_as_platelets": params.unboxed_platelets,
+    })

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from dataset_copies import copy_files, shared_dataset
+from dataset_copies import copy_files, no_leftovers, shared_dataset
 from PIL import Image
 
 from medseg_dfl.datasets import fetch_dataset
@@ -120,7 +120,7 @@ def test_real_bccd_image_platelet_and_white_cell_boxes():
     assert (mask == RBC).mean() > 0.2  # most of the field is red cells
 
 
-def test_fetch_bccd_masks_writes_shrunk_pairs_and_the_split_lists(tmp_path):
+def _bccd_copy(tmp_path):
     src = shared_dataset("BCCD")
     names = ["BloodImage_00000", "BloodImage_00001", "BloodImage_00338"]
     repo = tmp_path / "BCCD"
@@ -128,7 +128,11 @@ def test_fetch_bccd_masks_writes_shrunk_pairs_and_the_split_lists(tmp_path):
     copy_files(src / "Annotations", repo / "Annotations", [f"{n}.xml" for n in names])
     copy_files(src / "ImageSets" / "Main", repo / "ImageSets" / "Main", ["train.txt", "val.txt"])
     shutil.copyfile(src / "LICENSE", repo / "LICENSE")
-    out = fetch_dataset("bccd-masks", tmp_path / "masks", source=repo)
+    return repo
+
+
+def test_fetch_bccd_masks_writes_shrunk_pairs_and_the_split_lists(tmp_path):
+    out = fetch_dataset("bccd-masks", tmp_path / "masks", source=_bccd_copy(tmp_path))
     meta = json.loads((out / "dataset.json").read_text())
     assert [e["image"] for e in meta["training"]] == ["images/BloodImage_00001.png"]
     assert [e["label"] for e in meta["validation"]] == ["labels/BloodImage_00000.png", "labels/BloodImage_00338.png"]
@@ -139,3 +143,11 @@ def test_fetch_bccd_masks_writes_shrunk_pairs_and_the_split_lists(tmp_path):
     assert set(np.unique(label)) <= {0, 1, 2, 3} and (label == WBC).any() and (label == RBC).mean() > 0.2
     assert "weak" in meta["conversion"]["labels_are"] and "weak labels" in (out / "README.md").read_text()
     assert "MIT License" in (out / "LICENSE").read_text()
+
+
+def test_fetch_bccd_masks_without_a_training_list_writes_nothing(tmp_path):
+    repo = _bccd_copy(tmp_path)
+    (repo / "ImageSets" / "Main" / "train.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"train.txt: missing, or none of its images converted"):
+        fetch_dataset("bccd-masks", tmp_path / "masks", source=repo)
+    assert no_leftovers(tmp_path, "masks")
