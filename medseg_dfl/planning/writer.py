@@ -41,6 +41,8 @@ KEY_HELP = {
     "transforms.augment.rot90": "random 90-degree rotations in the first plane (square there only)",
     "transforms.augment.affine": "small random rotation + scaling",
     "transforms.augment.noise": "Gaussian noise",
+    "transforms.augment": "random augmentation of training patches",
+    "network.kwargs": "keyword arguments of the MONAI network",
     "network.kwargs.upsample_kernel_size": "the strides after the first (DynUNet)",
     "network.kwargs.norm_name": "instance normalisation (nnU-Net)",
     "network.kwargs.deep_supervision": "off: the training loop takes one output",
