@@ -37,9 +37,9 @@ def test_red_cells_within_3_percent_and_white_cells_platelets_exact_on_touching_
         exact_platelets += counts["platelet"] == truth["platelet"]
     assert abs(found_rbc - true_rbc) <= 0.03 * true_rbc, (found_rbc, true_rbc)
     assert exact_wbc >= 0.95 * len(seeds)
-    # Measured 18 of 20: the generator drops platelets anywhere, and two that overlap by chance
-    # are one blob in the mask (splitting them also split irregular single platelets).
-    assert exact_platelets >= 0.9 * len(seeds)
+    # Measured 20 of 20 since the generator keeps platelets apart (18 of 20 before: two that
+    # overlapped by chance were one blob); the target is >= 95 %.
+    assert exact_platelets >= 0.95 * len(seeds)
 
 
 @pytest.mark.parametrize("seed", [2, 7])
