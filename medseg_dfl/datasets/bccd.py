@@ -26,7 +26,7 @@ from medseg_dfl.io.atomic import write_text
 from medseg_dfl.io.dataset_json import write_dataset_json
 from medseg_dfl.progress import ProgressCallback, report
 
-__all__ = ["ARCHIVE_URL", "BOX_COLUMNS", "CLASSES", "Box", "convert", "parse_annotation"]
+__all__ = ["ARCHIVE_URL", "BOX_COLUMNS", "CLASSES", "Box", "bccd_source_root", "convert", "parse_annotation"]
 
 ARCHIVE_URL = "https://github.com/Shenggan/BCCD_Dataset/archive/refs/heads/master.zip"
 CLASSES = {"RBC": "rbc", "WBC": "wbc", "Platelets": "platelet"}
@@ -59,7 +59,7 @@ def _is_bccd(path: Path) -> bool:
     return (path / "JPEGImages").is_dir() and (path / "Annotations").is_dir()
 
 
-def _source_root(source: Path | None, work: Path) -> Path:
+def bccd_source_root(source: Path | None, work: Path) -> Path:
     base = source_folder(source, work, ARCHIVE_URL, "BCCD_Dataset.zip")
     repo = find_root(base, lambda p: _is_bccd(p) or _is_bccd(p / "BCCD"), "the BCCD layout (JPEGImages/ + Annotations/)")
     return repo if _is_bccd(repo) else repo / "BCCD"
@@ -106,7 +106,7 @@ def _write_splits(root: Path, out: Path, converted: set[str]) -> dict[str, int]:
 
 
 def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progress: ProgressCallback | None) -> None:
-    root = _source_root(source, work)
+    root = bccd_source_root(source, work)
     for sub in ("images", "annotations", "splits"):
         (out / sub).mkdir()
     box_rows, count_rows, degenerate, unannotated = _convert_images(root, out, progress)

@@ -51,8 +51,7 @@ from skimage import filters, morphology
 
 from medseg_dfl.cells.scale import estimate_cell_diameter, fill_small_holes
 from medseg_dfl.datasets._staging import write_provenance
-from medseg_dfl.datasets.bccd import Box, parse_annotation
-from medseg_dfl.datasets.bccd import _source_root as bccd_source_root
+from medseg_dfl.datasets.bccd import Box, bccd_source_root, parse_annotation
 from medseg_dfl.datasets.registry import DatasetInfo
 from medseg_dfl.io.dataset_json import write_dataset_json
 from medseg_dfl.progress import ProgressCallback, report
