@@ -175,6 +175,9 @@ def main() -> None:
     parser.add_argument("--platelet-clump", type=float, default=None,
                         help="InstanceParams.clump (platelet blobs at least this many red-cell areas are split at "
                              "necks; BCCD's platelets are ~0.1, so 1 keeps them whole)")
+    parser.add_argument("--min-platelet-probability", type=float, default=None,
+                        help="InstanceParams.min_platelet_probability (drop platelets whose mean probability of "
+                             "their class is lower; 0.67 with --platelet-clump 1 was chosen on train)")
     parser.add_argument("--weak-masks", choices=("all", "boxed-only"), default=None,
                         help="score the bccd-masks training labels instead of a model (all: with unboxed "
                              "stained blobs as platelets, the converter's default; boxed-only: without)")
@@ -193,7 +196,8 @@ def main() -> None:
                     f"weak masks ({args.weak_masks})"))
         return
     counter = SmearCounter.from_checkpoint(args.model, "cpu")
-    changed = {"platelet_width": args.platelet_width, "clump": args.platelet_clump}
+    changed = {"platelet_width": args.platelet_width, "clump": args.platelet_clump,
+               "min_platelet_probability": args.min_platelet_probability}
     params = InstanceParams(**{k: v for k, v in changed.items() if v is not None})
     options = CountOptions(cell_diameter=args.cell_diameter, instance_params=params)
     rows, counting, counting_cpu, network = [], [], [], []
@@ -214,7 +218,8 @@ def main() -> None:
             save_overlay(args.overlays / f"{name}_overlay.png", result, boxes)
     if not rows:
         raise SystemExit("no annotated images found")
-    label = (f"platelet_width {params.platelet_width:g}, clump {params.clump:g}; model red cells {counter.model_diameter:.1f} px ({counter.model_scale_source}); input scale "
+    label = (f"platelet_width {params.platelet_width:g}, clump {params.clump:g}, "
+             f"min_platelet_probability {params.min_platelet_probability:g}; model red cells {counter.model_diameter:.1f} px ({counter.model_scale_source}); input scale "
              + (f"--cell-diameter {args.cell_diameter:g}" if args.cell_diameter else "estimated per image"))  # fmt: skip
     print(table(summarise(rows), len(rows), label))
     diameters = [r["cell_diameter_px"] for r in rows]

@@ -32,6 +32,7 @@ from medseg_dfl.cells.counts import cell_rows, count_row, write_cells_csv, write
 from medseg_dfl.cells.instances import (
     CellInstances,
     InstanceParams,
+    drop_unsure_platelets,
     drop_white_cells_without_nucleus,
     label_instances,
 )
@@ -143,6 +144,11 @@ class SmearCounter:
 
     def segment(self, rgb: np.ndarray, scale: CellScale) -> tuple[np.ndarray, tuple[float, float]]:
         """(H, W) class mask of an (H, W, C) image at its own size; the network's (wall, CPU) seconds."""
+        probs, seconds = self.probabilities(rgb, scale)
+        return _argmax(probs), seconds
+
+    def probabilities(self, rgb: np.ndarray, scale: CellScale) -> tuple[torch.Tensor, tuple[float, float]]:
+        """(classes, H, W) class probabilities at the image's own size; the network's (wall, CPU) seconds."""
         height, width = rgb.shape[:2]
         factor = self.model_diameter / scale.cell_diameter_px
         small = (max(8, round(height * factor)), max(8, round(width * factor)))
@@ -153,8 +159,7 @@ class SmearCounter:
         result = self.predictor.predict_preprocessed(data, probabilities=True)
         seconds = (time.perf_counter() - start, time.process_time() - cpu)
         probs = torch.from_numpy(result.probabilities).transpose(1, 2)  # (classes, rows, cols)
-        mask = _argmax(_resize(probs, (height, width)))
-        return mask, seconds
+        return _resize(probs, (height, width)), seconds
 
     def count(self, path: Path, options: CountOptions) -> ImageCount:
         rgb = image_to_rgb(load_image(path))
@@ -163,9 +168,13 @@ class SmearCounter:
                              f"{self.predictor.cfg.data.in_channels}")  # fmt: skip
         start, cpu = time.perf_counter(), time.process_time()
         scale = resolve_scale(rgb, path, options.cell_diameter, options.pixel_size, self.model_diameter)
-        mask, (network, network_cpu) = self.segment(rgb, scale)
-        cells = label_instances(mask, self.predictor.class_names, scale.cell_diameter_px, options.instance_params)
+        probs, (network, network_cpu) = self.probabilities(rgb, scale)
+        mask = _argmax(probs)
+        params = options.instance_params or InstanceParams()
+        cells = label_instances(mask, self.predictor.class_names, scale.cell_diameter_px, params)
         cells = drop_white_cells_without_nucleus(cells, rgb)
+        if params.min_platelet_probability > 0:
+            cells = drop_unsure_platelets(cells, probs.numpy(), params.min_platelet_probability)
         counting = time.perf_counter() - start - network
         counting_cpu = time.process_time() - cpu - network_cpu
         return ImageCount(path.name, rgb, mask, cells, scale, network, counting, counting_cpu)

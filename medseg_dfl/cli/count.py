@@ -32,16 +32,31 @@ def command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the results of an earlier count in OUTPUT_DIR.")
     ] = False,
+    min_platelet_probability: Annotated[
+        float,
+        typer.Option("--min-platelet-probability", min=0.0, max=1.0,
+                     help="Drop platelets whose mean platelet probability is lower (0: off; BCCD model: 0.67)."),
+    ] = 0.0,
+    platelet_clump: Annotated[
+        float | None,
+        typer.Option("--platelet-clump", min=0.0,
+                     help="Split platelet blobs of at least this many red-cell areas at necks (default 0.03; "
+                          "BCCD's single platelets are ~0.1: 1 keeps them whole)."),
+    ] = None,
 ) -> None:
     """Count red cells, white cells and platelets in INPUT; write instance maps and CSVs to OUTPUT_DIR."""
     from rich.console import Console
 
+    from medseg_dfl.cells.instances import InstanceParams
     from medseg_dfl.cells.pipeline import CountOptions, count_cells
 
     if truth is not None and not truth.is_dir():
         raise FileNotFoundError(f"truth folder not found: {truth}")
+    clump = {} if platelet_clump is None else {"clump": platelet_clump}
+    params = InstanceParams(min_platelet_probability=min_platelet_probability, **clump)
     options = CountOptions(cell_diameter=cell_diameter, pixel_size=pixel_size, overlay=overlay or truth is not None,
-                           truth_dir=truth, device=device, recursive=recursive, overwrite=overwrite)  # fmt: skip
+                           truth_dir=truth, device=device, recursive=recursive, overwrite=overwrite,
+                           instance_params=params)  # fmt: skip
     summary = count_cells(model, input, output_dir, options)
     console = Console(stderr=True, highlight=False)
     console.print(f"model scale: red cells {summary.model_diameter_px:.1f} px ({summary.model_scale_source})",
