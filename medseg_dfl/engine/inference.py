@@ -331,9 +331,15 @@ def predict_folder(
             summary.skipped_existing.append(plan.source)
     if not plans:
         return summary
+    created = not output_dir.exists()
     check_writable_folder(output_dir)  # before any work: a folder we cannot write is found now
     remove_stale_temps(output_dir, recursive=True)  # left by a killed earlier run (not by live ones)
-    predictor = load_predictor(checkpoints, options)
+    try:
+        predictor = load_predictor(checkpoints, options)
+    except (ValueError, OSError):
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # a bad checkpoint or option leaves no empty output folder behind
+        raise
     report(progress, 0, len(plans), "")
     for done, (plan, loading) in enumerate(_prefetch(predictor, plans), start=1):
         _predict_claimed(predictor, plan, loading, options, summary)

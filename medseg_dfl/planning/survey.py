@@ -144,11 +144,12 @@ def _class_positions(label: np.ndarray, affine: Any) -> tuple[dict[int, tuple[fl
     dims = label.ndim
     matrix = np.asarray(affine, dtype=np.float64)
     linear, offset = (matrix[:dims, :dims], matrix[:dims, -1]) if matrix.shape[0] > dims else (np.eye(dims), 0.0)
-    centroids = {}
-    for value in (int(v) for v in np.unique(label) if v > 0):
-        centroids[value] = tuple(float(x) for x in linear @ np.argwhere(label == value).mean(axis=0) + offset)
-    if not centroids:
-        return centroids, ()
+    values = [int(v) for v in np.unique(label) if v > 0]
+    if not values:
+        return {}, ()
+    # One pass over the label map for every value (instance masks have thousands of values).
+    means = ndimage.center_of_mass(np.ones(label.shape, dtype=np.uint8), label, values)
+    centroids = {v: tuple(float(x) for x in linear @ np.asarray(m) + offset) for v, m in zip(values, means, strict=True)}
     points = np.argwhere(label > 0)
     corners = np.array([points.min(axis=0), points.max(axis=0) + 1], dtype=np.float64) @ linear.T
     return centroids, tuple(float(x) for x in np.abs(corners[1] - corners[0]))

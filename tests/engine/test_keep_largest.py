@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medseg_dfl.engine.inference import InferenceOptions, load_predictor
+from medseg_dfl.engine.inference import InferenceOptions, load_predictor, predict_folder
 from tests.engine.test_inference import ct_volume, make_checkpoint, volume_config, write_nifti
 
 FULL = np.ones((3, 3, 3))  # 26-connectivity, MONAI's default for KeepLargestConnectedComponent
@@ -38,3 +38,15 @@ def test_all_and_unknown_names(tmp_path, checkpoint):
         assert ndimage.label(mask == cls, structure=FULL)[1] <= 1
     with pytest.raises(ValueError, match="keep-largest: tumour not among the model's foreground classes"):
         load_predictor([checkpoint], InferenceOptions(device="cpu", keep_largest=("tumour",)))
+
+
+def test_unknown_class_leaves_no_output_folder(tmp_path, checkpoint):
+    src = write_nifti(tmp_path / "a.nii.gz", ct_volume())
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="keep-largest: tumour"):
+        predict_folder(checkpoint, src, out, InferenceOptions(device="cpu", keep_largest=("tumour",)))
+    assert not out.exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made stays
+    with pytest.raises(ValueError, match="keep-largest: tumour"):
+        predict_folder(checkpoint, src, tmp_path / "kept", InferenceOptions(device="cpu", keep_largest=("tumour",)))
+    assert (tmp_path / "kept").is_dir()
