@@ -1,4 +1,5 @@
-"""`medseg-dfl sample-data`: write synthetic blood smears or CT-like volumes (deterministic)."""
+"""`medseg-dfl sample-data`: write synthetic blood smears or CT-like volumes (deterministic), or a small
+BCCD sample with weak masks from a copy of BCCD (``--kind bccd --from BCCD_Dataset``)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import typer
 
 from medseg_dfl.cli._common import check_output_folder, user_errors
 
-DEFAULT_COUNT = {"blood-smear": 30, "volume": 8}
+DEFAULT_COUNT = {"blood-smear": 30, "volume": 8, "bccd": 20}
 
 
 class Kind(str, Enum):
     blood_smear = "blood-smear"
     volume = "volume"
+    bccd = "bccd"
 
 
 def parse_size(text: str | None) -> int | tuple[int, ...] | None:
@@ -56,12 +58,23 @@ def command(
         typer.Option("--instances", help="Smears: also write instances/<stem>.png (16-bit cell ids) and cells.csv."),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set.")] = False,
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="bccd: a copy of BCCD (JPEGImages/, Annotations/, ImageSets/, LICENSE)."),
+    ] = None,
+    also: Annotated[
+        Path | None,
+        typer.Option("--with", help="bccd: a data set folder whose dataset.json lists are merged in (relative paths)."),
+    ] = None,
 ) -> None:
     """Generate synthetic sample data (deterministic for a seed) and print its class frequencies."""
     check_output_folder(output_dir)
     n = count if count is not None else DEFAULT_COUNT[kind.value]
     if n < 1:
         raise ValueError(f"--count must be >= 1, got {n}")
+    if kind is Kind.bccd:
+        _bccd_sample(output_dir, source, n, also, overwrite)
+        return
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -85,3 +98,18 @@ def command(
     console.print(
         f"{len(paths)} {kind.value} samples written to {escape(str(output_dir))} (see dataset.json, preview.png{extra})"
     )
+
+
+def _bccd_sample(output_dir: Path, source: Path | None, count: int, also: Path | None, overwrite: bool) -> None:
+    if source is None:
+        raise ValueError("--kind bccd needs --from BCCD_FOLDER (a copy of the BCCD data set)")
+    from rich.console import Console
+    from rich.markup import escape
+
+    from medseg_dfl.cli._progress import cli_progress
+    from medseg_dfl.datasets.bccd_sample import write_sample
+
+    with cli_progress("BCCD images", every=5) as report:
+        names = write_sample(source, output_dir, count, also=also, overwrite=overwrite, progress=report)
+    Console().print(f"{len(names)} BCCD train.txt images with weak masks written to {escape(str(output_dir))} "
+                    "(see README.md, LICENSE, dataset.json)")  # fmt: skip

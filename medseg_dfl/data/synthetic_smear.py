@@ -111,8 +111,13 @@ def _place(rng: np.random.Generator, size: int, n: int, min_dist: np.ndarray,
 
 
 def _draw_rbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: float, cx: float,
-              radius: float, stain: np.ndarray, ident: int = 1) -> None:
-    """A biconcave disc: darker rim, pale centre, slightly elliptical and wobbly outline."""
+              radius: float, stain: np.ndarray, ident: int = 1, look: tuple | None = None) -> None:
+    """A biconcave disc: darker rim, pale centre, slightly elliptical and wobbly outline.
+
+    ``look`` (hard negatives): ``(rim, spikes, spike_depth, rim_stain)``: a rim of OD ``rim``
+    (default 0.18) in ``rim_stain`` (default the cell's stain), and a crenated outline of ``spikes``
+    points ``spike_depth`` deep (0: smooth)."""
+    rim, spikes, depth, rim_stain = look if look is not None else (0.18, 0, 0.0, stain)
     a = radius * rng.uniform(0.92, 1.08)
     b = a * rng.uniform(0.88, 1.0)
     theta = rng.uniform(0, np.pi)
@@ -121,14 +126,18 @@ def _draw_rbc(od: np.ndarray, label: np.ndarray, rng: np.random.Generator, cy: f
     v = -dx * np.sin(theta) + dy * np.cos(theta)
     phi = np.arctan2(v, u)
     wobble = 1 + 0.03 * np.cos(rng.integers(3, 6) * phi + rng.uniform(0, 6.3))
+    if spikes:
+        wobble = wobble + depth * np.maximum(np.cos(spikes * phi), 0) ** 3
     r = np.hypot(u / a, v / b) / wobble
     edge = np.clip((1 - r) * a + 0.5, 0, 1)  # ~1 px anti-aliased boundary
     pallor = rng.uniform(0.2, 0.45) if rng.random() > 0.08 else 0.9  # a few spherocytes
     centre = rng.uniform(0.45, 0.6)
     thickness = pallor + (1 - pallor) * np.clip((r - 0.1) / centre, 0, 1) ** 1.5
-    thickness += 0.18 * np.exp(-(((r - 0.9) / 0.08) ** 2))  # refractile rim
-    amount = edge * thickness * rng.uniform(0.85, 1.15)
+    ring = np.exp(-(((r - 0.9) / 0.08) ** 2))  # refractile rim
+    amount = edge * (thickness + 0.18 * ring) * rng.uniform(0.85, 1.15)
     od[sy, sx] += amount[..., None] * stain
+    if look is not None:
+        od[sy, sx] += (edge * (rim - 0.18) * ring)[..., None] * rim_stain
     label[sy, sx][r <= 1.0] = ident
 
 
@@ -268,9 +277,10 @@ def _render_cells(rng: np.random.Generator, size: int, zoom: float, style: dict,
     od = np.zeros((size, size, 3))
     rbc, plt, wbc = (np.zeros((size, size), np.int32) for _ in range(3))
     ident = 0
-    for cy, cx in layout["rbc"]:
+    looks = layout.get("rbc_look") or [None] * len(layout["rbc"])
+    for (cy, cx), look in zip(layout["rbc"], looks, strict=True):
         ident += 1
-        _draw_rbc(od, rbc, rng, cy * zoom, cx * zoom, style["rbc_radius"] * zoom, style["rbc"], ident)
+        _draw_rbc(od, rbc, rng, cy * zoom, cx * zoom, style["rbc_radius"] * zoom, style["rbc"], ident, look)
     for (cy, cx), radius in zip(layout["platelet"], layout["platelet_radius"], strict=True):
         ident += 1
         _draw_platelet(od, plt, rng, cy * zoom, cx * zoom, radius * zoom, style["platelet"], zoom, ident)
@@ -307,11 +317,53 @@ def _add_variety(extra: np.random.Generator, layout: dict, style: dict, field: f
     style["blur"] = extra.uniform(0.5, 2.5)
 
 
-def make_smear(size: int, seed: int, cell_diameter: float | None = None, variety: bool = False) -> SmearSample:
+def _add_hard_negatives(extra: np.random.Generator, layout: dict, style: dict, field: float) -> None:
+    """What real smears show that is not a platelet (drawn from a separate stream): red cells that
+    overlap a neighbour by a third to half their width (darker lens-shaped overlaps), dark or
+    lilac-tinted red-cell rims, crenated (spiky) red cells. All stay labelled ``rbc``."""
+    rbc_r = style["rbc_radius"]
+    pairs = [xy for xy in layout["rbc"] if extra.random() < 0.2]
+    angles = extra.uniform(0, 2 * np.pi, len(pairs))
+    gaps = rbc_r * extra.uniform(1.0, 1.4, len(pairs))
+    partners = [np.clip((y + g * np.sin(a), x + g * np.cos(a)), -8, field + 8)
+                for (y, x), a, g in zip(pairs, angles, gaps, strict=True)]  # fmt: skip
+    layout["rbc"] = list(layout["rbc"]) + [(float(y), float(x)) for y, x in partners]
+    looks = []
+    for _ in layout["rbc"]:
+        if extra.random() < 0.4:
+            looks.append(None)
+            continue
+        tint = extra.uniform(0.0, 0.5)
+        spikes = int(extra.integers(9, 16)) if extra.random() < 0.25 else 0
+        looks.append((extra.uniform(0.5, 1.2), spikes, extra.uniform(0.08, 0.18),
+                      (1 - tint) * style["rbc"] + tint * style["platelet"]))
+    layout["rbc_look"] = looks
+
+
+def _add_debris(extra: np.random.Generator, od: np.ndarray, layout: dict, style: dict, zoom: float) -> None:
+    """Dark-red fragments and blue-black stain precipitate, smaller than any platelet (radius 0.1-0.25
+    red-cell radii) and kept off the platelets; they change no label (background or the cell below)."""
+    size, rbc_r = od.shape[0], style["rbc_radius"]
+    n = int(extra.poisson(8 * (size / zoom / 256.0) ** 2))
+    platelets = np.asarray(layout["platelet"], dtype=float).reshape(-1, 2)
+    reach = _PLATELET_REACH * np.asarray(layout["platelet_radius"], dtype=float) + _PLATELET_GAP
+    for (y, x), radius in zip(extra.uniform(0, size / zoom, (n, 2)), rbc_r * extra.uniform(0.1, 0.25, n), strict=True):
+        if len(platelets) and (np.hypot(platelets[:, 0] - y, platelets[:, 1] - x) < reach + radius).any():
+            continue
+        stain = style["rbc"] * extra.uniform(1.5, 3.0) if extra.random() < 0.5 else style["nucleus"] * extra.uniform(0.6, 1.2)
+        sy, sx, dy, dx = _patch(size, y * zoom, x * zoom, radius * zoom + 2)
+        body = np.clip(radius * zoom - np.hypot(dy, dx) + 0.5, 0, 1)
+        od[sy, sx] += body[..., None] * stain
+
+
+def make_smear(size: int, seed: int, cell_diameter: float | None = None, variety: bool = False,
+               hard_negatives: bool = False) -> SmearSample:
     """Render one ``size`` x ``size`` smear field with its instance map; same arguments -> same arrays.
 
     ``cell_diameter`` (px) sets the magnification; ``None`` is :data:`DEFAULT_CELL_DIAMETER`.
     ``variety`` adds monocytes, larger platelets, platelet clumps and a wider focus-blur range.
+    ``hard_negatives`` adds what real smears show that is not a platelet: overlapping red cells, dark
+    or lilac rims, crenated red cells (labelled ``rbc``), red debris and stain precipitate (unlabelled).
     """
     zoom = _check_size(size, cell_diameter)
     rng = np.random.default_rng(seed)
@@ -319,7 +371,11 @@ def make_smear(size: int, seed: int, cell_diameter: float | None = None, variety
     layout = _cell_layout(rng, size / zoom, style)
     if variety:
         _add_variety(np.random.default_rng([seed, 1]), layout, style, size / zoom)
+    if hard_negatives:
+        _add_hard_negatives(np.random.default_rng([seed, 3]), layout, style, size / zoom)
     od, (rbc, plt, wbc), classes = _render_cells(rng, size, zoom, style, layout)
+    if hard_negatives:
+        _add_debris(np.random.default_rng([seed, 4]), od, layout, style, zoom)
     instances = np.where(plt > 0, plt, rbc)
     instances[wbc > 0] = wbc[wbc > 0]
     label = classes[instances]
