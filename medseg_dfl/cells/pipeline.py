@@ -4,7 +4,8 @@ For each image: find its scale (:func:`medseg_dfl.cells.scale.resolve_scale`), r
 red cells are as large as in the training images (the checkpoint's ``scale`` entry; older
 checkpoints: estimated from their training data when it is at hand, else the synthetic smears'
 :data:`~medseg_dfl.data.synthetic_smear.DEFAULT_CELL_DIAMETER`), run the network there, resample
-the class probabilities back to the image's own size, split the mask into cells
+the class probabilities back to the image's own size (those three steps:
+:mod:`medseg_dfl.engine.rescale`, shared with ``infer``), split the mask into cells
 (:func:`~medseg_dfl.cells.instances.label_instances`) and measure them. Outputs in ``output_dir``:
 ``<stem>_cells.png`` (uint16 instance map: 0 background, n = row ``cell`` n of cells.csv),
 ``<stem>_classes.png`` (the semantic mask), ``counts.csv``, ``cells.csv``, ``scale.json`` and with
@@ -23,9 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from monai.data import MetaTensor
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
 from medseg_dfl.cells.counts import cell_rows, count_row, write_cells_csv, write_counts_csv
@@ -36,12 +34,13 @@ from medseg_dfl.cells.instances import (
     drop_white_cells_without_nucleus,
     label_instances,
 )
-from medseg_dfl.cells.scale import CellScale, image_to_rgb, resolve_scale, scale_from_config
+from medseg_dfl.cells.scale import CellScale, image_to_rgb, resolve_scale, scale_from_config, write_scale_file
 from medseg_dfl.config import config_from_dict
 from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
 from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.inference import FILE_ERRORS, Predictor
-from medseg_dfl.io.atomic import atomic_path, remove_stale_temps, write_json
+from medseg_dfl.engine.rescale import predict_at_model_scale, to_model_scale
+from medseg_dfl.io.atomic import atomic_path, remove_stale_temps
 from medseg_dfl.io.names import file_stem
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
@@ -101,14 +100,6 @@ def model_cell_diameter(checkpoint: str | Path, payload: dict[str, Any] | None =
     return DEFAULT_CELL_DIAMETER, "default synthetic-smear diameter (checkpoint records no scale)"
 
 
-def _resize(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(C, H, W) float -> (C, *size), bilinear; antialiased when shrinking."""
-    if tuple(array.shape[-2:]) == tuple(size):
-        return array
-    shrink = size[0] < array.shape[-2] or size[1] < array.shape[-1]
-    return F.interpolate(array[None], size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
-
-
 def _argmax(probs: torch.Tensor) -> np.ndarray:
     """(classes, H, W) -> (H, W) uint8 index of the largest; a running comparison is several times
     faster than ``argmax`` over the class axis on the CPU."""
@@ -137,11 +128,6 @@ class SmearCounter:
         diameter, source = model_cell_diameter(path)
         return cls(predictor, diameter, source)
 
-    def _post_load(self) -> Any:
-        """The checkpoint's inference transforms after loading (intensity normalisation)."""
-        steps = [t for t in self.predictor.transforms.transforms if not isinstance(t, (LoadImaged, EnsureChannelFirstd))]
-        return Compose(steps)
-
     def segment(self, rgb: np.ndarray, scale: CellScale) -> tuple[np.ndarray, tuple[float, float]]:
         """(H, W) class mask of an (H, W, C) image at its own size; the network's (wall, CPU) seconds."""
         probs, seconds = self.probabilities(rgb, scale)
@@ -149,17 +135,9 @@ class SmearCounter:
 
     def probabilities(self, rgb: np.ndarray, scale: CellScale) -> tuple[torch.Tensor, tuple[float, float]]:
         """(classes, H, W) class probabilities at the image's own size; the network's (wall, CPU) seconds."""
-        height, width = rgb.shape[:2]
-        factor = self.model_diameter / scale.cell_diameter_px
-        small = (max(8, round(height * factor)), max(8, round(width * factor)))
-        image = _resize(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), small)
-        # MONAI's 2D order is (C, X, Y): columns first.
-        data = self._post_load()({"image": MetaTensor(image.transpose(1, 2).contiguous())})
-        start, cpu = time.perf_counter(), time.process_time()
-        result = self.predictor.predict_preprocessed(data, probabilities=True)
-        seconds = (time.perf_counter() - start, time.process_time() - cpu)
-        probs = torch.from_numpy(result.probabilities).transpose(1, 2)  # (classes, rows, cols)
-        return _resize(probs, (height, width)), seconds
+        image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+        scaled = to_model_scale(self.predictor.transforms, image, scale, self.model_diameter)
+        return predict_at_model_scale(self.predictor, scaled)
 
     def count(self, path: Path, options: CountOptions) -> ImageCount:
         rgb = image_to_rgb(load_image(path))
@@ -225,7 +203,7 @@ def count_cells(
     remove_stale_temps(output_dir)
     summary = CountSummary(output_dir, counter.model_diameter, counter.model_scale_source)
     all_cells: list[dict[str, Any]] = []
-    scales: dict[str, str] = {}
+    scales: dict[str, dict[str, Any]] = {}
     for index, path in enumerate(images):
         report(progress, index, len(images), path.name)
         try:
@@ -236,12 +214,9 @@ def count_cells(
             continue
         summary.counts.append(count_row(path.name, result.cells, result.scale))
         all_cells.extend(cell_rows(path.name, result.cells, result.rgb, result.scale.pixel_size_um))
-        scales[path.name] = result.scale.describe()
+        scales[path.name] = result.scale.record(counter.model_diameter)
     write_counts_csv(output_dir / "counts.csv", summary.counts, counter.predictor.class_names)
     write_cells_csv(output_dir / "cells.csv", all_cells)
-    write_json(output_dir / "scale.json", {
-        "model_cell_diameter_px": counter.model_diameter, "model_scale_source": counter.model_scale_source,
-        "images": scales,
-    })  # fmt: skip
+    write_scale_file(output_dir, counter.model_diameter, counter.model_scale_source, scales)
     report(progress, len(images), len(images), "done")
     return summary

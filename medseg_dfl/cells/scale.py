@@ -12,6 +12,7 @@ median over cells is robust to a few leukocytes, platelets and cells cut by the 
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,13 @@ from PIL import Image
 from scipy import ndimage
 from skimage import filters, measure, morphology
 
+from medseg_dfl.io.atomic import write_json
 from medseg_dfl.io.pairing import discover_pairs, split_pairs
 from medseg_dfl.io.readers import load_image
 
 __all__ = [
     "RBC_DIAMETER_UM",
+    "SCALE_FILE",
     "CellScale",
     "cell_foreground",
     "diameter_from_mask",
@@ -38,6 +41,7 @@ __all__ = [
     "resolve_scale",
     "scale_from_config",
     "training_scale",
+    "write_scale_file",
 ]
 
 RBC_DIAMETER_UM = 7.5  # a normal red cell, microns
@@ -46,6 +50,7 @@ _PLAUSIBLE_UM_PER_PX = (0.01, 5.0)
 # The distance-transform maxima of touching discs sit slightly above their radius (neighbours fill
 # the gaps); measured on synthetic smears at 20-110 px (tests/cells/test_scale.py).
 _PEAK_TO_RADIUS = 0.96
+SCALE_FILE = "scale.json"  # in the output folder of ``count`` and ``infer``: the scale each image was seen at
 _UNIT_UM = {"m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "inch": 25400.0}
 
 
@@ -59,6 +64,15 @@ class CellScale:
     def describe(self) -> str:
         size = f", {self.pixel_size_um:.4g} um/px" if self.pixel_size_um else ""
         return f"red-cell diameter {self.cell_diameter_px:.1f} px{size} ({self.source})"
+
+    def record(self, model_diameter: float) -> dict[str, Any]:
+        """One image's entry in :data:`SCALE_FILE`; ``factor``: how much it was resampled (< 1: shrunk)."""
+        return {
+            "cell_diameter_px": round(self.cell_diameter_px, 3),
+            "pixel_size_um": self.pixel_size_um,
+            "source": self.source,
+            "factor": round(model_diameter / self.cell_diameter_px, 5),
+        }
 
 
 def _plausible(um_per_px: float | None) -> float | None:
@@ -247,3 +261,26 @@ def training_scale(image_paths: list[Path], max_images: int = 16) -> dict[str, A
         "cell_diameter_px": round(float(np.median(diameters)), 3),
         "source": f"estimated from {len(diameters)} training images",
     }
+
+
+def write_scale_file(
+    output_dir: str | Path, model_diameter: float, model_source: str, images: dict[str, dict[str, Any]],
+    merge: bool = False,
+) -> Path:
+    """Write ``output_dir/scale.json`` atomically: the model's red-cell diameter and where it comes
+    from, and per image (by name) its :meth:`CellScale.record`. ``merge``: keep the entries of an
+    earlier run into the same folder (``infer`` skips finished images) when its model scale was the same."""
+    path = Path(output_dir) / SCALE_FILE
+    entries: dict[str, dict[str, Any]] = {}
+    if merge and path.exists():
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            earlier = {}
+        if isinstance(earlier, dict) and earlier.get("model_cell_diameter_px") == model_diameter:
+            entries = {k: v for k, v in (earlier.get("images") or {}).items() if isinstance(v, dict)}
+    entries.update(images)
+    write_json(path, {
+        "model_cell_diameter_px": model_diameter, "model_scale_source": model_source, "images": entries,
+    })  # fmt: skip
+    return path

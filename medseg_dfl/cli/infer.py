@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,12 +50,31 @@ def command(
                      help="Comma-separated class names (or 'all') whose mask keeps only its largest connected "
                           "component: for single structures (organs), never for cells."),
     ] = None,
+    cell_diameter: Annotated[
+        float | None,
+        typer.Option("--cell-diameter", min=1.0, metavar="PX",
+                     help="Smear models: red-cell diameter in pixels of the inputs (default: pixel size or estimate)."),
+    ] = None,
+    pixel_size: Annotated[
+        float | None,
+        typer.Option("--pixel-size", min=1e-4, metavar="UM",
+                     help="Smear models: microns per pixel of the inputs (default: file metadata, else estimate)."),
+    ] = None,
+    no_rescale: Annotated[
+        bool,
+        typer.Option("--no-rescale", help="Smear models: run every input at its own pixel size, not at the "
+                                          "training scale."),
+    ] = False,
     also: Annotated[
         list[Path] | None,
         typer.Option("--also", metavar="CHECKPOINT", help="Another checkpoint or run folder to ensemble with (repeatable)."),
     ] = None,
 ) -> None:
     """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry.
+
+    A 2D blood-smear model runs each input at its training magnification (red cells as large as in
+    training; scale from --cell-diameter, --pixel-size, file metadata or an estimate) and the result
+    comes back at the input's size; OUTPUT_DIR/scale.json says which scale each input was seen at.
 
     Several runs may share one OUTPUT_DIR: each input is claimed by one of them, so none is done twice.
     """
@@ -81,12 +100,17 @@ def command(
         suffix=suffix,
         tta=tta,
         keep_largest=tuple(n.strip() for n in (keep_largest or "").split(",") if n.strip()),
+        rescale=not no_rescale,
+        cell_diameter=cell_diameter,
+        pixel_size=pixel_size,
     )
     with cli_progress("segmenting", every=10) as report:  # a bar on a terminal, else a line per 10 files
         summary = predict_folder([checkpoint, *(also or [])], input, output_dir, options, progress=report)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     for path, reason in summary.failed:
         console.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(reason)}")
+    if summary.model_scale is not None and summary.scales:
+        console.print(_scale_line(summary.model_scale, list(summary.scales.values()), output_dir), markup=False)
     where = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
     elsewhere = f", {len(summary.claimed_elsewhere)} left to another run" if summary.claimed_elsewhere else ""
     console.print(
@@ -95,3 +119,18 @@ def command(
     )
     if summary.failed:
         fail(f"{len(summary.failed)} file(s) could not be segmented")
+
+
+def _scale_line(model: Any, records: list[dict[str, Any]], output_dir: Path) -> str:
+    """One line: the model's red-cell size, the inputs' sizes and resampling factors, their sources."""
+    diameters = [r["cell_diameter_px"] for r in records]
+    factors = [r["factor"] for r in records]
+    sources = sorted({r["source"] for r in records})
+
+    def span(values: list[float], form: str) -> str:
+        low, high = min(values), max(values)
+        return format(low, form) if format(low, form) == format(high, form) else f"{low:{form}}-{high:{form}}"
+
+    return (f"scale: red cells {span(diameters, '.1f')} px in {len(records)} input(s) ({', '.join(sources)}), "
+            f"resampled x{span(factors, '.3g')} to the model's {model.cell_diameter_px:.1f} px ({model.source}) "
+            f"-> {output_dir / 'scale.json'}")  # fmt: skip

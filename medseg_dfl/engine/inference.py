@@ -8,6 +8,11 @@ are mapped back onto the loaded image's grid with ``build_inverse_postprocess`` 
 then reduced by argmax, so a mask has the input's exact shape and the writers give it the input's
 geometry.
 
+A 2D blood-smear model (a red-cell class and a training scale in its checkpoint) instead sees each
+input resampled so its red cells are as large as in training, and its probabilities are resampled
+back to the input's size (:mod:`medseg_dfl.engine.rescale`, shared with ``count``); the scale each
+input was seen at goes to ``scale.json`` in the output folder.
+
 ``predict_folder`` reads and preprocesses the next file in a background thread while the current
 one is on the network, skips finished outputs (never overwrites without ``overwrite``), records bad
 files and carries on, and under ``torchrun`` takes only this rank's share of the files.
@@ -16,7 +21,7 @@ files and carries on, and under ``torchrun`` takes only this rank's share of the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +48,14 @@ from medseg_dfl.engine.prediction_io import (
     plan_outputs,
     shard_for_rank,
     write_outputs,
+)
+from medseg_dfl.engine.rescale import (
+    ModelScale,
+    ScaledInput,
+    inference_reader,
+    load_steps,
+    predict_at_model_scale,
+    write_scale_records,
 )
 from medseg_dfl.io.atomic import remove_stale_temps
 from medseg_dfl.io.errors import DataError
@@ -89,6 +102,12 @@ class InferenceOptions:
     # Class names whose mask keeps only its largest connected component (nnU-Net's post-processing
     # for single-object structures); ("all",) = every foreground class. Never for cells.
     keep_largest: tuple[str, ...] = ()
+    # 2D smear models (a red-cell class and a recorded training scale): each input is resampled so
+    # its red cells are as large as in training, and the result back (medseg_dfl.engine.rescale).
+    # False: every input runs at its own pixel size. Other models are never rescaled.
+    rescale: bool = True
+    cell_diameter: float | None = None  # px in the inputs; None: pixel size, file metadata or estimate
+    pixel_size: float | None = None  # um per pixel of the inputs
 
 
 @dataclass
@@ -105,6 +124,8 @@ class InferenceSummary:
     claimed_elsewhere: list[Path] = field(default_factory=list)  # inputs another live run is doing
     rank: int = 0
     world_size: int = 1
+    model_scale: ModelScale | None = None  # what inputs were rescaled to (None: not rescaled)
+    scales: dict[Path, dict[str, Any]] = field(default_factory=dict)  # written input -> CellScale.record
 
     @property
     def ok(self) -> bool:
@@ -126,6 +147,7 @@ class Predictor:
     overlap: float
     dtype: torch.dtype = torch.float32
     keep_largest: tuple[int, ...] = ()  # class indices (InferenceOptions.keep_largest)
+    cell_scale: dict[str, Any] | None = None  # the checkpoint's ``scale`` entry (2D smears)
 
     @classmethod
     def from_checkpoint(
@@ -168,12 +190,20 @@ class Predictor:
             sw_batch_size=batch,
             overlap=overlap,
             dtype=dtype,
+            cell_scale=payload.get("scale"),
         )
 
     def preprocess(self, path: str | Path) -> dict[str, Any]:
         """Read ``path`` and run the inference transforms (CPU; safe in a worker thread)."""
+        return self._read(path, self.transforms)
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        """Read ``path`` without normalising it (checked like :meth:`preprocess`)."""
+        return self._read(path, load_steps(self.transforms))
+
+    def _read(self, path: str | Path, transforms: Any) -> dict[str, Any]:
         try:
-            data = self.transforms({"image": str(path)})
+            data = transforms({"image": str(path)})
         except Exception:
             # MONAI's LoadImaged reports only "no suitable reader"; load_image names the real reason
             # (DataError "cannot read image"), and a 3D file given to a 2D model fails in the transforms.
@@ -213,6 +243,10 @@ class Predictor:
         inverted = self.inverse({"image": data["image"], "pred": probs})["pred"]
         del probs
         probs = np.asarray(inverted.as_tensor() if hasattr(inverted, "as_tensor") else inverted, dtype=np.float32)
+        return self.result_from_probabilities(probs, probabilities)
+
+    def result_from_probabilities(self, probs: np.ndarray, probabilities: bool = False) -> PredictionResult:
+        """Mask (argmax, background filled, ``keep_largest``) of (classes, spatial...) probabilities."""
         dtype = np.uint8 if len(self.class_names) <= 256 else np.uint16
         mask = background_fill_and_argmax_(probs, dtype)
         if self.keep_largest:
@@ -248,16 +282,16 @@ def background_fill_and_argmax_(probs: np.ndarray, dtype: type, slabs: int = 8) 
     return mask
 
 
-def _prefetch(predictor: Predictor, plans: Sequence[OutputPlan]) -> Iterator[tuple[OutputPlan, Future]]:
-    """Yield (plan, future of its preprocessed dict), keeping the next file loading in the background."""
+def _prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Iterator[tuple[OutputPlan, Future]]:
+    """Yield (plan, future of its preprocessed input), keeping the next file loading in the background."""
     if not plans:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-load") as pool:
-        pending = pool.submit(predictor.preprocess, plans[0].source)
+        pending = pool.submit(read, plans[0].source)
         for index, plan in enumerate(plans):
             current = pending
             if index + 1 < len(plans):
-                pending = pool.submit(predictor.preprocess, plans[index + 1].source)
+                pending = pool.submit(read, plans[index + 1].source)
             yield plan, current
 
 
@@ -336,14 +370,18 @@ def predict_folder(
     remove_stale_temps(output_dir, recursive=True)  # left by a killed earlier run (not by live ones)
     try:
         predictor = load_predictor(checkpoints, options)
+        read, summary.model_scale = inference_reader(predictor, options.rescale, options.cell_diameter,
+                                                     options.pixel_size)  # fmt: skip
     except (ValueError, OSError):
         if created and not any(output_dir.iterdir()):
             output_dir.rmdir()  # a bad checkpoint or option leaves no empty output folder behind
         raise
     report(progress, 0, len(plans), "")
-    for done, (plan, loading) in enumerate(_prefetch(predictor, plans), start=1):
+    for done, (plan, loading) in enumerate(_prefetch(read, plans), start=1):
         _predict_claimed(predictor, plan, loading, options, summary)
         report(progress, done, len(plans), plan.source.name)
+    if summary.model_scale is not None and summary.scales:
+        write_scale_records(output_dir, input_path, summary.model_scale, summary.scales)
     return summary
 
 
@@ -359,9 +397,16 @@ def _predict_claimed(predictor: Predictor, plan: OutputPlan, loading: Future, op
             summary.skipped_existing.append(plan.source)
             return
         try:
-            result = predictor.predict_preprocessed(loading.result(), probabilities=plan.probabilities is not None)
+            loaded, keep = loading.result(), plan.probabilities is not None
+            if isinstance(loaded, ScaledInput):  # probabilities back at the input's size, (C, X, Y)
+                probs = predict_at_model_scale(predictor, loaded)[0].transpose(1, 2).contiguous().numpy()
+                result = predictor.result_from_probabilities(probs, keep)
+            else:
+                result = predictor.predict_preprocessed(loaded, probabilities=keep)
             write_outputs(plan, result.mask, result.probabilities, predictor.class_names, overwrite=options.overwrite)
             summary.written.append(plan.source)
+            if isinstance(loaded, ScaledInput) and summary.model_scale is not None:
+                summary.scales[plan.source] = loaded.scale.record(summary.model_scale.cell_diameter_px)
         except FILE_ERRORS as err:
             write_error = is_write_error(err)
             if write_error is not None:

@@ -1,0 +1,196 @@
+"""Segmenting a 2D smear at the model's cell scale: the one owner of "resample the image so its red
+cells are as large as in the training images, run the network there, resample the class
+probabilities back to the image's own size".
+
+``count`` (:mod:`medseg_dfl.cells.pipeline`) and ``infer`` (:mod:`medseg_dfl.engine.inference`)
+both use it. A model's scale is the red-cell diameter (px) of its training images, recorded in the
+checkpoint's ``scale`` entry (:func:`medseg_dfl.cells.scale.training_scale`); an input's scale
+comes from :func:`medseg_dfl.cells.scale.resolve_scale` (``--cell-diameter``, ``--pixel-size``,
+file metadata or an estimate). Images are resampled before the intensity normalisation (it may be
+per image), bilinearly and antialiased when shrinking. Arrays are rows first, (C, H, W), except the
+network's input and output, which are in MONAI's (C, X, Y) order.
+
+This module takes a predictor by its interface (:class:`ScaledPredictor`), so it needs nothing
+from :mod:`medseg_dfl.engine.inference`, which imports it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+
+from medseg_dfl.cells.instances import cell_kind
+from medseg_dfl.cells.scale import CellScale, resolve_scale, write_scale_file
+
+__all__ = [
+    "ModelScale",
+    "ScaledInput",
+    "ScaledPredictor",
+    "inference_model_scale",
+    "inference_reader",
+    "load_steps",
+    "post_load_steps",
+    "predict_at_model_scale",
+    "recorded_model_scale",
+    "resize_rows_first",
+    "to_model_scale",
+    "write_scale_records",
+]
+
+_LOAD_STEPS = (LoadImaged, EnsureChannelFirstd)
+
+
+class ScaledPredictor(Protocol):
+    """What this module needs of :class:`medseg_dfl.engine.inference.Predictor`."""
+
+    transforms: Any
+    cfg: Any
+    class_names: list[str]
+    cell_scale: dict[str, Any] | None
+
+    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> Any: ...
+
+    def preprocess(self, path: str | Path) -> dict[str, Any]: ...
+
+    def load(self, path: str | Path) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ModelScale:
+    """The red-cell diameter (px) of a model's training images and where that figure comes from."""
+
+    cell_diameter_px: float
+    source: str
+
+
+@dataclass
+class ScaledInput:
+    """One input resampled to the model's scale and preprocessed, ready for the network."""
+
+    data: dict[str, Any]  # {"image": (C, X, Y) MetaTensor} at the model's scale, normalised
+    size: tuple[int, int]  # (H, W) of the input: where the probabilities go back to
+    scale: CellScale  # the input's own scale
+    factor: float  # model diameter / input diameter (< 1: the input was shrunk)
+
+
+def recorded_model_scale(entry: dict[str, Any] | None, class_names: Sequence[str], spatial_dims: int) -> ModelScale | None:
+    """The checkpoint's recorded red-cell diameter, for a 2D model with a red-cell class; else None.
+
+    Training records a diameter for every 2D RGB microscopy data set, but it is a red cell's only
+    where the model segments red cells: white-cell crops (WBC) record the white cell's size, and
+    their inputs are not rescaled.
+    """
+    if spatial_dims != 2 or not entry or not entry.get("cell_diameter_px"):
+        return None
+    if not any(cell_kind(name) == "rbc" for name in class_names):
+        return None
+    return ModelScale(float(entry["cell_diameter_px"]), f"checkpoint ({entry.get('source', 'recorded')})")
+
+
+def inference_model_scale(
+    entry: dict[str, Any] | None,
+    class_names: Sequence[str],
+    spatial_dims: int,
+    rescale: bool = True,
+    cell_diameter: float | None = None,
+    pixel_size: float | None = None,
+) -> ModelScale | None:
+    """The scale ``infer`` rescales its inputs to (None: inputs run at their own size).
+
+    ``ValueError`` for a non-positive ``cell_diameter``/``pixel_size``, for either one with
+    ``rescale=False``, and for either one with a model that records no red-cell scale.
+    """
+    for name, value, unit in (("--cell-diameter", cell_diameter, "pixels"), ("--pixel-size", pixel_size, "microns")):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be a positive number of {unit}, got {value}")
+    given = "--cell-diameter" if cell_diameter is not None else "--pixel-size" if pixel_size is not None else None
+    if not rescale:
+        if given:
+            raise ValueError(f"{given} sets the scale to rescale to; it cannot be combined with --no-rescale")
+        return None
+    scale = recorded_model_scale(entry, class_names, spatial_dims)
+    if scale is None and given:
+        raise ValueError(f"{given}: this model records no red-cell scale (a 2D blood-smear checkpoint with a "
+                         f"red-cell class does), so its inputs are not rescaled; leave {given} out")  # fmt: skip
+    return scale
+
+
+def resize_rows_first(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, H, W) float -> (C, *size), bilinear; antialiased when shrinking."""
+    if tuple(array.shape[-2:]) == tuple(size):
+        return array
+    shrink = size[0] < array.shape[-2] or size[1] < array.shape[-1]
+    return F.interpolate(array[None], size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
+
+
+def load_steps(transforms: Compose) -> Compose:
+    """The reading steps of a checkpoint's inference transforms (``LoadImaged``, ``EnsureChannelFirstd``)."""
+    return Compose([t for t in transforms.transforms if isinstance(t, _LOAD_STEPS)])
+
+
+def post_load_steps(transforms: Compose) -> Compose:
+    """The rest of them (2D: the intensity normalisation)."""
+    return Compose([t for t in transforms.transforms if not isinstance(t, _LOAD_STEPS)])
+
+
+def to_model_scale(transforms: Compose, image: torch.Tensor, scale: CellScale, model_diameter: float) -> ScaledInput:
+    """Resample a raw (C, H, W) image so its red cells are ``model_diameter`` px, and normalise it."""
+    height, width = image.shape[-2:]
+    factor = model_diameter / scale.cell_diameter_px
+    resized = resize_rows_first(image, (max(8, round(height * factor)), max(8, round(width * factor))))
+    # MONAI's 2D order is (C, X, Y): columns first.
+    data = post_load_steps(transforms)({"image": MetaTensor(resized.transpose(1, 2).contiguous())})
+    return ScaledInput(data, (height, width), scale, factor)
+
+
+def predict_at_model_scale(predictor: ScaledPredictor, scaled: ScaledInput) -> tuple[torch.Tensor, tuple[float, float]]:
+    """(classes, H, W) probabilities at the input's own size; the network's (wall, CPU) seconds."""
+    start, cpu = time.perf_counter(), time.process_time()
+    result = predictor.predict_preprocessed(scaled.data, probabilities=True)
+    seconds = (time.perf_counter() - start, time.process_time() - cpu)
+    probs = torch.from_numpy(np.asarray(result.probabilities)).transpose(1, 2)  # (classes, rows, cols)
+    return resize_rows_first(probs, scaled.size), seconds
+
+
+def inference_reader(
+    predictor: ScaledPredictor, rescale: bool = True, cell_diameter: float | None = None,
+    pixel_size: float | None = None,
+) -> tuple[Callable[[Path], Any], ModelScale | None]:
+    """``infer``'s preprocessing of one input file, and the scale it rescales to (None: none).
+
+    Smear models (:func:`inference_model_scale`): the image is read without normalising, its scale
+    found (:func:`~medseg_dfl.cells.scale.resolve_scale`; the model's own where no cell is found,
+    i.e. no resampling), and it comes as a :class:`ScaledInput`. Others: ``predictor.preprocess``.
+    """
+    model = inference_model_scale(predictor.cell_scale, predictor.class_names, predictor.cfg.data.spatial_dims,
+                                  rescale, cell_diameter, pixel_size)  # fmt: skip
+    if model is None:
+        return predictor.preprocess, None
+
+    def read(path: Path) -> ScaledInput:
+        image = predictor.load(path)["image"]  # (C, X, Y), not normalised
+        plain = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
+        rows_first = plain.to(torch.float32).transpose(1, 2).contiguous()  # (C, H, W)
+        scale = resolve_scale(rows_first.permute(1, 2, 0).numpy(), path, cell_diameter, pixel_size,
+                              model.cell_diameter_px)  # fmt: skip
+        return to_model_scale(predictor.transforms, rows_first, scale, model.cell_diameter_px)
+
+    return read, model
+
+
+def write_scale_records(output_dir: Path, input_path: Path, model: ModelScale, records: dict[Path, dict[str, Any]]) -> Path:
+    """``infer``'s scale.json: each input by its path below ``input_path`` (merged with an earlier run's)."""
+    def name(source: Path) -> str:
+        return source.relative_to(input_path).as_posix() if input_path.is_dir() else source.name
+
+    named = {name(source): record for source, record in records.items()}
+    return write_scale_file(output_dir, model.cell_diameter_px, model.source, named, merge=True)
