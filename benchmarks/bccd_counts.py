@@ -32,6 +32,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+from bccd_reference import (
+    ErrorCrops,
+    hand_count_errors,
+    read_hand_counts,
+    read_platelet_review,
+    reviewed_boxes,
+)
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
@@ -184,6 +191,13 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="per-image CSV")
     parser.add_argument("--overlays", type=Path, default=None, help="folder for a few overlays")
     parser.add_argument("--overlay-count", type=int, default=3)
+    parser.add_argument("--platelet-review", type=Path, default=None,
+                        help="reviewed unboxed platelets (docs/results/bccd/platelet_review_val.csv): a second "
+                             "table with them added to the boxes")
+    parser.add_argument("--rbc-hand-counts", type=Path, default=None,
+                        help="red cells counted by eye (docs/results/bccd/rbc_hand_counts_val.csv)")
+    parser.add_argument("--error-crops", type=Path, default=None,
+                        help="folder: crops of every unmatched platelet and missed platelet box, to review")
     args = parser.parse_args()
 
     split = args.data / "ImageSets" / "Main" / f"{args.split}.txt"
@@ -200,7 +214,9 @@ def main() -> None:
                "min_platelet_probability": args.min_platelet_probability}
     params = InstanceParams(**{k: v for k, v in changed.items() if v is not None})
     options = CountOptions(cell_diameter=args.cell_diameter, instance_params=params)
-    rows, counting, counting_cpu, network = [], [], [], []
+    review = read_platelet_review(args.platelet_review) if args.platelet_review else None
+    rows, reviewed_rows, counting, counting_cpu, network = [], [], [], [], []
+    crops = ErrorCrops() if args.error_crops is not None else None
     for index, name in enumerate(names):
         image, xml = args.data / "JPEGImages" / f"{name}.jpg", args.data / "Annotations" / f"{name}.xml"
         if not image.is_file() or not xml.is_file():
@@ -214,6 +230,12 @@ def main() -> None:
         row = {"image": name, "cell_diameter_px": round(result.scale.cell_diameter_px, 1)}
         row.update({f"{k}_{f}": scores[k][f] for k in KINDS for f in ("found", "boxes", "matched")})
         rows.append(row)
+        if review is not None:
+            extra = reviewed_boxes(review, name, result.scale.cell_diameter_px)
+            scores = match(cell_centroids(result), boxes + extra)
+            reviewed_rows.append({**row, **{f"{k}_{f}": scores[k][f] for k in KINDS for f in ("found", "boxes", "matched")}})
+        if crops is not None:
+            crops.add(name, result.rgb, cell_centroids(result), boxes)
         if args.overlays is not None and index < args.overlay_count:
             save_overlay(args.overlays / f"{name}_overlay.png", result, boxes)
     if not rows:
@@ -222,6 +244,12 @@ def main() -> None:
              f"min_platelet_probability {params.min_platelet_probability:g}; model red cells {counter.model_diameter:.1f} px ({counter.model_scale_source}); input scale "
              + (f"--cell-diameter {args.cell_diameter:g}" if args.cell_diameter else "estimated per image"))  # fmt: skip
     print(table(summarise(rows), len(rows), label))
+    if review is not None:
+        print("\n" + table(summarise(reviewed_rows), len(rows), f"BCCD boxes + the platelets of {args.platelet_review.name}"))
+    if args.rbc_hand_counts is not None:
+        print("\n" + hand_count_errors(rows, read_hand_counts(args.rbc_hand_counts)))
+    if crops is not None:
+        crops.save(args.error_crops, args.split)
     diameters = [r["cell_diameter_px"] for r in rows]
     print(f"\nestimated red-cell diameter: median {np.median(diameters):.1f} px "
           f"(5-95 %: {np.percentile(diameters, 5):.1f}-{np.percentile(diameters, 95):.1f})")  # fmt: skip
