@@ -72,9 +72,7 @@ def command(
 ) -> None:
     """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry.
 
-    A 2D blood-smear model runs each input at its training magnification (red cells as large as in
-    training; scale from --cell-diameter, --pixel-size, file metadata or an estimate) and the result
-    comes back at the input's size; OUTPUT_DIR/scale.json says which scale each input was seen at.
+    A 2D blood-smear model sees each input at its training magnification (scale from --cell-diameter, --pixel-size, file metadata or an estimate); OUTPUT_DIR/scale.json says which.
 
     Several runs may share one OUTPUT_DIR: each input is claimed by one of them, so none is done twice.
     """
