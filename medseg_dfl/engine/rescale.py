@@ -29,7 +29,8 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from medseg_dfl.cells.instances import cell_kind
-from medseg_dfl.cells.scale import CellScale, resolve_scale, write_scale_file
+from medseg_dfl.cells.scale import SCALE_FILE, CellScale, resolve_scale, write_scale_file
+from medseg_dfl.engine.output_claims import claim_output
 
 __all__ = [
     "ModelScale",
@@ -187,10 +188,19 @@ def inference_reader(
     return read, model
 
 
-def write_scale_records(output_dir: Path, input_path: Path, model: ModelScale, records: dict[Path, dict[str, Any]]) -> Path:
-    """``infer``'s scale.json: each input by its path below ``input_path`` (merged with an earlier run's)."""
+def write_scale_records(
+    output_dir: Path, input_path: Path, model: ModelScale, records: dict[Path, dict[str, Any]], wait_s: float = 30.0,
+) -> Path:
+    """``infer``'s scale.json: each input by its path below ``input_path``, merged with the entries
+    of earlier runs and of concurrent ones (runs sharing the folder, torchrun ranks): the merge holds
+    the file's claim (:mod:`~medseg_dfl.engine.output_claims`), waiting up to ``wait_s`` for it."""
     def name(source: Path) -> str:
         return source.relative_to(input_path).as_posix() if input_path.is_dir() else source.name
 
     named = {name(source): record for source, record in records.items()}
-    return write_scale_file(output_dir, model.cell_diameter_px, model.source, named, merge=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        with claim_output(Path(output_dir) / SCALE_FILE) as ours:
+            if ours or time.monotonic() > deadline:  # a claim held that long is another host's stuck run
+                return write_scale_file(output_dir, model.cell_diameter_px, model.source, named, merge=True)
+        time.sleep(0.05)

@@ -8,6 +8,10 @@ the same smear photographed at 3x gives a different mask unless it is rescaled f
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +204,28 @@ def test_infer_cli_rescales_and_states_the_scale(tmp_path, smear_model, smears):
     assert json.loads((out / "scale.json").read_text())["images"]["smear_3.png"]["factor"] == 0.33333
     refused = CliRunner().invoke(app, [*args, "--no-rescale", "--pixel-size", "0.1", "--overwrite"])
     assert refused.exit_code == 1 and "--no-rescale" in refused.output and "Traceback" not in refused.output
+
+
+def test_scale_json_waits_for_a_concurrent_run_and_keeps_its_entries(tmp_path):
+    from medseg_dfl.cells.scale import CellScale, write_scale_file
+    from medseg_dfl.engine.output_claims import claim_path
+    from medseg_dfl.engine.rescale import ModelScale, write_scale_records
+
+    out = tmp_path / "out"
+    out.mkdir()
+    claim = claim_path(out / "scale.json")
+    claim.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live run is merging its entries
+
+    def other_run_finishes() -> None:
+        write_scale_file(out, 25.0, "test", {"b.png": CellScale(50.0, None, "x").record(25.0)}, merge=True)
+        claim.unlink()
+
+    timer = threading.Timer(0.3, other_run_finishes)
+    timer.start()
+    start = time.monotonic()
+    write_scale_records(out, tmp_path, ModelScale(25.0, "test"), {tmp_path / "a.png": CellScale(75.0, None, "y").record(25.0)})
+    timer.join()
+    assert time.monotonic() - start >= 0.25  # waited for the claim
+    images = json.loads((out / "scale.json").read_text())["images"]
+    assert images["a.png"]["factor"] == 0.33333 and images["b.png"]["factor"] == 0.5
+    assert not claim.exists()
