@@ -40,8 +40,8 @@ def command(
     platelet_clump: Annotated[
         float | None,
         typer.Option("--platelet-clump", min=0.0,
-                     help="Split platelet blobs of at least this many red-cell areas at necks (default 0.03; "
-                          "BCCD's single platelets are ~0.1: 1 keeps them whole)."),
+                     help="Split platelet blobs of at least this many red-cell areas at necks (default 0.3; "
+                          "single platelets are ~0.07-0.15; 1: never split)."),
     ] = None,
 ) -> None:
     """Count red cells, white cells and platelets in INPUT; write instance maps and CSVs to OUTPUT_DIR."""
