@@ -34,13 +34,14 @@ def _table(result):  # -> rich.table.Table
 @user_errors
 def command(
     config: Annotated[Path, typer.Option("--config", help="Config to train.")] = Path("configs/blood_smear_2d.yaml"),
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = 40,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = 80,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Run folder (default: runs/demo-<time>).")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)] = None,
 ) -> None:
-    """Train the Dual Focal Loss on the sample blood smears, segment the validation slides, score them."""
+    """Train the Dual Focal Loss on the sample blood smears (synthetic + a few real BCCD smears), segment
+    the synthetic validation slides, score them."""
     check_exists(config, "config file", folder=False)
     from rich.console import Console
     from rich.markup import escape

@@ -66,6 +66,10 @@ def command(
         Path | None,
         typer.Option("--with", help="bccd: a data set folder whose dataset.json lists are merged in (relative paths)."),
     ] = None,
+    boxed_only: Annotated[
+        bool,
+        typer.Option("--boxed-platelets-only", help="bccd: label only boxed platelets (not unboxed stained blobs)."),
+    ] = False,
 ) -> None:
     """Generate synthetic sample data (deterministic for a seed) and print its class frequencies."""
     check_output_folder(output_dir)
@@ -73,7 +77,7 @@ def command(
     if n < 1:
         raise ValueError(f"--count must be >= 1, got {n}")
     if kind is Kind.bccd:
-        _bccd_sample(output_dir, source, n, also, overwrite)
+        _bccd_sample(output_dir, source, n, also, overwrite, boxed_only)
         return
     from rich.console import Console
     from rich.markup import escape
@@ -100,16 +104,20 @@ def command(
     )
 
 
-def _bccd_sample(output_dir: Path, source: Path | None, count: int, also: Path | None, overwrite: bool) -> None:
+def _bccd_sample(output_dir: Path, source: Path | None, count: int, also: Path | None, overwrite: bool,
+                 boxed_only: bool) -> None:  # fmt: skip
     if source is None:
         raise ValueError("--kind bccd needs --from BCCD_FOLDER (a copy of the BCCD data set)")
     from rich.console import Console
     from rich.markup import escape
 
     from medseg_dfl.cli._progress import cli_progress
+    from medseg_dfl.datasets.bccd_masks import MaskParams
     from medseg_dfl.datasets.bccd_sample import write_sample
 
+    params = MaskParams(unboxed_platelets=not boxed_only)
     with cli_progress("BCCD images", every=5) as report:
-        names = write_sample(source, output_dir, count, also=also, overwrite=overwrite, progress=report)
+        names = write_sample(source, output_dir, count, also=also, params=params, overwrite=overwrite,
+                             progress=report)  # fmt: skip
     Console().print(f"{len(names)} BCCD train.txt images with weak masks written to {escape(str(output_dir))} "
                     "(see README.md, LICENSE, dataset.json)")  # fmt: skip

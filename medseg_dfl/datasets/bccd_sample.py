@@ -116,6 +116,7 @@ def _write_sample_readme(root: Path, out: Path, names: list[str], diameter: floa
         f"blobs labelled platelets: {params.unboxed_platelets}). Images (area-averaged) and masks are shrunk "
         f"from 640 x 480 so red cells are about {params.target_diameter:g} px across, the synthetic smears' "
         f"scale (source red cells: {diameter:.1f} px, the median estimate over train.txt images).\n{merged}\n"
-        "Regenerate (byte for byte) from a copy of BCCD:\n\n"
+        "Regenerate (byte for byte) from a copy of BCCD, in the folder that holds this one:\n\n"
         f"    medseg-dfl sample-data {out.name} --kind bccd --from BCCD_Dataset --count {len(names)}"
-        + (f" --with {also.name}" if also else "") + " --overwrite\n"))
+        + (f" --with {Path(os.path.relpath(also, out.parent)).as_posix()}" if also else "")
+        + ("" if params.unboxed_platelets else " --boxed-platelets-only") + " --overwrite\n"))
