@@ -7,8 +7,9 @@ made by looking at the images and committed beside the results, complete it wher
   no BCCD box, looked at in a crop (``--error-crops`` writes them) and judged ``platelet`` (a small
   violet object BCCD did not box), ``not_platelet`` or ``unsure``. Points judged ``platelet`` are
   added as small platelet boxes, so a detection there counts as a match; ``unsure`` ones are not.
-  The review only covers the detections of the model it was made with: another model's unmatched
-  platelets elsewhere still count against it.
+  The review covers the unmatched detections of the models it was made with (named in
+  docs/results/bccd/README.md); another model's unmatched platelets elsewhere still count against it,
+  and platelets no reviewed model found are missing from it (recall against it is optimistic).
 - ``rbc_hand_counts_<split>.csv`` (image, rbc_hand_count): red cells counted by eye on the raw
   image (cells with at least about a quarter in view), without seeing any model's output.
 
