@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medseg_dfl.cli._common import DEVICE_HELP, fail, user_errors
+from medseg_dfl.cli._common import DEVICE_HELP, fail, user_errors, warn_unusual_scales
 
 
 @user_errors
@@ -49,6 +49,7 @@ def command(
 
     from medseg_dfl.cells.instances import InstanceParams
     from medseg_dfl.cells.pipeline import CountOptions, count_cells
+    from medseg_dfl.cells.scale import unusual_estimates
 
     if truth is not None and not truth.is_dir():
         raise FileNotFoundError(f"truth folder not found: {truth}")
@@ -66,6 +67,9 @@ def command(
         console.print(f"{row['image']}: {counts} (scale: {row['scale_source']})", markup=False, soft_wrap=True)
     for path, reason in summary.failed:
         console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
+    records = {r["image"]: {"cell_diameter_px": r["cell_diameter_px"], "source": r["scale_source"]}
+               for r in summary.counts}  # fmt: skip
+    warn_unusual_scales(console, unusual_estimates(records))
     console.print(f"{len(summary.counts)} counted, {len(summary.failed)} failed -> {output_dir}/counts.csv, cells.csv", markup=False)
     if summary.failed:
         fail(f"{len(summary.failed)} file(s) could not be counted")

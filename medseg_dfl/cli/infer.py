@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from medseg_dfl.cli._common import DEVICE_HELP, check_exists, check_output_folder, fail, user_errors
+from medseg_dfl.cli._common import (
+    DEVICE_HELP,
+    check_exists,
+    check_output_folder,
+    fail,
+    user_errors,
+    warn_unusual_scales,
+)
 
 
 @user_errors
@@ -83,6 +90,7 @@ def command(
     from rich.console import Console
     from rich.markup import escape
 
+    from medseg_dfl.cells.scale import unusual_estimates
     from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 
@@ -109,6 +117,7 @@ def command(
         console.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(reason)}")
     if summary.model_scale is not None and summary.scales:
         console.print(_scale_line(summary.model_scale, list(summary.scales.values()), output_dir), markup=False)
+        warn_unusual_scales(console, unusual_estimates(summary.scales))
     where = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
     elsewhere = f", {len(summary.claimed_elsewhere)} left to another run" if summary.claimed_elsewhere else ""
     console.print(

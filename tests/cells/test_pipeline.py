@@ -122,3 +122,27 @@ def test_count_refuses_to_replace_an_earlier_count_without_overwrite(tmp_path, t
     assert (out / "counts.csv").read_text() == "earlier results\n"
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
     assert (out / "counts.csv").read_bytes() == before
+
+
+def test_count_names_the_image_whose_estimated_scale_is_far_from_the_others(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed in range(5):  # five fields at 30 px red cells and one at 50 px: one microscope, one outlier
+        Image.fromarray(make_smear(128, seed, cell_diameter=30).image).save(folder / f"field_{seed}.png")
+    Image.fromarray(make_smear(160, 9, cell_diameter=50).image).save(folder / "odd.png")
+    result = CliRunner().invoke(app, ["count", str(tiny_checkpoint), str(folder), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.split())
+    assert "check the scale of odd.png:" in line and "field_" not in line.split("check the scale of")[1].split(":")[0]
+    suggested = float(line.split("pass --cell-diameter ")[1].split()[0])
+    assert 26 <= suggested <= 33  # the median estimate of the five 30 px fields
+
+
+def test_unusual_estimates_only_judges_estimated_scales():
+    from medseg_dfl.cells.scale import ESTIMATED, unusual_estimates
+
+    records = {f"{i}.png": {"cell_diameter_px": d, "source": ESTIMATED} for i, d in enumerate([88, 90, 86, 64, 89])}
+    assert unusual_estimates(records) == (88.0, ["3.png"])
+    records["3.png"]["source"] = "--cell-diameter"  # given by the user: not questioned, too few estimates left
+    assert unusual_estimates(records) is None
+    assert unusual_estimates({k: v for k, v in records.items() if k != "3.png"}, min_images=4) == (88.5, [])
