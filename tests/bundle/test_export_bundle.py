@@ -158,3 +158,15 @@ def test_cli_export_bundle(smear_run, tmp_path):
     assert (tmp_path / "b" / "configs" / "inference.json").is_file()
     again = CliRunner().invoke(app, ["export-bundle", str(smear_run), str(tmp_path / "b")])
     assert again.exit_code == 1 and "not empty" in again.output
+
+
+def test_smear_bundle_states_the_magnification_it_expects(smear_run, volume_run, tmp_path):
+    recorded = load_checkpoint(smear_run / "best.pt")["scale"]["cell_diameter_px"]
+    smear = export_bundle(smear_run, tmp_path / "smear")
+    meta = json.loads((smear / "configs" / "metadata.json").read_text())
+    assert meta["medseg_dfl"]["scale"]["cell_diameter_px"] == pytest.approx(recorded)
+    readme = (smear / "docs" / "README.md").read_text()
+    assert "**Magnification.**" in readme and f"about\n{recorded:.1f} px across" in readme
+    volume = export_bundle(volume_run, tmp_path / "volume")  # 3D: no red cells, no note
+    assert "cell_diameter_px" not in json.loads((volume / "configs" / "metadata.json").read_text())["medseg_dfl"]["scale"]
+    assert "Magnification" not in (volume / "docs" / "README.md").read_text()
