@@ -289,15 +289,15 @@ def write_scale_file(
     return path
 
 
-def unusual_estimates(records: dict[str, dict[str, Any]], tolerance: float = 0.2,
+def unusual_estimates(records: dict[Any, dict[str, Any]], tolerance: float = 0.2,
                       min_images: int = 5) -> tuple[float, list[str]] | None:  # fmt: skip
     """(median, names) of the images whose *estimated* red-cell diameter is more than ``tolerance``
-    away from the median estimate of ``records`` (:meth:`CellScale.record` entries by name), or None
+    away from the median estimate of ``records`` (:meth:`CellScale.record` entries by name or path), or None
     when fewer than ``min_images`` were estimated. On BCCD (one microscope, 87 images) the 4
     estimates below 78 px against a median of 88 came from granules and debris and doubled the
     red-cell counts of those images: a folder from one microscope is better served by one
     ``--cell-diameter``, and this says which images to look at."""
-    estimated = {name: r["cell_diameter_px"] for name, r in records.items() if r.get("source") == ESTIMATED}
+    estimated = {str(name): r["cell_diameter_px"] for name, r in records.items() if r.get("source") == ESTIMATED}
     if len(estimated) < min_images:
         return None
     median = float(np.median(list(estimated.values())))

@@ -132,6 +132,6 @@ def warn_unusual_scales(console: Console, unusual: tuple[float, list[str]] | Non
         return
     median, names = unusual
     listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-    console.print(f"[yellow]check the scale of[/yellow] {escape(listed)}: their red cells were estimated more than "
+    console.print(f"[yellow]check the scale of[/yellow] {escape(listed)}: red cells estimated more than "
                   f"20 % from the median {median:.1f} px (granules or debris can mislead the estimate); if the "
                   f"images come from one microscope, pass --cell-diameter {median:.0f}")  # fmt: skip

@@ -63,7 +63,7 @@ def command(
     console.print(f"model scale: red cells {summary.model_diameter_px:.1f} px ({summary.model_scale_source})",
                   markup=False)  # fmt: skip
     for row in summary.counts:
-        counts = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("image", "scale_source"))
+        counts = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("image", "scale_source") and v != "")
         console.print(f"{row['image']}: {counts} (scale: {row['scale_source']})", markup=False, soft_wrap=True)
     for path, reason in summary.failed:
         console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)

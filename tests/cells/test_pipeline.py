@@ -146,3 +146,7 @@ def test_unusual_estimates_only_judges_estimated_scales():
     records["3.png"]["source"] = "--cell-diameter"  # given by the user: not questioned, too few estimates left
     assert unusual_estimates(records) is None
     assert unusual_estimates({k: v for k, v in records.items() if k != "3.png"}, min_images=4) == (88.5, [])
+    from pathlib import Path  # infer's records are keyed by input path
+
+    by_path = {Path("in") / k: dict(v, source=ESTIMATED) for k, v in records.items()}
+    assert unusual_estimates(by_path) == (88.0, [str(Path("in") / "3.png")])
