@@ -54,22 +54,34 @@ def _as_rgb8(image: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def _legend(draw: ImageDraw.ImageDraw, cells: CellInstances, title: str, font_size: int) -> None:
+def _legend_strip(cells: CellInstances, title: str, font_size: int, width: int) -> np.ndarray:
+    """A black strip (rows, ``width``, 3) with the title and each class's count in its colour, laid
+    out left to right and wrapped: below the image, so it hides no cell."""
     counts = cells.counts()
-    lines = [(title, (255, 255, 255))] + [
+    items = [(title, (255, 255, 255))] + [
         (f"{name}: {counts[name]}", _colour(cells.class_names, i)) for i, name in enumerate(cells.class_names) if i
     ]
     font = _font(font_size)
     pad, step = font_size // 2, int(font_size * 1.3)
-    width = max(int(draw.textlength(text, font=font)) for text, _ in lines) + 2 * pad
-    draw.rectangle([0, 0, width, pad * 2 + step * len(lines)], fill=(0, 0, 0))
-    for row, (text, colour) in enumerate(lines):
-        draw.text((pad, pad + row * step), text, fill=colour, font=font)
+    measure_text = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
+    places, x, row = [], pad, 0
+    for text, colour in items:
+        length = int(measure_text(text, font=font))
+        if x > pad and x + length > width - pad:  # wrap
+            x, row = pad, row + 1
+        places.append((x, row, text, colour))
+        x += length + 2 * font_size
+    strip = Image.new("RGB", (width, 2 * pad + step * (row + 1)), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
+    for x, row, text, colour in places:
+        draw.text((x, pad + row * step), text, fill=colour, font=font)
+    return np.asarray(strip)
 
 
 def draw_cells(image: np.ndarray, cells: CellInstances, cell_diameter: float, title: str = "prediction",
                numbers: bool = True) -> np.ndarray:  # fmt: skip
-    """(H, W, 3) uint8: ``image`` with each cell's contour, number and a legend."""
+    """(H + legend, W, 3) uint8: ``image`` with each cell's contour and number, at its own
+    resolution, above a legend strip with the counts."""
     canvas = _as_rgb8(image).copy()
     if canvas.shape[:2] != cells.labels.shape:
         raise ValueError(f"image {canvas.shape[:2]} and instance map {cells.labels.shape} differ in size")
@@ -89,8 +101,7 @@ def draw_cells(image: np.ndarray, cells: CellInstances, cell_diameter: float, ti
             colour = tuple(int(v) for v in palette[cells.classes[ident]])
             draw.text((col, row), str(ident), fill=colour, font=font, anchor="mm", stroke_width=1,
                       stroke_fill=(0, 0, 0))  # fmt: skip
-    _legend(draw, cells, title, font_size)
-    return np.asarray(picture)
+    return np.concatenate([np.asarray(picture), _legend_strip(cells, title, font_size, canvas.shape[1])], axis=0)
 
 
 def save_cells_overlay(path: str | Path, image: np.ndarray, cells: CellInstances, cell_diameter: float,

@@ -93,7 +93,12 @@ def test_count_cli_writes_instance_maps_csvs_and_overlays(tmp_path, tiny_checkpo
     cells_map = np.asarray(Image.open(out / "wide_cells.png"))
     assert cells_map.shape == (96, 80) and cells_map.dtype == np.uint16
     overlay = Image.open(out / "wide_overlay.png")
-    assert overlay.height == 96 and overlay.width > 160  # prediction + truth panels at full size
+    assert overlay.height > 96 and overlay.width > 160  # prediction + truth panels at full size, legend below
+    pixels = np.asarray(overlay.convert("RGB"))
+    # The image keeps its own resolution and nothing covers it but the contours (the legend used to
+    # hide the top-left cells): most pixels are the input's, and the strip below is mostly black.
+    assert (pixels[:96, :80] == smear.image[:, :80]).all(axis=-1).mean() > 0.6
+    assert (pixels[96:, :80].max(axis=-1) == 0).mean() > 0.6
     with open(out / "counts.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["image"] for r in rows] == ["wide.png"] and rows[0]["cell_diameter_px"] == "40.0"
