@@ -56,7 +56,17 @@ from medseg_dfl.datasets.registry import DatasetInfo
 from medseg_dfl.io.dataset_json import write_dataset_json
 from medseg_dfl.progress import ProgressCallback, report
 
-__all__ = ["CLASS_NAMES", "MaskParams", "convert", "mask_from_boxes", "shrink_pair", "source_cell_diameter", "stain_score"]
+__all__ = [
+    "CLASS_NAMES",
+    "MaskParams",
+    "convert",
+    "convert_one",
+    "dataset_entry",
+    "mask_from_boxes",
+    "shrink_pair",
+    "source_cell_diameter",
+    "stain_score",
+]
 
 CLASS_NAMES = ("background", "rbc", "wbc", "platelet")
 BACKGROUND, RBC, WBC, PLATELET = range(4)
@@ -216,8 +226,8 @@ def shrink_pair(rgb: np.ndarray, mask: np.ndarray, factor: float) -> tuple[np.nd
     return np.asarray(image), np.argmax(np.stack(shares), axis=0).astype(np.uint8)
 
 
-def _convert_one(image_path: Path, xml_path: Path, out: Path, diameter: float,
-                 params: MaskParams) -> np.ndarray:
+def convert_one(image_path: Path, xml_path: Path, out: Path, diameter: float,
+                params: MaskParams) -> np.ndarray:
     """Write one shrunk image + mask (red cells ``diameter`` px across in the source); class pixel counts."""
     with Image.open(image_path) as im:
         rgb = np.asarray(im.convert("RGB"))
@@ -255,7 +265,8 @@ def _split_lists(root: Path, converted: set[str]) -> dict[str, list[str]]:
     return lists
 
 
-def _entry(name: str) -> dict[str, str]:
+def dataset_entry(name: str) -> dict[str, str]:
+    """The dataset.json entry of one converted image."""
     return {"image": f"images/{name}.png", "label": f"labels/{name}.png"}
 
 
@@ -268,8 +279,8 @@ def _write_metadata(info: DatasetInfo, root: Path, out: Path, lists: dict[str, l
         "modality": {"0": "microscopy"}, "labels": {str(i): n for i, n in enumerate(CLASS_NAMES)},
         "numTraining": len(lists["train"]), "numValidation": len(lists.get("val", [])),
         "numTest": len(lists.get("test", [])),
-        "training": [_entry(n) for n in lists["train"]], "validation": [_entry(n) for n in lists.get("val", [])],
-        "test": [_entry(n) for n in lists.get("test", [])], "conversion": conversion,
+        "training": [dataset_entry(n) for n in lists["train"]], "validation": [dataset_entry(n) for n in lists.get("val", [])],
+        "test": [dataset_entry(n) for n in lists.get("test", [])], "conversion": conversion,
     })
     source = conversion["source_cell_diameter_px"]
     notes = (
@@ -305,7 +316,7 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
     diameter = float(np.median(diameters))
     pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
     for done, (xml, image) in enumerate(zip(xmls, images, strict=True), start=1):
-        pixels += _convert_one(image, xml, out, diameter, params)
+        pixels += convert_one(image, xml, out, diameter, params)
         report(progress, done, len(xmls), image.name)
     _write_metadata(info, root, out, lists, {
         "images": len(xmls), "target_cell_diameter_px": params.target_diameter,

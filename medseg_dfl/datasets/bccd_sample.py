@@ -17,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg_dfl.datasets.bccd_masks import CLASS_NAMES, MaskParams, _convert_one, _entry, source_cell_diameter
+from medseg_dfl.datasets.bccd_masks import (
+    CLASS_NAMES,
+    MaskParams,
+    convert_one,
+    dataset_entry,
+    source_cell_diameter,
+)
 from medseg_dfl.io.atomic import write_text
 from medseg_dfl.io.dataset_json import read_dataset_json, write_dataset_json
 from medseg_dfl.progress import ProgressCallback, report
@@ -40,7 +46,7 @@ def sample_names(root: Path, count: int) -> list[str]:
 
 def _merged_lists(out: Path, names: list[str], also: Path | None) -> dict[str, list]:
     """training = the sample (+ ``also``'s training list), validation = ``also``'s validation list."""
-    lists = {"training": [_entry(n) for n in names], "validation": []}
+    lists = {"training": [dataset_entry(n) for n in names], "validation": []}
     if also is None:
         return lists
     other = read_dataset_json(also)
@@ -84,7 +90,7 @@ def write_sample(source: Path, out: Path, count: int = 20, also: Path | None = N
         raise FileNotFoundError(f"{Path(also) / 'dataset.json'}: missing (the data set to list beside the sample)")
     _prepare_sample_folder(out, overwrite)
     for done, name in enumerate(names, start=1):
-        _convert_one(root / "JPEGImages" / f"{name}.jpg", root / "Annotations" / f"{name}.xml", out, diameter, params)
+        convert_one(root / "JPEGImages" / f"{name}.jpg", root / "Annotations" / f"{name}.xml", out, diameter, params)
         report(progress, done, len(names), name)
     lists = _merged_lists(out, names, also)
     write_dataset_json(out, {
