@@ -82,6 +82,7 @@ class CountSummary:
     model_scale_source: str
     counts: list[dict[str, Any]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    scales: dict[str, dict[str, Any]] = field(default_factory=dict)  # image name -> CellScale.record
 
 
 def model_cell_diameter(checkpoint: str | Path, payload: dict[str, Any] | None = None) -> tuple[float, str]:
@@ -203,7 +204,6 @@ def count_cells(
     remove_stale_temps(output_dir)
     summary = CountSummary(output_dir, counter.model_diameter, counter.model_scale_source)
     all_cells: list[dict[str, Any]] = []
-    scales: dict[str, dict[str, Any]] = {}
     for index, path in enumerate(images):
         report(progress, index, len(images), path.name)
         try:
@@ -214,9 +214,9 @@ def count_cells(
             continue
         summary.counts.append(count_row(path.name, result.cells, result.scale))
         all_cells.extend(cell_rows(path.name, result.cells, result.rgb, result.scale.pixel_size_um))
-        scales[path.name] = result.scale.record(counter.model_diameter)
+        summary.scales[path.name] = result.scale.record(counter.model_diameter)
     write_counts_csv(output_dir / "counts.csv", summary.counts, counter.predictor.class_names)
     write_cells_csv(output_dir / "cells.csv", all_cells)
-    write_scale_file(output_dir, counter.model_diameter, counter.model_scale_source, scales)
+    write_scale_file(output_dir, counter.model_diameter, counter.model_scale_source, summary.scales)
     report(progress, len(images), len(images), "done")
     return summary

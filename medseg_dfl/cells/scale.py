@@ -32,6 +32,7 @@ __all__ = [
     "ESTIMATED",
     "RBC_DIAMETER_UM",
     "SCALE_FILE",
+    "UNUSUAL_SCALE",
     "CellScale",
     "cell_foreground",
     "diameter_from_mask",
@@ -48,6 +49,7 @@ __all__ = [
 
 RBC_DIAMETER_UM = 7.5  # a normal red cell, microns
 ESTIMATED = "estimated from the image"  # CellScale.source of an estimate
+UNUSUAL_SCALE = 0.2  # an estimate this far (relative) from the folder's median is worth a look
 # A pixel size outside this range is a default (72 dpi), not a microscope's: ignored.
 _PLAUSIBLE_UM_PER_PX = (0.01, 5.0)
 # The distance-transform maxima of touching discs sit slightly above their radius (neighbours fill
@@ -289,7 +291,7 @@ def write_scale_file(
     return path
 
 
-def unusual_estimates(records: dict[Any, dict[str, Any]], tolerance: float = 0.2,
+def unusual_estimates(records: dict[Any, dict[str, Any]], tolerance: float = UNUSUAL_SCALE,
                       min_images: int = 5) -> tuple[float, list[str]] | None:  # fmt: skip
     """(median, names) of the images whose *estimated* red-cell diameter is more than ``tolerance``
     away from the median estimate of ``records`` (:meth:`CellScale.record` entries by name or path), or None

@@ -125,7 +125,8 @@ def _flags_without_placeholder() -> None:
 _flags_without_placeholder()
 
 
-def warn_unusual_scales(console: Console, unusual: tuple[float, list[str]] | None, shown: int = 5) -> None:
+def warn_unusual_scales(console: Console, unusual: tuple[float, list[str]] | None, tolerance: float,
+                        shown: int = 5) -> None:  # fmt: skip
     """One yellow line naming the images whose estimated red-cell size is far from the others'
     (``cells.scale.unusual_estimates``), with the flag that fixes it for a one-microscope folder."""
     if not unusual or not unusual[1]:
@@ -133,5 +134,5 @@ def warn_unusual_scales(console: Console, unusual: tuple[float, list[str]] | Non
     median, names = unusual
     listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
     console.print(f"[yellow]check the scale of[/yellow] {escape(listed)}: red cells estimated more than "
-                  f"20 % from the median {median:.1f} px (granules or debris can mislead the estimate); if the "
+                  f"{100 * tolerance:.0f} % from the median {median:.1f} px (granules or debris can mislead the estimate); if the "
                   f"images come from one microscope, pass --cell-diameter {median:.0f}")  # fmt: skip

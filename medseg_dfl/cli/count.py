@@ -49,7 +49,7 @@ def command(
 
     from medseg_dfl.cells.instances import InstanceParams
     from medseg_dfl.cells.pipeline import CountOptions, count_cells
-    from medseg_dfl.cells.scale import unusual_estimates
+    from medseg_dfl.cells.scale import UNUSUAL_SCALE, unusual_estimates
 
     if truth is not None and not truth.is_dir():
         raise FileNotFoundError(f"truth folder not found: {truth}")
@@ -67,9 +67,7 @@ def command(
         console.print(f"{row['image']}: {counts} (scale: {row['scale_source']})", markup=False, soft_wrap=True)
     for path, reason in summary.failed:
         console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
-    records = {r["image"]: {"cell_diameter_px": r["cell_diameter_px"], "source": r["scale_source"]}
-               for r in summary.counts}  # fmt: skip
-    warn_unusual_scales(console, unusual_estimates(records))
+    warn_unusual_scales(console, unusual_estimates(summary.scales), UNUSUAL_SCALE)
     console.print(f"{len(summary.counts)} counted, {len(summary.failed)} failed -> {output_dir}/counts.csv, cells.csv", markup=False)
     if summary.failed:
         fail(f"{len(summary.failed)} file(s) could not be counted")

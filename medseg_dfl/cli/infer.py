@@ -90,7 +90,7 @@ def command(
     from rich.console import Console
     from rich.markup import escape
 
-    from medseg_dfl.cells.scale import unusual_estimates
+    from medseg_dfl.cells.scale import UNUSUAL_SCALE, unusual_estimates
     from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 
@@ -117,7 +117,7 @@ def command(
         console.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(reason)}")
     if summary.model_scale is not None and summary.scales:
         console.print(_scale_line(summary.model_scale, list(summary.scales.values()), output_dir), markup=False)
-        warn_unusual_scales(console, unusual_estimates(summary.scales))
+        warn_unusual_scales(console, unusual_estimates(summary.scales), UNUSUAL_SCALE)
     where = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
     elsewhere = f", {len(summary.claimed_elsewhere)} left to another run" if summary.claimed_elsewhere else ""
     console.print(

@@ -71,7 +71,8 @@ def command(
         typer.Option("--boxed-platelets-only", help="bccd: label only boxed platelets (not unboxed stained blobs)."),
     ] = False,
 ) -> None:
-    """Generate synthetic sample data (deterministic for a seed) and print its class frequencies."""
+    """Generate synthetic sample data (deterministic for a seed) or, with --kind bccd, a small sample of
+    real BCCD smears with weak masks (--from a local copy); print its class frequencies."""
     check_output_folder(output_dir)
     n = count if count is not None else DEFAULT_COUNT[kind.value]
     if n < 1:
