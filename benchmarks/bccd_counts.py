@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from bccd_reference import (
     ErrorCrops,
+    assign,
     hand_count_errors,
     read_hand_counts,
     read_platelet_review,
@@ -66,25 +67,14 @@ def read_boxes(xml_path: Path) -> list[tuple[str, float, float, float, float]]:
 
 
 def match(cells: list[tuple[str, float, float]], boxes: list[tuple[str, float, float, float, float]]) -> dict:
-    """Per kind: cells found, boxes, matches (centroid inside an unmatched box of the kind)."""
+    """Per kind: cells found, boxes, matches (``bccd_reference.assign``)."""
     result = {k: {"found": 0, "boxes": 0, "matched": 0} for k in KINDS}
-    used = [False] * len(boxes)
-    for kind, _, _, _, _ in boxes:
+    for kind, *_ in boxes:
         result[kind]["boxes"] += 1
-    for kind, x, y in cells:
-        if kind not in result:
-            continue
+    cells = [c for c in cells if c[0] in result]
+    for (kind, _, _), box in zip(cells, assign(cells, boxes)[0], strict=True):
         result[kind]["found"] += 1
-        best, best_dist = None, np.inf
-        for i, (bkind, x0, y0, x1, y1) in enumerate(boxes):
-            if used[i] or bkind != kind or not (x0 <= x <= x1 and y0 <= y <= y1):
-                continue
-            dist = np.hypot(x - (x0 + x1) / 2, y - (y0 + y1) / 2)
-            if dist < best_dist:
-                best, best_dist = i, dist
-        if best is not None:
-            used[best] = True
-            result[kind]["matched"] += 1
+        result[kind]["matched"] += box is not None
     return result
 
 

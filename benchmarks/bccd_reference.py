@@ -76,21 +76,24 @@ def hand_count_errors(rows: list[dict], hand: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def unmatched(cells: list[Cell], boxes: list[Box], kind: str) -> tuple[list[Cell], list[Box]]:
-    """Cells of ``kind`` whose centroid lies in no unmatched box of the kind, and boxes left over
-    (the same first-come matching as ``bccd_counts.match`` with one box per cell)."""
-    kind_boxes = [b for b in boxes if b[0] == kind]
-    used = [False] * len(kind_boxes)
-    extra = []
-    for cell in (c for c in cells if c[0] == kind):
-        hits = [i for i, (_, x0, y0, x1, y1) in enumerate(kind_boxes)
-                if not used[i] and x0 <= cell[1] <= x1 and y0 <= cell[2] <= y1]  # fmt: skip
-        if hits:
-            used[min(hits, key=lambda i: np.hypot(cell[1] - (kind_boxes[i][1] + kind_boxes[i][3]) / 2,
-                                                   cell[2] - (kind_boxes[i][2] + kind_boxes[i][4]) / 2))] = True
-        else:
-            extra.append(cell)
-    return extra, [b for b, u in zip(kind_boxes, used, strict=True) if not u]
+def assign(cells: list[Cell], boxes: list[Box]) -> tuple[list[int | None], list[bool]]:
+    """The box each cell matches (its centroid inside a not yet matched box of its kind, the
+    nearest box centre first; None: no box) and which boxes were matched. The one matching rule of
+    ``bccd_counts.py``: its scores and the error crops both come from here."""
+    used = [False] * len(boxes)
+    matches: list[int | None] = []
+    for kind, x, y in cells:
+        best, best_dist = None, np.inf
+        for i, (bkind, x0, y0, x1, y1) in enumerate(boxes):
+            if used[i] or bkind != kind or not (x0 <= x <= x1 and y0 <= y <= y1):
+                continue
+            dist = np.hypot(x - (x0 + x1) / 2, y - (y0 + y1) / 2)
+            if dist < best_dist:
+                best, best_dist = i, dist
+        if best is not None:
+            used[best] = True
+        matches.append(best)
+    return matches, used
 
 
 def _crop(rgb: np.ndarray, x: float, y: float, label: str, box: Box | None = None) -> Image.Image:
@@ -115,7 +118,9 @@ class ErrorCrops:
         self.missed: list[Image.Image] = []
 
     def add(self, image: str, rgb: np.ndarray, cells: list[Cell], boxes: list[Box]) -> None:
-        extra, left = unmatched(cells, boxes, "platelet")
+        matches, used = assign(cells, boxes)
+        extra = [cell for cell, box in zip(cells, matches, strict=True) if cell[0] == "platelet" and box is None]
+        left = [box for box, hit in zip(boxes, used, strict=True) if box[0] == "platelet" and not hit]
         for cell in extra:
             self.found.append((image, cell, _crop(rgb, cell[1], cell[2], f"{len(self.found)} {image[-5:]}")))
         for box in left:
