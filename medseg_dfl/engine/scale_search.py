@@ -1,0 +1,65 @@
+"""Segmenting a single-cell crop at the size its model was trained on, found by searching.
+
+White-cell models (no red-cell class) record the diameter of the object they segment
+(:func:`medseg_dfl.cells.object_scale.training_object_scale`). Each input is run at the coarse
+ladder of factors :data:`~medseg_dfl.cells.object_scale.SEARCH_FACTORS`, then at the quarter
+octaves around the best rung; the factor whose segmented object is closest to the training size
+(:func:`~medseg_dfl.cells.object_scale.choose_factor`) gives the result, its probabilities resampled
+back to the input's size. ``--cell-diameter`` (the object's diameter in the input, px) fixes the
+factor instead. Resampling and prediction are :mod:`medseg_dfl.engine.rescale`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from medseg_dfl.cells.object_scale import (
+    SEARCH_FACTORS,
+    choose_factor,
+    largest_object_diameter,
+    refine_factors,
+)
+from medseg_dfl.cells.scale import CellScale
+from medseg_dfl.engine.rescale import ScaledPredictor, predict_at_model_scale, to_model_scale
+
+__all__ = ["ObjectScaleResult", "predict_at_object_scale"]
+
+
+@dataclass
+class ObjectScaleResult:
+    probabilities: torch.Tensor  # (classes, H, W) at the input's size
+    scale: CellScale  # the object's diameter in the input, and how it was found
+    factor: float  # model diameter / input diameter
+    tried: dict[float, float | None]  # factor -> object diameter at the model's scale (None: none found)
+
+
+def _run(predictor: ScaledPredictor, image: torch.Tensor, factor: float, target: float) -> tuple[torch.Tensor, float | None]:
+    scaled = to_model_scale(predictor.transforms, image, CellScale(target / factor, None, "search"), target)
+    probs, _ = predict_at_model_scale(predictor, scaled)
+    diameter = largest_object_diameter(probs.argmax(dim=0).numpy())
+    return probs, None if diameter is None else diameter * scaled.factor
+
+
+def predict_at_object_scale(
+    predictor: ScaledPredictor, image: torch.Tensor, target: float, object_diameter: float | None = None
+) -> ObjectScaleResult:
+    """Probabilities of a raw (C, H, W) image at the factor that makes its object ``target`` px
+    across: ``target / object_diameter`` when that is given, else searched (module docstring)."""
+    if object_diameter is not None:
+        factor = target / object_diameter
+        probs, found = _run(predictor, image, factor, target)
+        return ObjectScaleResult(probs, CellScale(float(object_diameter), None, "--cell-diameter"), factor,
+                                 {factor: found})  # fmt: skip
+    results: dict[float, tuple[torch.Tensor, float | None]] = {}
+    for factor in SEARCH_FACTORS:
+        results[factor] = _run(predictor, image, factor, target)
+    best = choose_factor({f: r[1] for f, r in results.items()}, target)
+    if best is None:  # nothing segmented at any size: the input's own size
+        best = 1.0
+    for factor in refine_factors(best, list(results)):
+        results[factor] = _run(predictor, image, factor, target)
+    tried = {f: r[1] for f, r in results.items()}
+    best = choose_factor(tried, target) or best
+    return ObjectScaleResult(results[best][0], CellScale(target / best, None, "searched (object size)"), best, tried)

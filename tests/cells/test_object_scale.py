@@ -1,0 +1,59 @@
+"""The object ruler of single-cell models: diameters from label maps and the factor chosen."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medseg_dfl.cells.object_scale import (
+    SEARCH_FACTORS,
+    choose_factor,
+    largest_object_diameter,
+    refine_factors,
+    training_object_scale,
+)
+
+
+def _disc(size: int, diameter: float, value: int = 1, centre: tuple[float, float] | None = None) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = centre or ((size - 1) / 2, (size - 1) / 2)
+    return np.where((yy - cy) ** 2 + (xx - cx) ** 2 <= (diameter / 2) ** 2, value, 0).astype(np.uint8)
+
+
+def test_largest_object_diameter_is_the_equivalent_diameter_of_the_largest_component():
+    mask = _disc(200, 60) + _disc(200, 20, value=2, centre=(20, 20))  # nucleus-like values count as foreground
+    area = (_disc(200, 60) > 0).sum()
+    assert largest_object_diameter(mask) == pytest.approx(math.sqrt(4 * area / math.pi))
+    assert largest_object_diameter(mask) == pytest.approx(60, abs=1.0)
+    assert largest_object_diameter(np.zeros((5, 5))) is None
+
+
+def test_training_object_scale_is_the_median_over_label_maps(tmp_path):
+    paths = []
+    for n, diameter in enumerate((30, 40, 50, 41, 39)):
+        path = tmp_path / f"{n}.png"
+        Image.fromarray(_disc(100, diameter)).save(path)
+        paths.append(path)
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "empty.png")
+    entry = training_object_scale([*paths, tmp_path / "empty.png"])
+    assert entry["object_diameter_px"] == pytest.approx(40, abs=1.0)
+    assert "5 training label maps" in entry["object_source"]
+    assert training_object_scale([tmp_path / "empty.png"]) is None
+    assert training_object_scale([]) is None
+
+
+def test_choose_factor_takes_the_closest_size_in_log_ratio_and_prefers_less_resampling_on_ties():
+    # object diameters measured at the model's scale for each factor; target 40
+    assert choose_factor({1.0: 100.0, 0.5: 50.0, 0.35: 35.0, 0.25: 25.0}, 40.0) == 0.35
+    assert choose_factor({2.0: 80.0, 1.0: 20.0}, 40.0) == 1.0  # x2 and /2 away: tie -> factor nearest 1
+    assert choose_factor({1.0: None, 0.5: None}, 40.0) is None
+    assert choose_factor({1.0: None, 0.5: 41.0}, 40.0) == 0.5
+
+
+def test_ladder_and_refinement_stay_in_range():
+    assert SEARCH_FACTORS[0] == 0.25 and SEARCH_FACTORS[-1] == 2.0 and 1.0 in SEARCH_FACTORS
+    assert refine_factors(0.5, SEARCH_FACTORS) == [round(0.5 * 2**-0.25, 4), round(0.5 * 2**0.25, 4)]
+    assert refine_factors(0.25, SEARCH_FACTORS) == [round(0.25 * 2**0.25, 4)]  # never below the ladder

@@ -1,0 +1,72 @@
+"""Searching the factor at which a single-cell model sees its object at the training size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Compose
+
+from medseg_dfl.engine.scale_search import predict_at_object_scale
+
+
+@dataclass
+class _Result:
+    probabilities: np.ndarray
+
+
+class _DarkIsCell:
+    """A stand-in network: pixels darker than 0.5 are the object (class 1)."""
+
+    transforms = Compose([])
+    cfg: Any = None
+    class_names = ["background", "cell"]
+    cell_scale = None
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, ...]] = []
+
+    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> _Result:
+        image = torch.as_tensor(data["image"])
+        self.sizes.append(tuple(image.shape[-2:]))
+        cell = (image[0] < 0.5).float()
+        return _Result(torch.stack([1 - cell, cell]).numpy())
+
+
+def _disc_image(size: int, diameter: float) -> torch.Tensor:
+    yy, xx = np.mgrid[:size, :size]
+    c = (size - 1) / 2
+    dark = (yy - c) ** 2 + (xx - c) ** 2 <= (diameter / 2) ** 2
+    return torch.from_numpy(np.where(dark, 0.1, 0.9).astype(np.float32))[None].repeat(3, 1, 1)
+
+
+def test_search_finds_the_factor_that_brings_the_object_to_the_training_size():
+    predictor = _DarkIsCell()
+    result = predict_at_object_scale(predictor, _disc_image(160, 100), target=50.0)
+    assert result.factor == pytest.approx(0.5, rel=0.01)
+    assert result.scale.cell_diameter_px == pytest.approx(100, rel=0.01)
+    assert result.scale.source == "searched (object size)"
+    # 7 rungs + 2 quarter-octave neighbours, and the result is back at the input's size
+    assert len(result.tried) == 9 and len(predictor.sizes) == 9
+    assert tuple(result.probabilities.shape) == (2, 160, 160)
+    cell = result.probabilities.argmax(0).numpy() == 1
+    assert np.sqrt(4 * cell.sum() / np.pi) == pytest.approx(100, rel=0.03)
+
+
+def test_a_given_object_diameter_fixes_the_factor_without_searching():
+    predictor = _DarkIsCell()
+    result = predict_at_object_scale(predictor, _disc_image(160, 100), target=50.0, object_diameter=80.0)
+    assert result.factor == pytest.approx(50 / 80)
+    assert result.scale.source == "--cell-diameter"
+    assert len(predictor.sizes) == 1 and predictor.sizes[0] == (100, 100)
+
+
+def test_nothing_found_at_any_size_runs_at_the_inputs_own_size():
+    predictor = _DarkIsCell()
+    blank = torch.full((3, 64, 64), 0.9)
+    result = predict_at_object_scale(predictor, blank, target=50.0)
+    assert result.factor == 1.0
+    assert (result.probabilities.argmax(0) == 0).all()
