@@ -1,5 +1,5 @@
-"""A fold run takes everything from that fold's training cases: the red-cell scale it records in its
-checkpoint, split.json, and (through ``train --fold/--folds``) its config.
+"""A fold run takes everything from that fold's training cases, discovered once: the red-cell scale
+it records in its checkpoint, split.json, and (through ``train --fold/--folds``) its config.
 
 The smears of fold 0's training cases have small red cells, the others large ones: a scale measured
 on the wrong images (the plain val_fraction split, as before) is off by far more than the estimate's
@@ -17,12 +17,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import medseg_dfl.cells.scale
+import medseg_dfl.data.folds
 from medseg_dfl.cells.scale import scale_from_config
 from medseg_dfl.cli.main import app
 from medseg_dfl.config import config_from_dict
 from medseg_dfl.data.folds import fold_case_ids, training_split
 from medseg_dfl.data.synthetic_smear import make_smear
 from medseg_dfl.engine.checkpoint import load_checkpoint
+from medseg_dfl.io.pairing import discover_pairs
 
 IDS = [f"smear{i}" for i in range(4)]
 FOLD_TRAIN, FOLD_VAL = fold_case_ids(IDS, 0, 2, seed=0)
@@ -75,10 +77,17 @@ def test_scale_from_config_reads_only_the_folds_training_images(fold_smears, mon
     assert scale["source"] == "estimated from 2 training images"
 
 
-def test_train_fold_records_that_folds_scale_split_and_config(fold_smears, tmp_path):
+def test_train_fold_records_that_folds_scale_split_and_config(fold_smears, tmp_path, monkeypatch):
     config = tmp_path / "fold.yaml"
     config.write_text(yaml.safe_dump(_values(fold_smears)))
     run = tmp_path / "run"
+    discoveries = []
+
+    def counting_discover(root):
+        discoveries.append(root)
+        return discover_pairs(root)
+
+    monkeypatch.setattr(medseg_dfl.data.folds, "discover_pairs", counting_discover)
     result = CliRunner().invoke(app, ["train", str(config), "--fold", "0", "--folds", "2", "--output", str(run),
                                       "--device", "cpu", "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -90,6 +99,7 @@ def test_train_fold_records_that_folds_scale_split_and_config(fold_smears, tmp_p
     assert scale["source"] == "estimated from 2 training images"
     saved = yaml.safe_load((run / "config.yaml").read_text())["data"]
     assert (saved["fold"], saved["folds"]) == (0, 2)
+    assert len(discoveries) == 1  # input check, datasets, split.json and scale share one discovery
 
 
 def test_train_refuses_a_fold_outside_its_folds_in_one_line(fold_smears, tmp_path):
