@@ -44,8 +44,8 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from medseg_dfl.cells.instances import InstanceParams, cell_kind, label_instances
-from medseg_dfl.cells.pipeline import CountOptions, SmearCounter
 from medseg_dfl.datasets.bccd_masks import CLASS_NAMES, MaskParams, mask_from_boxes, source_cell_diameter
+from medseg_dfl.engine.counting import CountOptions, SmearCounter
 from medseg_dfl.io.atomic import write_bytes, write_text
 from medseg_dfl.visualize.cells_overlay import CLASS_COLOURS, draw_cells
 

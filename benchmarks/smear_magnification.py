@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from medseg_dfl.cells.instances import InstanceParams, label_instances
-from medseg_dfl.cells.pipeline import SmearCounter
 from medseg_dfl.cells.scale import CellScale, resolve_scale
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, make_smear
+from medseg_dfl.engine.counting import SmearCounter
 
 KINDS = ("rbc", "wbc", "platelet")
 

@@ -30,6 +30,7 @@ _EXPORTS = {
     "predict_folder": "medseg_dfl.engine.inference",
     "evaluate_folders": "medseg_dfl.engine.evaluation",
     "compare_losses": "medseg_dfl.engine.compare",
+    "count_cells": "medseg_dfl.engine.counting",
     "fetch_dataset": "medseg_dfl.datasets.registry",
     "list_datasets": "medseg_dfl.datasets.registry",
 }

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medseg_dfl.config import Config, load_config
+from medseg_dfl.config import load_config
+from medseg_dfl.data.folds import training_split
 from medseg_dfl.engine.evaluation import EvaluationReport, evaluate_folders
 from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 from medseg_dfl.engine.training import train
-from medseg_dfl.io.pairing import discover_pairs, split_pairs
+from medseg_dfl.io.pairing import CasePair
 from medseg_dfl.progress import ProgressCallback
 
 __all__ = ["DEFAULT_CONFIG", "DemoResult", "run_demo"]
@@ -46,10 +48,8 @@ class DemoResult:
         return {name: values["dice"]["mean"] for name, values in self.report.summary().items()}
 
 
-def _copy_validation_split(cfg: Config, target: Path) -> tuple[Path, Path]:
+def _copy_validation_split(val_pairs: Sequence[CasePair], target: Path) -> tuple[Path, Path]:
     """Copy the validation slides and labels into ``target`` (the sample data stays untouched)."""
-    root = Path(cfg.data.root)
-    _, val_pairs = split_pairs(root, discover_pairs(root), cfg.data.val_fraction, cfg.experiment.seed)
     images, labels = target / "images", target / "labels"
     images.mkdir(parents=True)
     labels.mkdir(parents=True)
@@ -67,7 +67,8 @@ def run_demo(config: Path = DEFAULT_CONFIG, output: Path | None = None, epochs: 
     cfg = load_config(config, [f"train.epochs={epochs}", "train.val_every=2"])
     run_dir = output or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(cfg, run_dir, device=device, progress=progress)
-    images, labels = _copy_validation_split(cfg, run_dir / "validation_data")
+    split = result.split or training_split(cfg)  # the run's own split (train computed it once)
+    images, labels = _copy_validation_split(split.val_pairs, run_dir / "validation_data")
     masks_dir = run_dir / "validation_masks"
     options = InferenceOptions(overlay=True, device=device or "auto")
     summary = predict_folder(result.run_dir / "best.pt", images, masks_dir, options)

@@ -1,10 +1,11 @@
 """Blood-smear cells: scale (pixel size or estimated red-cell diameter), instances from a semantic
-mask, counts and per-cell measurements, and the ``count`` pipeline from a checkpoint.
+mask, counts and per-cell measurements.
 
-:mod:`.scale`, :mod:`.instances` and :mod:`.counts` need only numpy, scipy and scikit-image (the
-training code records its scale with :func:`~medseg_dfl.cells.scale.training_scale`);
-:mod:`.pipeline` runs a trained model and is imported on its own
-(``from medseg_dfl.cells.pipeline import count_cells``).
+Analysis only: images and label maps in; instances, counts and scales out (numpy, scipy and
+scikit-image). No checkpoints and no drawing: the ``count`` pipeline from a checkpoint is
+:mod:`medseg_dfl.engine.counting`, the pictures :mod:`medseg_dfl.visualize.cells_overlay`; both
+import this package, never the other way round. The training code records its scale with
+:func:`~medseg_dfl.cells.scale.training_scale`.
 """
 
 from medseg_dfl.cells.counts import cell_rows, count_row, write_cells_csv, write_counts_csv

@@ -24,8 +24,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage import filters, measure, morphology
 
+from medseg_dfl.data.folds import Split, training_split
 from medseg_dfl.io.atomic import write_json
-from medseg_dfl.io.pairing import discover_pairs, split_pairs
 from medseg_dfl.io.readers import load_image
 
 __all__ = [
@@ -231,16 +231,16 @@ def image_to_rgb(image: Any) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 1, 0))
 
 
-def scale_from_config(cfg: Any) -> dict[str, Any] | None:
-    """:func:`training_scale` of a 2D microscopy config's training split; None for anything else
-    (3D, CT/MR, unreadable data: the scale is optional, training never fails for it)."""
+def scale_from_config(cfg: Any, split: Split | None = None) -> dict[str, Any] | None:
+    """:func:`training_scale` of a 2D microscopy config's training images: those of ``split``
+    (default: :func:`~medseg_dfl.data.folds.training_split` of ``cfg``, so a fold run measures its
+    own fold's training cases); None for anything else (3D, CT/MR, unreadable data: the scale is
+    optional, training never fails for it)."""
     if cfg.data.spatial_dims != 2 or cfg.data.modality != "microscopy" or cfg.data.in_channels < 3:
         return None
-
-    root = Path(cfg.data.root)
     try:
-        train_pairs, _ = split_pairs(root, discover_pairs(root), cfg.data.val_fraction, cfg.experiment.seed)
-        return training_scale([pair.image for pair in train_pairs])
+        split = training_split(cfg) if split is None else split
+        return training_scale([pair.image for pair in split.train_pairs])
     except (ValueError, OSError):
         return None
 

@@ -48,8 +48,8 @@ def command(
     from rich.console import Console
 
     from medseg_dfl.cells.instances import InstanceParams
-    from medseg_dfl.cells.pipeline import CountOptions, count_cells
     from medseg_dfl.cells.scale import UNUSUAL_SCALE, unusual_estimates
+    from medseg_dfl.engine.counting import CountOptions, count_cells
 
     if truth is not None and not truth.is_dir():
         raise FileNotFoundError(f"truth folder not found: {truth}")

@@ -45,11 +45,10 @@ def command(
 
     from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.config import load_config
+    from medseg_dfl.data.folds import with_fold
     from medseg_dfl.engine.training import default_run_dir, train
 
-    fold_keys = [f"data.fold={fold}"] if fold is not None else []
-    fold_keys += [f"data.folds={folds}"] if folds is not None else []
-    cfg = load_config(config, [*(set_ or []), *fold_keys])
+    cfg = with_fold(load_config(config, set_), fold, folds)  # typed values, not "--set" strings
     run_dir = output if output is not None else default_run_dir(cfg)
     with cli_progress("train", enabled=progress) as report:  # a bar on a terminal, else a line per epoch
         result = train(cfg, run_dir, resume=resume, device=device, progress=report, skip_bad=skip_bad)

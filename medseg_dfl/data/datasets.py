@@ -29,9 +29,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from medseg_dfl.config import Config
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, load_fingerprint
-from medseg_dfl.data.folds import fold_split
+from medseg_dfl.data.folds import Split, training_split
 from medseg_dfl.io.dataset_json import has_dataset_json
-from medseg_dfl.io.pairing import discover_pairs, split_pairs
 from medseg_dfl.transforms import build_train_transforms, build_val_transforms
 
 __all__ = [
@@ -94,23 +93,11 @@ def make_dataset(cfg: Config, items: list[dict], transform: Compose, root: Path)
     return PersistentDataset(items, transform=transform, cache_dir=cache_dir, hash_transform=pickle_hashing)
 
 
-def split_items(cfg: Config, skip: Collection[str] = ()) -> tuple[list[dict], list[dict]]:
-    """(train, val) data dicts of ``cfg.data.root``, split by ``split_pairs`` (seed ``cfg.experiment.seed``);
-    pairs whose image is in ``skip`` (resolved paths, e.g. files that failed validation) are left out."""
-    root = Path(cfg.data.root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data.root is not a folder: {root}")
-    pairs = [p for p in discover_pairs(root) if str(Path(p.image).resolve()) not in skip]
-    unlabelled = [str(p.image) for p in pairs if p.label is None]
-    if unlabelled:
-        raise ValueError(f"{root}: {len(unlabelled)} image(s) have no label, e.g. {unlabelled[0]}")
-    if cfg.data.fold is not None:
-        train_pairs, val_pairs = fold_split(pairs, cfg.data.fold, cfg.data.folds, cfg.experiment.seed)
-    else:
-        train_pairs, val_pairs = split_pairs(root, pairs, cfg.data.val_fraction, cfg.experiment.seed)
-    if not train_pairs:
-        raise ValueError(f"{root}: no training cases after the train/validation split")
-    return [pair_to_item(p) for p in train_pairs], [pair_to_item(p) for p in val_pairs]
+def split_items(cfg: Config, skip: Collection[str] = (), split: Split | None = None) -> tuple[list[dict], list[dict]]:
+    """(train, val) data dicts of ``split`` (default: :func:`~medseg_dfl.data.folds.training_split`
+    of ``cfg`` without the images in ``skip``, resolved paths of files that failed validation)."""
+    split = training_split(cfg, skip) if split is None else split
+    return [pair_to_item(p) for p in split.train_pairs], [pair_to_item(p) for p in split.val_pairs]
 
 
 def _fingerprint_of(cfg: Config, fingerprint: dict | None) -> dict | None:
@@ -120,10 +107,11 @@ def _fingerprint_of(cfg: Config, fingerprint: dict | None) -> dict | None:
 
 
 def build_datasets(
-    cfg: Config, fingerprint: dict | None = None, skip: Collection[str] = ()
+    cfg: Config, fingerprint: dict | None = None, skip: Collection[str] = (), split: Split | None = None
 ) -> tuple[Dataset, Dataset]:
-    """(train, val) MONAI datasets of ``cfg.data.root`` (see the module docstring), without ``skip``."""
-    train_items, val_items = split_items(cfg, skip)
+    """(train, val) MONAI datasets of ``split`` (default: ``cfg``'s split without ``skip``; see the
+    module docstring)."""
+    train_items, val_items = split_items(cfg, skip, split)
     fingerprint = _fingerprint_of(cfg, fingerprint)
     root = Path(cfg.data.root)
     train_ds = make_dataset(cfg, train_items, build_train_transforms(cfg, fingerprint), root)

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from medseg_dfl.config import Config, LossConfig, save_config
+from medseg_dfl.data.folds import training_split
 from medseg_dfl.engine.compare_report import LossSummary, RunRecord, write_reports
 from medseg_dfl.engine.training import train
 from medseg_dfl.io.atomic import remove_stale_temps
-from medseg_dfl.io.pairing import discover_pairs, split_pairs
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.losses.registry import LOSS_NAMES
 from medseg_dfl.progress import ProgressCallback
@@ -172,12 +172,8 @@ def _resolve_rare_classes(cfg: Config, rare_classes: list[str] | None) -> list[s
 
 
 def _training_class_frequencies(cfg: Config) -> np.ndarray:
-    root = Path(cfg.data.root)
-    train_pairs, _ = split_pairs(root, discover_pairs(root), cfg.data.val_fraction, cfg.experiment.seed)
     counts = np.zeros(cfg.data.num_classes)
-    for pair in train_pairs:
-        if pair.label is None:
-            continue
+    for pair in training_split(cfg).train_pairs:  # fold-aware: the cases the runs will train on
         label = np.asarray(load_image(pair.label)).astype(np.int64).ravel()
         counts += np.bincount(label, minlength=cfg.data.num_classes)[: cfg.data.num_classes]
     return counts / max(counts.sum(), 1)

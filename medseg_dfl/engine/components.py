@@ -19,6 +19,7 @@ from medseg_dfl.cells.scale import scale_from_config
 from medseg_dfl.config import Config, config_to_dict
 from medseg_dfl.data.datasets import build_datasets, build_loaders, is_preprocessed
 from medseg_dfl.data.fingerprint import load_fingerprint as read_fingerprint
+from medseg_dfl.data.folds import Split, training_split
 from medseg_dfl.engine.checkpoint import FORMAT_VERSION, capture_rng_state, restore_rng_state
 from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.optim import build_optimizer, build_scheduler, trainable_parameters
@@ -62,8 +63,8 @@ def load_fingerprint(cfg: Config) -> dict[str, Any] | None:
 
 
 def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None,
-                   skip: frozenset[str] = frozenset()) -> tuple[DataLoader, DataLoader]:  # fmt: skip
-    train_ds, val_ds = build_datasets(cfg, fingerprint=fingerprint, skip=skip)
+                   split: Split) -> tuple[DataLoader, DataLoader]:  # fmt: skip
+    train_ds, val_ds = build_datasets(cfg, fingerprint=fingerprint, split=split)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(
             f"{cfg.data.root}: need at least one training and one validation case "
@@ -84,14 +85,16 @@ def _build_model(cfg: Config, device: torch.device, ctx: DistContext) -> tuple[n
 
 
 def build_components(cfg: Config, device: torch.device, ctx: DistContext,
-                     skip: frozenset[str] = frozenset()) -> Components:  # fmt: skip
-    """Data, network, loss, optimiser, schedule and scaler for ``cfg`` on ``device``; the images in
-    ``skip`` (resolved paths of pairs that failed validation) are left out of the data."""
+                     split: Split | None = None) -> Components:  # fmt: skip
+    """Data, network, loss, optimiser, schedule and scaler for ``cfg`` on ``device``. The data and
+    the recorded red-cell scale come from ``split`` (``train`` computes it once; default:
+    :func:`~medseg_dfl.data.folds.training_split` of ``cfg``)."""
     # Network and loss first: a bad name or keyword fails before the data is cached.
     model, forward = _build_model(cfg, device, ctx)
     loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
     fingerprint = load_fingerprint(cfg)
-    train_loader, val_loader = _build_loaders(cfg, ctx, fingerprint, skip)
+    split = training_split(cfg) if split is None else split
+    train_loader, val_loader = _build_loaders(cfg, ctx, fingerprint, split)
     optimizer = build_optimizer(cfg, trainable_parameters(model, loss_fn))
     amp = cfg.train.amp and device.type == "cuda"
     return Components(
@@ -107,7 +110,7 @@ def build_components(cfg: Config, device: torch.device, ctx: DistContext,
         ctx=ctx,
         amp=amp,
         fingerprint=fingerprint,
-        scale=scale_from_config(cfg),
+        scale=scale_from_config(cfg, split),
     )
 
 

@@ -13,13 +13,15 @@ modification time, so a second run reads only the files that changed. The cache 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from medseg_dfl.config import Config
 from medseg_dfl.data.datasets import is_preprocessed
+from medseg_dfl.data.folds import training_pairs
 from medseg_dfl.data.preprocess import VALIDATED_NAME
 from medseg_dfl.io.checks import BadFilesError, check_pairs, save_check_cache
-from medseg_dfl.io.pairing import discover_pairs
+from medseg_dfl.io.pairing import CasePair
 
 __all__ = ["RUN_CHECK_CACHE", "check_cache_path", "check_training_data"]
 
@@ -37,18 +39,16 @@ def check_cache_path(cfg: Config, run_dir: Path) -> Path:
 
 
 def check_training_data(
-    cfg: Config, run_dir: Path, skip_bad: bool = False
+    cfg: Config, run_dir: Path, skip_bad: bool = False, pairs: Sequence[CasePair] | None = None
 ) -> tuple[frozenset[str], list[tuple[Path, str]]]:
-    """Validate every pair of ``cfg.data.root``: (images to leave out as resolved paths, the bad
-    files with their reasons).
+    """Validate every pair of ``cfg.data.root`` (``pairs`` when the caller has discovered them
+    already): (images to leave out as resolved paths, the bad files with their reasons).
 
     Raises :class:`BadFilesError` listing every bad file unless ``skip_bad``; ``ValueError`` when
     ``skip_bad`` leaves no pair at all.
     """
     root = Path(cfg.data.root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data.root is not a folder: {root}")
-    pairs = discover_pairs(root)
+    pairs = training_pairs(cfg) if pairs is None else list(pairs)
     cache = check_cache_path(cfg, run_dir)
     result = check_pairs(pairs, cfg.data.num_classes, cfg.data.spatial_dims, in_channels=cfg.data.in_channels,
                          cache=cache)  # fmt: skip

@@ -2,7 +2,7 @@
 cells are as large as in the training images, run the network there, resample the class
 probabilities back to the image's own size".
 
-``count`` (:mod:`medseg_dfl.cells.pipeline`) and ``infer`` (:mod:`medseg_dfl.engine.inference`)
+``count`` (:mod:`medseg_dfl.engine.counting`) and ``infer`` (:mod:`medseg_dfl.engine.inference`)
 both use it. A model's scale is the red-cell diameter (px) of its training images, recorded in the
 checkpoint's ``scale`` entry (:func:`medseg_dfl.cells.scale.training_scale`); an input's scale
 comes from :func:`medseg_dfl.cells.scale.resolve_scale` (``--cell-diameter``, ``--pixel-size``,

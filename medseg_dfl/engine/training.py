@@ -21,8 +21,7 @@ import torch
 from monai.data.utils import set_rnd
 
 from medseg_dfl.config import Config, config_from_dict, config_to_dict, save_config
-from medseg_dfl.data.datasets import split_items
-from medseg_dfl.data.folds import split_record, write_split
+from medseg_dfl.data.folds import Split, training_pairs, training_split, write_split
 from medseg_dfl.data.prefetch import prefetched
 from medseg_dfl.engine.checkpoint import load_checkpoint, save_checkpoint
 from medseg_dfl.engine.components import Components, build_components, checkpoint_payload, restore_components
@@ -37,12 +36,7 @@ from medseg_dfl.engine.distributed import (
 )
 from medseg_dfl.engine.input_check import check_training_data
 from medseg_dfl.engine.optim import lr_factor
-from medseg_dfl.engine.records import (
-    close_run_log,
-    open_run_log,
-    read_metrics_rows,
-    write_metrics,
-)
+from medseg_dfl.engine.records import close_run_log, open_run_log, read_metrics_rows, write_metrics
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
 from medseg_dfl.networks import check_input_size
@@ -65,6 +59,7 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # the rows of metrics.csv
     rank: int = 0  # this process's rank under torchrun (every rank returns the same numbers)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason) left out by skip_bad
+    split: Split | None = None  # the cases that trained and validated (as split.json records)
 
 
 @dataclass
@@ -234,19 +229,22 @@ def _shared_run_dir(cfg: Config, run_dir: Path, resume: bool, ctx: DistContext) 
     return payload
 
 
-def _shared_input_check(cfg: Config, run_dir: Path, skip_bad: bool,
-                        ctx: DistContext) -> tuple[frozenset[str], list[tuple[Path, str]]]:  # fmt: skip
-    """:func:`check_training_data` on rank 0; its answer (or error) on every rank."""
-    answer: tuple[BaseException | None, Any] = (None, (frozenset(), []))
+def _shared_data(cfg: Config, run_dir: Path, skip_bad: bool,
+                 ctx: DistContext) -> tuple[Split, list[tuple[Path, str]]]:  # fmt: skip
+    """Rank 0 discovers the pairs once, checks them (:func:`check_training_data`) and splits the good
+    ones (:func:`training_split`); every rank gets that answer (or error): (split, bad files)."""
+    answer: tuple[BaseException | None, Any] = (None, None)
     if ctx.is_main:
         try:
-            answer = (None, check_training_data(cfg, run_dir, skip_bad))
+            pairs = training_pairs(cfg)
+            skip, bad = check_training_data(cfg, run_dir, skip_bad, pairs)
+            answer = (None, (training_split(cfg, skip, pairs), bad))
         except (FileNotFoundError, ValueError) as err:
-            answer = (err, (frozenset(), []))
-    error, checked = broadcast_object(answer, ctx)
+            answer = (err, None)
+    error, data = broadcast_object(answer, ctx)
     if error is not None:
         raise error
-    return checked
+    return data
 
 
 @dataclass
@@ -258,6 +256,7 @@ class _Progress:
     best_metric: float = -math.inf
     best_epoch: int | None = None
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # bad files left out (skip_bad)
+    split: Split | None = None
 
 
 def _resume_state(run_dir: Path, payload: dict[str, Any] | None) -> _Progress:
@@ -348,7 +347,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     Writes config.yaml, metrics.csv, curves.png, last.pt, best.pt and train.log (rank 0 only under
     ``torchrun``). Refuses a ``run_dir`` that already holds a run unless ``resume``. Every pair is
     validated first (:func:`check_training_data`, cached): bad files raise ``BadFilesError`` before
-    anything is built or written, or are left out with ``skip_bad``.
+    anything is built or written, or are left out with ``skip_bad``. The data is discovered and
+    split once (:func:`~medseg_dfl.data.folds.training_split`, fold-aware): the datasets,
+    ``split.json`` and the checkpoint's red-cell ``scale`` all use that one split.
     """
     run_dir = Path(run_dir)
     requested = resolve_device(device or cfg.train.device)
@@ -364,29 +365,27 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
         # _train has returned, so the DDP wrapper is gone before the process group is.
         cleanup_distributed(ctx, synchronize=finished)
     best = state.best_metric if state.best_epoch is not None else math.nan
-    return TrainResult(run_dir, best, state.best_epoch, state.epoch, state.rows, ctx.rank, state.skipped)
+    return TrainResult(run_dir, best, state.best_epoch, state.epoch, state.rows, ctx.rank, state.skipped, state.split)
 
 
 def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progress: ProgressCallback | None,
            ctx: DistContext, skip_bad: bool = False) -> _Progress:  # fmt: skip
     payload = _shared_run_dir(cfg, run_dir, resume, ctx)
     check_input_size(cfg)  # a config error is found before any data is read
-    skip, state_skipped = _shared_input_check(cfg, run_dir, skip_bad, ctx)
+    split, skipped = _shared_data(cfg, run_dir, skip_bad, ctx)
     _seed_build(cfg)
-    parts = build_components(cfg, device, ctx, skip=skip)
+    parts = build_components(cfg, device, ctx, split)
     if payload is not None:
         restore_components(parts, payload)
         _follow_schedule(cfg, parts, int(payload["epoch"]))
     state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
     state = broadcast_object(state, ctx)
-    state.skipped = state_skipped
+    state.skipped, state.split = skipped, split
     if ctx.is_main:  # only now: a config or data error leaves no half-made run directory
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(run_dir)  # e.g. a .last.tmp-<pid>-<hex>.pt of a run killed mid-save
         save_config(cfg, run_dir / "config.yaml")
-        # Which cases trained and validated this model (and which fold): split.json.
-        train_items, val_items = split_items(cfg, skip)
-        write_split(run_dir, split_record(train_items, val_items, cfg.data.fold, cfg.data.folds, cfg.experiment.seed))
+        write_split(run_dir, split.record())  # which cases trained and validated this model (which fold)
     _run_epochs(cfg, parts, state, run_dir, progress)
     return state
 

@@ -14,10 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medseg_dfl.cells.instances import label_instances
-from medseg_dfl.cells.pipeline import SmearCounter
 from medseg_dfl.cells.scale import CellScale
 from medseg_dfl.cli.main import app
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, make_smear
+from medseg_dfl.engine.counting import SmearCounter
 
 CLASSES = list(SMEAR_CLASSES)
 

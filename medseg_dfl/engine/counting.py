@@ -11,8 +11,8 @@ the class probabilities back to the image's own size (those three steps:
 ``<stem>_classes.png`` (the semantic mask), ``counts.csv``, ``cells.csv``, ``scale.json`` and with
 ``overlay`` ``<stem>_overlay.png`` (with a ground-truth panel when a truth mask is found).
 
-This module runs a network, so it sits above :mod:`medseg_dfl.engine` (the rest of
-:mod:`medseg_dfl.cells` sits below it).
+The pipeline (checkpoint in, files out) lives with the engine; :mod:`medseg_dfl.cells` below it
+only takes images and label maps and returns instances, counts and scales.
 """
 
 from __future__ import annotations
