@@ -24,6 +24,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage import filters, measure, morphology
 
+from medseg_dfl.cells.object_scale import training_object_scale
 from medseg_dfl.data.folds import Split, training_split
 from medseg_dfl.io.atomic import write_json
 from medseg_dfl.io.readers import load_image
@@ -232,7 +233,9 @@ def image_to_rgb(image: Any) -> np.ndarray:
 
 
 def scale_from_config(cfg: Any, split: Split | None = None) -> dict[str, Any] | None:
-    """:func:`training_scale` of a 2D microscopy config's training images: those of ``split``
+    """:func:`training_scale` (red cells, from the images) and
+    :func:`~medseg_dfl.cells.object_scale.training_object_scale` (the segmented object, from the label
+    maps) of a 2D microscopy config's training cases: those of ``split``
     (default: :func:`~medseg_dfl.data.folds.training_split` of ``cfg``, so a fold run measures its
     own fold's training cases); None for anything else (3D, CT/MR, unreadable data: the scale is
     optional, training never fails for it)."""
@@ -240,7 +243,12 @@ def scale_from_config(cfg: Any, split: Split | None = None) -> dict[str, Any] | 
         return None
     try:
         split = training_split(cfg) if split is None else split
-        return training_scale([pair.image for pair in split.train_pairs])
+        red_cells = training_scale([pair.image for pair in split.train_pairs])
+        # The segmented object's size too: the ruler of single-cell (white-cell) models, whose red
+        # cells are too few or too pale to measure (medseg_dfl.cells.object_scale).
+        labels = [pair.label for pair in split.train_pairs if pair.label is not None]
+        entry = {**(red_cells or {}), **(training_object_scale(labels) or {})}
+        return entry or None
     except (ValueError, OSError):
         return None
 

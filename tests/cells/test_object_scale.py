@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +59,28 @@ def test_ladder_and_refinement_stay_in_range():
     assert SEARCH_FACTORS[0] == 0.25 and SEARCH_FACTORS[-1] == 2.0 and 1.0 in SEARCH_FACTORS
     assert refine_factors(0.5, SEARCH_FACTORS) == [round(0.5 * 2**-0.25, 4), round(0.5 * 2**0.25, 4)]
     assert refine_factors(0.25, SEARCH_FACTORS) == [round(0.25 * 2**0.25, 4)]  # never below the ladder
+
+
+def test_a_runs_scale_entry_records_the_object_size_of_its_training_label_maps_only(tmp_path, monkeypatch):
+    import medseg_dfl.cells.object_scale
+    from medseg_dfl.cells.scale import scale_from_config
+    from medseg_dfl.config import config_from_dict
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for n, diameter in enumerate((30, 30, 30, 30, 90)):  # the validation case (listed below) is far larger
+        rgb = np.full((120, 120, 3), 230, np.uint8)
+        rgb[_disc(120, diameter) > 0] = (120, 60, 160)
+        Image.fromarray(rgb).save(tmp_path / "images" / f"c{n}.png")
+        Image.fromarray(_disc(120, diameter, value=2)).save(tmp_path / "labels" / f"c{n}.png")
+    entries = [{"image": f"images/c{n}.png", "label": f"labels/c{n}.png"} for n in range(5)]
+    labels = {"0": "background", "1": "cytoplasm", "2": "nucleus"}
+    listing = {"labels": labels, "training": entries[:4], "validation": entries[4:]}
+    (tmp_path / "dataset.json").write_text(json.dumps(listing))
+    read: list[str] = []
+    original = medseg_dfl.cells.object_scale.load_image
+    monkeypatch.setattr(medseg_dfl.cells.object_scale, "load_image", lambda p: read.append(Path(p).stem) or original(p))
+    cfg = config_from_dict({"data": {"root": str(tmp_path), "class_names": ["background", "cytoplasm", "nucleus"]}})
+    entry = scale_from_config(cfg)
+    assert sorted(read) == ["c0", "c1", "c2", "c3"]
+    assert entry["object_diameter_px"] == pytest.approx(30, abs=1.0)
