@@ -117,11 +117,17 @@ def _transforms_section(survey: DatasetSurvey, modality: str, patch: list[int], 
         "intensity scale/shift/contrast: on (intensities are not calibrated)" if color
         else "off: CT numbers are calibrated Hounsfield units"
     )
+    stain = modality == "microscopy" and survey.cases[0].spatial_dims == 2 and survey.cases[0].channels == 3
+    r["transforms.augment.stain"] = (
+        "on for RGB microscopy: another lab's stain and camera (WBC Dataset 1 -> Dataset 2, 50 cases, 6-minute "
+        "plan): cytoplasm Dice 0.59 -> 0.72, nucleus 0.93 -> 0.95; in-domain cost 0.02 / 0.01" if stain
+        else "off: RGB microscopy only"
+    )
     r["transforms.num_samples"] = "one patch per image per step (the batch holds batch_size patches)"
     r["transforms.class_ratios"] = "null: patches centred on each class equally often (rare classes oversampled)"
     return {"patch_size": patch, "num_samples": 1, "class_ratios": None, "target_spacing": target,
             "intensity": norm.mode, "window": norm.window, "intensity_mean": norm.mean, "intensity_std": norm.std,
-            "augment": {"color_jitter": color, "flip_axes": flip_axes}}
+            "augment": {"color_jitter": color, "flip_axes": flip_axes, "stain": stain}}
 
 
 def _network(survey: DatasetSurvey, target: list[float] | None, classes: int, memory_gb: float, device: Any,

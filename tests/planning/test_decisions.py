@@ -86,6 +86,7 @@ def test_wbc_like_rgb_folder(tmp_path):
     assert (cfg.data.spatial_dims, cfg.data.in_channels, cfg.data.modality) == (2, 3, "microscopy")
     assert cfg.data.class_names == ["background", "cytoplasm", "nucleus"]
     assert cfg.transforms.intensity == RGB_NORMALISATION
+    assert cfg.transforms.augment.stain is True  # another lab's stain: the cross-lab measurement's choice
 
 
 def test_two_channel_4d_volumes_without_dataset_json(tmp_path):
@@ -96,6 +97,7 @@ def test_two_channel_4d_volumes_without_dataset_json(tmp_path):
     assert cfg.transforms.intensity == "zscore"
     assert "4D images: the last axis is read as channels" in plan.reasons["data.in_channels"]
     assert cfg.transforms.target_spacing == [1.0, 1.0, 2.0]
+    assert cfg.transforms.augment.stain is False  # not RGB microscopy
 
 
 def test_decathlon_two_modalities_named(tmp_path):
