@@ -48,8 +48,12 @@ def _dtypes_seen(parts: Components, cfg: Config) -> dict[str, torch.dtype]:
     """One training step; the dtype of the first convolution's output and of the loss's input."""
     seen: dict[str, torch.dtype] = {}
     conv = next(m for m in parts.model.modules() if isinstance(m, torch.nn.Conv2d))
-    conv.register_forward_hook(lambda m, args, out: seen.setdefault("conv", out.dtype))
-    parts.loss_fn.register_forward_pre_hook(lambda m, args: seen.setdefault("loss", args[0].dtype))
+
+    def record(key: str, tensor: torch.Tensor) -> None:  # a hook returning a value would replace the output
+        seen.setdefault(key, tensor.dtype)
+
+    conv.register_forward_hook(lambda m, args, out: record("conv", out))
+    parts.loss_fn.register_forward_pre_hook(lambda m, args: record("loss", args[0]))
     train_one_epoch(parts, cfg)
     return seen
 
