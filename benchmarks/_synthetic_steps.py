@@ -30,13 +30,17 @@ from medseg_dfl.engine.precision import autocast_dtype, compile_network, memory_
 from medseg_dfl.engine.training import train_one_epoch
 from medseg_dfl.losses.registry import build_loss
 
-NETWORKS = {  # name -> (MONAI class, kwargs besides spatial_dims/in/out channels)
+NETWORKS = {  # name -> (MONAI class, kwargs besides in/out channels, default patch)
     # DynUNet as `medseg-dfl plan` builds it for the hippocampus (configs/hippocampus_3d.yaml)
-    "dynunet": (DynUNet, {"kernel_size": [[3, 3, 3]] * 4, "strides": [[1, 1, 1]] + [[2, 2, 2]] * 3,
+    "dynunet": (DynUNet, {"spatial_dims": 3, "kernel_size": [[3, 3, 3]] * 4, "strides": [[1, 1, 1]] + [[2, 2, 2]] * 3,
                           "upsample_kernel_size": [[2, 2, 2]] * 3, "filters": [16, 32, 64, 128],
-                          "norm_name": "instance", "deep_supervision": False, "res_block": False}),
+                          "norm_name": "instance", "deep_supervision": False, "res_block": False}, [40, 56, 40]),
     # MONAI UNet 16-128: its first stage is strided (strides[0] = 2)
-    "unet": (UNet, {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 2}),
+    "unet": (UNet, {"spatial_dims": 3, "channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 2},
+             [40, 56, 40]),
+    # the smear network of configs/blood_smear_2d.yaml (the demo), its 128x128 patches
+    "unet2d": (UNet, {"spatial_dims": 2, "channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1},
+               [128, 128]),
 }  # fmt: skip
 CLASSES = 3
 
@@ -87,7 +91,7 @@ def _bare(model: torch.nn.Module, batches: list[dict]) -> Callable[[int], None]:
 
 def _ours(cfg: Config, model: torch.nn.Module, variant: Variant, batches: list[dict],
           device: torch.device) -> Callable[[int], None]:  # fmt: skip
-    fmt = memory_format(device, 3, True) if variant.channels_last else torch.contiguous_format
+    fmt = memory_format(device, len(batches[0]["image"].shape) - 2, True) if variant.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     loss_fn = build_loss("dice-ce", CLASSES)
     optimizer = build_optimizer(cfg, trainable_parameters(model, loss_fn))
@@ -104,17 +108,18 @@ def _ours(cfg: Config, model: torch.nn.Module, variant: Variant, batches: list[d
     return run
 
 
-def run_synthetic(network: str, batch: int, patch: list[int], warmup: int, steps: int, rounds: int,
+def run_synthetic(network: str, batch: int, patch: list[int] | None, warmup: int, steps: int, rounds: int,
                   with_compile: bool, device: torch.device) -> None:  # fmt: skip
-    cls, kwargs = NETWORKS[network]
+    cls, kwargs, default_patch = NETWORKS[network]
+    patch = patch or default_patch
     torch.manual_seed(0)
-    initial = cls(spatial_dims=3, in_channels=1, out_channels=CLASSES, **kwargs).to(device)
+    initial = cls(in_channels=1, out_channels=CLASSES, **kwargs).to(device)
     cfg = Config()
     cfg.data.prefetch = False  # batches are ready in memory: no thread
     batches = _batches(batch, patch, 3, device)
 
     def fresh() -> torch.nn.Module:
-        model = cls(spatial_dims=3, in_channels=1, out_channels=CLASSES, **kwargs).to(device)
+        model = cls(in_channels=1, out_channels=CLASSES, **kwargs).to(device)
         model.load_state_dict(initial.state_dict())
         return model
 
