@@ -8,7 +8,7 @@
 source "$(dirname "$0")/_env.sh"
 cuda_ok() { python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; }
 wants_cpu=0
-for arg in "$@"; do [ "$arg" = cpu ] && wants_cpu=1; done
+for arg in "$@"; do case "$arg" in cpu|--device=cpu) wants_cpu=1 ;; esac; done
 if [ "$wants_cpu" = 0 ] && ! cuda_ok; then
   echo "gpu_check: torch $(python -c 'import torch; print(torch.__version__)') sees no CUDA device" \
        "(nvidia-smi: $(nvidia-smi -L 2>/dev/null | head -1 || echo none)); installing a CUDA build of torch"
