@@ -65,7 +65,8 @@ def run_stage(name: str, argv: list[str], work: Path, log: list[str]) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--stage", str(peak_file), "--", *argv]
     print(f"[gpu_check] {name}: medseg-dfl {' '.join(argv)}", flush=True)
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace",
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     seconds = time.perf_counter() - start
     (work / f"{name}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     if done.returncode != 0:

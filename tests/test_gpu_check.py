@@ -46,7 +46,7 @@ def test_best_val_dice_and_evaluate_summary(gpu_check, tmp_path):
 def test_stage_launcher_records_the_peak_memory_of_its_process(tmp_path):
     peak = tmp_path / "peak.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--stage", str(peak), "--", "--help"],
-                          capture_output=True, text=True, cwd=SCRIPT.parents[1])  # fmt: skip
+                          capture_output=True, encoding="utf-8", errors="replace", cwd=SCRIPT.parents[1])  # fmt: skip
     assert done.returncode == 0 and "train" in done.stdout
     record = json.loads(peak.read_text(encoding="utf-8"))
     assert record["cuda_mib"] is None and record["rss_mib"] > 10
