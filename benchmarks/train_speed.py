@@ -4,6 +4,13 @@
     python benchmarks/train_speed.py --config configs/volume_3d.yaml --steps 6
     python benchmarks/train_speed.py --set data.cache=none             # data-wait without caching
     python benchmarks/train_speed.py --device cuda
+    python benchmarks/train_speed.py --synthetic [--networks dynunet unet] [--compile]   # issue 21
+
+``--synthetic`` (``benchmarks/_synthetic_steps.py``): training steps on random tensors, the
+precision options (bfloat16 autocast, channels-last, torch.compile) on and off against a bare
+float32 MONAI loop with the same network, batch and patch (the hippocampus plan: DynUNet 16-128 and
+a MONAI UNet 16-128, patch 40x56x40; ``unet2d``: the smear UNet at 128x128); it prints samples/s
+and the ratio to the bare loop.
 
 The loops train the same network (same initial weights) with the same loss on batches from the
 same data loader (``build_components``: cached MONAI dataset, class-balanced patches, augmentation).
@@ -130,7 +137,16 @@ def main() -> None:
                         help="the 'before' of issue 13: per-draw transforms with MONAI metadata tracking")  # fmt: skip
     parser.add_argument("--competitor-threads", type=int, default=0,
                         help="also run a process keeping this many threads busy (benchmarks/loss_speed.py's)")  # fmt: skip
+    parser.add_argument("--synthetic", action="store_true", help="random-tensor steps: precision options vs bare fp32")
+    parser.add_argument("--networks", nargs="+", default=["dynunet", "unet"], help="--synthetic: dynunet, unet, unet2d")
+    parser.add_argument("--batch", type=int, default=4, help="--synthetic: batch size")
+    parser.add_argument("--patch", default=None, help="--synthetic: patch size (default 40x56x40, 128x128 for unet2d)")
+    parser.add_argument("--warmup", type=int, default=2, help="--synthetic: warm-up steps per loop")
+    parser.add_argument("--compile", action="store_true", help="--synthetic: also the torch.compile rows")
     args = parser.parse_args()
+    if args.synthetic:
+        _synthetic(args)
+        return
     if args.tracked_augmentation:
         import medseg_dfl.transforms
 
@@ -175,6 +191,17 @@ def main() -> None:
     # On a shared machine other jobs slow single rounds down: the best round of each is the least
     # disturbed, the median the typical one. Ratio > 1: slower than the bare loop.
     _summary(results, args.steps)
+    print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _synthetic(args: argparse.Namespace) -> None:
+    from _synthetic_steps import run_synthetic
+
+    print(f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}; torch {torch.__version__}")
+    patch = [int(x) for x in args.patch.split("x")] if args.patch else None
+    for network in args.networks:
+        run_synthetic(network, args.batch, patch, args.warmup, args.steps, args.rounds, args.compile,
+                      torch.device(args.device))  # fmt: skip
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

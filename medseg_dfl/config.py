@@ -150,7 +150,8 @@ class TrainConfig:
     # None = one pass over the training set per epoch.
     steps_per_epoch: int | None = None
     val_every: int = 1
-    amp: bool = True  # only takes effect on CUDA
+    amp: bool = True  # float16 on CUDA, bfloat16 on a CPU with AMX/AVX512-BF16, else float32
+    compile: bool = False  # torch.compile the network (compile time at every start)
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     deterministic: bool = True
 

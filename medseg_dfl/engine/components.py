@@ -23,6 +23,7 @@ from medseg_dfl.data.folds import Split, training_split
 from medseg_dfl.engine.checkpoint import FORMAT_VERSION, capture_rng_state, restore_rng_state
 from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.optim import build_optimizer, build_scheduler, trainable_parameters
+from medseg_dfl.engine.precision import autocast_dtype, compile_network, memory_format
 from medseg_dfl.engine.scoring import shard_val_loader
 from medseg_dfl.losses.registry import build_loss
 from medseg_dfl.networks import build_network
@@ -42,9 +43,10 @@ class Components:
     val_loader: DataLoader
     device: torch.device
     ctx: DistContext
-    amp: bool
+    amp: bool  # autocast: float16 on CUDA, bfloat16 on a CPU with native support (engine/precision.py)
     fingerprint: dict[str, Any] | None
     scale: dict[str, Any] | None = None  # 2D smears: training red-cell diameter (medseg_dfl.cells.scale)
+    memory_format: torch.memory_format = torch.contiguous_format  # of the network's weights and inputs
 
     @property
     def params(self) -> list[nn.Parameter]:
@@ -76,12 +78,13 @@ def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None,
     return train_loader, val_loader
 
 
-def _build_model(cfg: Config, device: torch.device, ctx: DistContext) -> tuple[nn.Module, nn.Module]:
-    model = build_network(cfg).to(device)
+def _build_model(cfg: Config, device: torch.device, ctx: DistContext,
+                 fmt: torch.memory_format = torch.contiguous_format) -> tuple[nn.Module, nn.Module]:  # fmt: skip
+    model = build_network(cfg).to(device, memory_format=fmt)
     if not ctx.distributed:
-        return model, model
+        return model, compile_network(model, cfg.train.compile)
     device_ids = [device.index] if device.type == "cuda" else None
-    return model, nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return model, compile_network(nn.parallel.DistributedDataParallel(model, device_ids=device_ids), cfg.train.compile)
 
 
 def build_components(cfg: Config, device: torch.device, ctx: DistContext,
@@ -89,21 +92,22 @@ def build_components(cfg: Config, device: torch.device, ctx: DistContext,
     """Data, network, loss, optimiser, schedule and scaler for ``cfg`` on ``device``. The data and
     the recorded red-cell scale come from ``split`` (``train`` computes it once; default:
     :func:`~medseg_dfl.data.folds.training_split` of ``cfg``)."""
+    amp = autocast_dtype(device, cfg.train.amp) is not None
+    fmt = memory_format(device, cfg.data.spatial_dims, amp)
     # Network and loss first: a bad name or keyword fails before the data is cached.
-    model, forward = _build_model(cfg, device, ctx)
+    model, forward = _build_model(cfg, device, ctx, fmt)
     loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
     fingerprint = load_fingerprint(cfg)
     split = training_split(cfg) if split is None else split
     train_loader, val_loader = _build_loaders(cfg, ctx, fingerprint, split)
     optimizer = build_optimizer(cfg, trainable_parameters(model, loss_fn))
-    amp = cfg.train.amp and device.type == "cuda"
     return Components(
         model=model,
         forward=forward,
         loss_fn=loss_fn,
         optimizer=optimizer,
         scheduler=build_scheduler(cfg, optimizer),
-        scaler=torch.amp.GradScaler("cuda", enabled=amp),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda"),  # bfloat16 needs no scaling
         train_loader=train_loader,
         val_loader=val_loader,
         device=device,
@@ -111,6 +115,7 @@ def build_components(cfg: Config, device: torch.device, ctx: DistContext,
         amp=amp,
         fingerprint=fingerprint,
         scale=scale_from_config(cfg, split),
+        memory_format=fmt,
     )
 
 

@@ -42,6 +42,7 @@ from medseg_dfl.engine.ensemble import (
     resolve_checkpoints,
 )
 from medseg_dfl.engine.output_claims import check_writable_folder, claim_output, is_write_error
+from medseg_dfl.engine.precision import half_dtype
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
     failure_reason,
@@ -170,7 +171,7 @@ class Predictor:
             network.load_state_dict(payload["model_state"])
         except (KeyError, RuntimeError) as err:
             raise ValueError(f"{path}: weights do not fit network {cfg.network.name} ({err})") from err
-        dtype = (torch.float16 if resolved.type == "cuda" else torch.bfloat16) if half else torch.float32
+        dtype = half_dtype(resolved) if half else torch.float32  # float32 on a CPU without native bfloat16
         network = network.to(device=resolved, dtype=dtype).eval()
         transforms = build_inference_transforms(cfg, payload.get("fingerprint"))
         overlap = cfg.inference.overlap if overlap is None else float(overlap)

@@ -10,7 +10,6 @@ predicted though absent from the label scores 0.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +22,7 @@ from torch.utils.data import Dataset, Subset
 from medseg_dfl.config import Config
 from medseg_dfl.engine.distributed import DistContext, all_reduce_sum
 from medseg_dfl.engine.metrics import dice_iou
+from medseg_dfl.engine.precision import autocast
 
 __all__ = ["ValidationResult", "plain_tensor", "shard_val_loader", "validate"]
 
@@ -54,8 +54,7 @@ def shard_val_loader(val_ds: Dataset, ctx: DistContext, num_workers: int = 0) ->
 
 def _predict(model: nn.Module, image: torch.Tensor, cfg: Config, amp: bool) -> torch.Tensor:
     roi = cfg.inference.roi_size or cfg.transforms.patch_size
-    autocast = torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext()
-    with autocast:
+    with autocast(image.device, amp):
         logits = sliding_window_inference(
             image,
             roi_size=list(roi),

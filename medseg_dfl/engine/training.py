@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, nullcontext
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from medseg_dfl.engine.distributed import (
 )
 from medseg_dfl.engine.input_check import check_training_data
 from medseg_dfl.engine.optim import lr_factor
+from medseg_dfl.engine.precision import autocast, to_memory_format
 from medseg_dfl.engine.records import close_run_log, open_run_log, read_metrics_rows, write_metrics
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
@@ -46,7 +47,7 @@ from medseg_dfl.visualize.curves import plot_training_curves
 __all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train", "train_one_epoch"]
 
 # Config keys a resumed run may change (they do not change what the checkpoint means).
-RESUME_MAY_CHANGE = {"train.epochs", "train.device", "data.num_workers", "data.prefetch", "data.cache", "data.cache_dir",
+RESUME_MAY_CHANGE = {"train.epochs", "train.device", "train.compile", "data.num_workers", "data.prefetch", "data.cache", "data.cache_dir",
                      "inference.sw_batch_size"}  # fmt: skip
 
 
@@ -109,11 +110,11 @@ def _batches(loader: Any, steps: int | None) -> Iterator[Any]:
 
 def _train_step(parts: Components, cfg: Config, batch: dict[str, Any]) -> torch.Tensor:
     image = plain_tensor(batch["image"]).to(parts.device, non_blocking=True)
+    image = to_memory_format(image, parts.memory_format)
     label = plain_tensor(batch["label"]).to(parts.device, non_blocking=True).long()
-    autocast = torch.autocast("cuda", dtype=torch.float16) if parts.amp else nullcontext()
-    with autocast:
+    with autocast(parts.device, parts.amp):
         logits = parts.forward(image)
-    loss = parts.loss_fn(logits.float(), label)
+    loss = parts.loss_fn(logits.float(), label)  # float32 loss: bfloat16 logits lose Dice/CE precision
     parts.optimizer.zero_grad(set_to_none=True)
     parts.scaler.scale(loss).backward()
     average_gradients(parts.loss_params, parts.ctx)  # DDP averages only the network's gradients

@@ -20,6 +20,7 @@ from monai.inferers import sliding_window_inference
 from monai.transforms import Compose, RandomizableTrait
 
 from medseg_dfl.config import Config
+from medseg_dfl.engine.precision import autocast, autocast_dtype, memory_format, to_memory_format
 from medseg_dfl.losses.registry import build_loss
 from medseg_dfl.networks import build_network
 from medseg_dfl.transforms import build_train_transforms
@@ -46,18 +47,22 @@ class StepTiming:
 def time_training_step(cfg: Config, device: torch.device, steps: int = 3) -> float:
     """Median seconds of one training step of ``cfg``'s network and loss on random patches."""
     torch.manual_seed(0)
-    model = build_network(cfg).to(device).train()
+    amp = autocast_dtype(device, cfg.train.amp) is not None  # timed in the precision training will use
+    fmt = memory_format(device, cfg.data.spatial_dims, amp)
+    model = build_network(cfg).to(device, memory_format=fmt).train()
     loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
     params = [*model.parameters(), *loss_fn.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)
     batch = cfg.train.batch_size * cfg.transforms.num_samples
     shape = (batch, cfg.data.in_channels, *cfg.transforms.patch_size)
-    image = torch.randn(shape, device=device)
+    image = to_memory_format(torch.randn(shape, device=device), fmt)
     label = torch.randint(0, cfg.data.num_classes, (batch, 1, *cfg.transforms.patch_size), device=device)
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        loss = loss_fn(model(image), label)
+        with autocast(device, amp):
+            logits = model(image)
+        loss = loss_fn(logits.float(), label)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -73,7 +78,7 @@ def time_validation_case(cfg: Config, device: torch.device, shape: Sequence[floa
     image = torch.randn((1, cfg.data.in_channels, *[max(1, round(s)) for s in shape]), device=device)
     roi = cfg.inference.roi_size or cfg.transforms.patch_size
     times = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, autocast_dtype(device, cfg.train.amp) is not None):
         for _ in range(2):
             start = time.perf_counter()
             logits = sliding_window_inference(image, roi, cfg.inference.sw_batch_size, model,

@@ -58,7 +58,7 @@ KEY_HELP = {
     "optim.min_lr": "floor of cosine/poly",
     "optim.grad_clip": "max gradient norm; null = no clipping",
     "train.steps_per_epoch": "null = one pass over the training cases",
-    "train.amp": "mixed precision; only takes effect on CUDA",
+    "train.amp": "mixed precision: float16 on CUDA, bfloat16 on a CPU with AMX/AVX512-BF16, else float32",
     "train.device": "auto | cpu | cuda (--device overrides)",
     "train.deterministic": "deterministic cuDNN kernels (CPU runs are always reproducible)",
     "inference.roi_size": "sliding-window size; null = transforms.patch_size",

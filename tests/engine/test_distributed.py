@@ -109,7 +109,8 @@ def test_two_process_gloo_run(tmp_path):
     parts = build_components(cfg, torch.device("cpu"), DistContext())
     parts.model.load_state_dict(load_checkpoint(run / "last.pt")["model_state"])
     parts.loss_fn.load_state_dict(load_checkpoint(run / "last.pt")["loss_state"])
-    single = validate(parts.model, parts.loss_fn, parts.val_loader, cfg, torch.device("cpu"), DistContext())
+    # parts.amp: the precision the run validated in (bfloat16 autocast on a CPU with native support)
+    single = validate(parts.model, parts.loss_fn, parts.val_loader, cfg, torch.device("cpu"), DistContext(), parts.amp)
     for name, dice in zip(cfg.data.class_names, single.dice, strict=True):
         assert row[f"dice_{name}"] == pytest.approx(dice, abs=1e-6, nan_ok=True)
     assert row["val_loss"] == pytest.approx(single.loss, rel=1e-5)
