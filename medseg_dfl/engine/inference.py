@@ -41,7 +41,7 @@ from medseg_dfl.engine.ensemble import (
     flip_combinations,
     resolve_checkpoints,
 )
-from medseg_dfl.engine.output_claims import check_writable_folder, claim_output, is_write_error
+from medseg_dfl.engine.output_claims import check_writable_folder, claim_output
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
     failure_reason,
@@ -57,7 +57,7 @@ from medseg_dfl.engine.rescale import (
     predict_at_model_scale,
     write_scale_records,
 )
-from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
