@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from medseg_dfl.choices import LOSS_NAMES, NETWORK_NAMES
+from medseg_dfl.choices import NETWORK_NAMES
 from medseg_dfl.io.atomic import write_text
-from medseg_dfl.losses.registry import check_loss_kwargs
+from medseg_dfl.losses.registry import resolve_loss
 
 __all__ = [
     "AugmentConfig",
@@ -299,11 +299,9 @@ def _check_consistency(cfg: Config) -> None:
 def _check_names(cfg: Config) -> None:
     if cfg.network.name.lower() not in {n.lower() for n in NETWORK_NAMES}:
         raise ValueError(f"network.name: {cfg.network.name!r} is not one of {', '.join(NETWORK_NAMES)}")
-    if cfg.loss.name not in LOSS_NAMES:
-        raise ValueError(f"loss.name: {cfg.loss.name!r} is not one of {', '.join(LOSS_NAMES)}")
     _check_plain_values(cfg.network.kwargs, "network.kwargs")
     _check_plain_values(cfg.loss.kwargs, "loss.kwargs")
-    check_loss_kwargs(cfg.loss.name, cfg.loss.kwargs)
+    resolve_loss(cfg.loss.name, cfg.loss.kwargs)
 
 
 def _check_plain_values(value: Any, path: str) -> None:

@@ -23,7 +23,7 @@ from medseg_dfl.engine.checkpoint import FORMAT_VERSION, capture_rng_state, rest
 from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.optim import build_optimizer, build_scheduler, trainable_parameters
 from medseg_dfl.engine.scoring import shard_val_loader
-from medseg_dfl.losses.registry import build_loss
+from medseg_dfl.losses.registry import loss_from_config
 from medseg_dfl.networks import build_network
 
 __all__ = ["Components", "build_components", "checkpoint_payload", "load_fingerprint", "restore_components"]
@@ -89,7 +89,7 @@ def build_components(cfg: Config, device: torch.device, ctx: DistContext,
     ``skip`` (resolved paths of pairs that failed validation) are left out of the data."""
     # Network and loss first: a bad name or keyword fails before the data is cached.
     model, forward = _build_model(cfg, device, ctx)
-    loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
+    loss_fn = loss_from_config(cfg).to(device)
     fingerprint = load_fingerprint(cfg)
     train_loader, val_loader = _build_loaders(cfg, ctx, fingerprint, skip)
     optimizer = build_optimizer(cfg, trainable_parameters(model, loss_fn))

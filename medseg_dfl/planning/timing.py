@@ -20,7 +20,7 @@ from monai.inferers import sliding_window_inference
 from monai.transforms import Compose, RandomizableTrait
 
 from medseg_dfl.config import Config
-from medseg_dfl.losses.registry import build_loss
+from medseg_dfl.losses.registry import loss_from_config
 from medseg_dfl.networks import build_network
 from medseg_dfl.transforms import build_train_transforms
 
@@ -47,7 +47,7 @@ def time_training_step(cfg: Config, device: torch.device, steps: int = 3) -> flo
     """Median seconds of one training step of ``cfg``'s network and loss on random patches."""
     torch.manual_seed(0)
     model = build_network(cfg).to(device).train()
-    loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
+    loss_fn = loss_from_config(cfg).to(device)
     params = [*model.parameters(), *loss_fn.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)
     batch = cfg.train.batch_size * cfg.transforms.num_samples
