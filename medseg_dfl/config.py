@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from medseg_dfl.choices import NETWORK_NAMES
+from medseg_dfl.choices import NETWORK_NAMES, check_overlap
 from medseg_dfl.io.atomic import write_text
 from medseg_dfl.losses.registry import resolve_loss
 
@@ -334,8 +334,7 @@ def _check_consistency(cfg: Config) -> None:
         raise ValueError("transforms.augment.stain needs 2D RGB images (data.in_channels 3, data.spatial_dims 2)")
     if cfg.data.fold is not None and not (cfg.data.folds >= 2 and 0 <= cfg.data.fold < cfg.data.folds):
         raise ValueError(f"data.fold must be in 0..data.folds-1 with data.folds >= 2, got {cfg.data.fold} of {cfg.data.folds}")
-    if not 0.0 <= cfg.inference.overlap < 1.0:
-        raise ValueError(f"inference.overlap must be in [0, 1), got {cfg.inference.overlap}")
+    check_overlap(cfg.inference.overlap, "inference.overlap")
     for name in ("epochs", "batch_size", "val_every"):
         if getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be >= 1, got {getattr(cfg.train, name)}")

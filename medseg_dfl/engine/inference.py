@@ -32,6 +32,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.transforms import KeepLargestConnectedComponent
 
+from medseg_dfl.choices import check_overlap
 from medseg_dfl.config import Config, config_from_dict
 from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.distributed import resolve_device, torchrun_rank
@@ -159,6 +160,8 @@ class Predictor:
         half: bool = False,
     ) -> Predictor:
         """Rebuild config, network, inference transforms and their inverse from a checkpoint."""
+        if overlap is not None:
+            overlap = check_overlap(overlap)  # before the checkpoint is read
         payload = load_checkpoint(path)
         try:
             cfg = config_from_dict(payload["config"])
@@ -173,9 +176,7 @@ class Predictor:
         dtype = (torch.float16 if resolved.type == "cuda" else torch.bfloat16) if half else torch.float32
         network = network.to(device=resolved, dtype=dtype).eval()
         transforms = build_inference_transforms(cfg, payload.get("fingerprint"))
-        overlap = cfg.inference.overlap if overlap is None else float(overlap)
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        overlap = cfg.inference.overlap if overlap is None else overlap  # load_config checked the checkpoint's
         batch = cfg.inference.sw_batch_size if sw_batch_size is None else int(sw_batch_size)
         if batch < 1:
             raise ValueError(f"batch size must be >= 1, got {batch}")
