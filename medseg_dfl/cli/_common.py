@@ -109,27 +109,6 @@ def check_output_folder(path: Path, what: str = "output folder") -> None:
         raise NotADirectoryError(f"{what} exists and is not a folder: {path}")
 
 
-def _flags_without_placeholder() -> None:
-    """Typer's help shows ``<bool>`` after a flag (``--overlay <bool>``), as if it took a value; a flag
-    takes none, so show nothing there."""
-    from typer.core import TyperOption
-
-    original = TyperOption.display_type_rich
-    if getattr(original, "_medseg_flags", False):
-        return
-
-    def display_type_rich(self: Any, ctx: Any) -> str | None:
-        if self.is_flag and self.metavar is None:
-            return None
-        return original(self, ctx)
-
-    display_type_rich._medseg_flags = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
-_flags_without_placeholder()
-
-
 def warn_unusual_scales(console: Console, unusual: tuple[float, list[str]] | None, tolerance: float,
                         shown: int = 5) -> None:  # fmt: skip
     """One yellow line naming the images whose estimated red-cell size is far from the others'
