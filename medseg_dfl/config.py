@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from medseg_dfl.choices import LOSS_NAMES, NETWORK_NAMES
+from medseg_dfl.choices import NETWORK_NAMES, check_overlap
 from medseg_dfl.io.atomic import write_text
-from medseg_dfl.losses.registry import check_loss_kwargs
+from medseg_dfl.losses.registry import resolve_loss
 
 __all__ = [
     "AugmentConfig",
@@ -26,6 +26,7 @@ __all__ = [
     "DataConfig",
     "ExperimentConfig",
     "InferenceConfig",
+    "KEY_HELP",
     "LossConfig",
     "NetworkConfig",
     "OptimConfig",
@@ -51,25 +52,19 @@ class ExperimentConfig:
 
 @dataclass
 class DataConfig:
-    # Folder with images/ + labels/ (or *_masks files, or a Decathlon dataset.json).
-    # Relative paths are resolved against the current working directory.
     root: str = "sample_data/blood_smear"
     spatial_dims: int = field(default=2, metadata={"choices": (2, 3)})
     modality: str = field(default="microscopy", metadata=_choices("microscopy", "ct", "mr"))
     in_channels: int = 3
     class_names: list[str] = field(default_factory=lambda: ["background", "rbc", "wbc", "platelet"])
-    # Used when the data folder has no dataset.json "validation" list.
     val_fraction: float = 0.2
-    # Cross-validation: validate on fold ``fold`` of ``folds`` (medseg_dfl.data.folds); None = the
-    # dataset.json list / val_fraction split above.
     fold: int | None = None
     folds: int = 5
     cache: str = field(default="memory", metadata=_choices("none", "memory", "disk"))
     cache_dir: str | None = None
     num_workers: int = 0
-    # With num_workers 0: draw the next batch in a background thread while the step runs
-    # (medseg_dfl/data/prefetch.py). Hides the data wait (13-28 % -> 2-3 % of a step on the smears);
-    # turn it off when another busy process shares few cores (there it made steps 1.1-1.3x slower).
+    # Measured: hides the data wait (13-28 % -> 2-3 % of a step on the smears), but made steps
+    # 1.1-1.3x slower where another busy process shared few cores (medseg_dfl/data/prefetch.py).
     prefetch: bool = True
 
     @property
@@ -80,38 +75,27 @@ class DataConfig:
 @dataclass
 class AugmentConfig:
     flip: bool = True
-    # Spatial axes (0-based, MONAI's order after loading) that random flips may mirror; None = every
-    # axis. Leave out an axis along which the classes sit in a fixed order (the hippocampus head is
-    # always anterior to its body): mirroring there swaps their meaning. ``infer --tta`` mirrors
-    # only these axes too. ``plan`` chooses them from the data (planning/decisions.py).
+    # Leave out an axis along which the classes sit in a fixed order (the hippocampus head is always
+    # anterior to its body): mirroring there swaps their meaning. ``plan`` chooses them from the data.
     flip_axes: list[int] | None = None
     rot90: bool = True
     affine: bool = True
     color_jitter: bool = True
     noise: bool = True
-    # RGB microscopy: HED stain jitter, brightness, gamma, blur and scale jitter of the whole image
-    # before its intensity normalisation (medseg_dfl.stain).
     stain: bool = False
 
 
 @dataclass
 class TransformConfig:
     patch_size: list[int] = field(default_factory=lambda: [128, 128])
-    # Patches drawn per image per step by RandCropByLabelClassesd.
     num_samples: int = 2
-    # Relative probability of centring a patch on each class (len = classes); None = uniform.
     class_ratios: list[float] | None = None
-    # 3D only: resample to this spacing (mm); None = the dataset's median spacing.
     target_spacing: list[float] | None = None
-    # auto: microscopy -> per-channel z-score, ct -> window, mr -> z-score. zscore_nonzero: per-case
-    # z-score over non-zero voxels (zero background stays 0); rgb_0_1: 8-bit colour / 255;
-    # ct_zscore: clip to ``window``, then z-score with ``intensity_mean``/``intensity_std`` (nnU-Net CT).
     intensity: str = field(
         default="auto",
         metadata=_choices("auto", "zscore", "zscore_nonzero", "window", "percentile", "rgb_0_1", "ct_zscore"),
     )
     window: list[float] | None = None
-    # ct_zscore only: the dataset's foreground mean and std, one value per channel.
     intensity_mean: list[float] | None = None
     intensity_std: list[float] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -138,7 +122,6 @@ class OptimConfig:
     scheduler: str = field(default="cosine", metadata=_choices("cosine", "poly", "none"))
     warmup_epochs: int = 0
     poly_power: float = 0.9
-    # Floor of the cosine/poly schedule (the LR of the last epoch tends to it).
     min_lr: float = 0.0
     grad_clip: float | None = 1.0
 
@@ -147,18 +130,16 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 20
     batch_size: int = 4
-    # None = one pass over the training set per epoch.
     steps_per_epoch: int | None = None
     val_every: int = 1
-    amp: bool = True  # float16 on CUDA, bfloat16 on a CPU with AMX/AVX512-BF16, else float32
-    compile: bool = False  # torch.compile the network (compile time at every start)
+    amp: bool = True
+    compile: bool = False
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     deterministic: bool = True
 
 
 @dataclass
 class InferenceConfig:
-    # None = transforms.patch_size.
     roi_size: list[int] | None = None
     sw_batch_size: int = 4
     overlap: float = 0.25
@@ -175,6 +156,75 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+# What each key does: the one place (the planned config's comments read it; a test keeps one entry
+# per key of the dataclasses above, sections optional). Reasons *why* a value was chosen are the
+# planner's (``Plan.reasons``), not these.
+KEY_HELP: dict[str, str] = {
+    "experiment.name": "default run directory: runs/<name>",
+    "experiment.seed": "seeds network init, data split, shuffling and augmentation",
+    "data.root": "the data folder (images/+labels/, *_masks files or dataset.json), relative to where you train",
+    "data.spatial_dims": "2 or 3",
+    "data.modality": "microscopy | ct | mr (chooses the auto intensity normalisation)",
+    "data.in_channels": "image channels (3 for RGB)",
+    "data.class_names": "one name per label value, background first",
+    "data.val_fraction": "used only when the folder has no dataset.json 'validation' list",
+    "data.fold": "cross-validation: validate on this fold of data.folds; null = the dataset.json list / val_fraction",
+    "data.folds": "number of cross-validation folds (used with data.fold)",
+    "data.cache": "none | memory | disk: where loaded, transformed cases are kept between epochs",
+    "data.cache_dir": "required for cache: disk on a raw folder",
+    "data.num_workers": "data loader processes; 0 = load in the training process",
+    "data.prefetch": "num_workers 0: next batch drawn in a thread during the step (off if the cores are shared)",
+    "transforms.patch_size": "training patch, in the loaded image's axis order",
+    "transforms.num_samples": "patches drawn per image per step (RandCropByLabelClassesd)",
+    "transforms.class_ratios": "relative probability of centring a patch on each class (one per class); null = uniform",
+    "transforms.target_spacing": "3D only: resample to this spacing (mm); null = the data set's median spacing",
+    "transforms.intensity": (
+        "auto: microscopy -> per-channel z-score, ct -> window, mr -> z-score; zscore_nonzero: per-case z-score "
+        "over non-zero voxels; rgb_0_1: 8-bit colour / 255; ct_zscore: clip to window, then z-score with "
+        "intensity_mean/intensity_std (nnU-Net CT)"
+    ),
+    "transforms.window": "[low, high] intensity window (window and ct_zscore modes)",
+    "transforms.intensity_mean": "ct_zscore: the data set's foreground mean per channel",
+    "transforms.intensity_std": "ct_zscore: the data set's foreground std per channel",
+    "transforms.augment": "random augmentation of training patches",
+    "transforms.augment.flip": "random flips (along transforms.augment.flip_axes)",
+    "transforms.augment.flip_axes": "axes random flips and infer --tta mirror; null = every axis",
+    "transforms.augment.rot90": "random 90-degree rotations in the first plane (square there only)",
+    "transforms.augment.affine": "small random rotation + scaling",
+    "transforms.augment.color_jitter": "random contrast and intensity shifts",
+    "transforms.augment.noise": "Gaussian noise",
+    "transforms.augment.stain": (
+        "RGB microscopy: HED stain jitter, brightness, gamma, blur and scale jitter of the whole image before "
+        "its intensity normalisation (medseg_dfl.stain)"
+    ),
+    "network.name": "a MONAI network (UNet, BasicUNet, AttentionUnet, SegResNet, DynUNet, UNETR, SwinUNETR)",
+    "network.kwargs": "keyword arguments of the MONAI network",
+    "loss.name": "a loss of medseg_dfl.losses.registry (dfl, dice-dfl, ce, dice-ce, ...)",
+    "loss.kwargs": "keyword arguments of the loss (e.g. gamma: 2.0)",
+    "optim.name": "adamw | sgd",
+    "optim.lr": "learning rate (peak, after any warm-up)",
+    "optim.weight_decay": "decoupled (AdamW) weight decay",
+    "optim.momentum": "SGD only",
+    "optim.scheduler": "cosine | poly | none (stepped once per epoch)",
+    "optim.warmup_epochs": "linear warm-up epochs before the schedule",
+    "optim.poly_power": "poly only",
+    "optim.min_lr": "floor of cosine/poly",
+    "optim.grad_clip": "max gradient norm; null = no clipping",
+    "train.epochs": "training epochs",
+    "train.batch_size": "images per step (each gives transforms.num_samples patches)",
+    "train.steps_per_epoch": "null = one pass over the training cases",
+    "train.val_every": "validate every N epochs (and always after the last)",
+    "train.amp": "mixed precision: float16 on CUDA, bfloat16 on a CPU with AMX/AVX512-BF16, else float32",
+    "train.compile": "torch.compile the network (compile time at every start)",
+    "train.device": "auto | cpu | cuda (--device overrides)",
+    "train.deterministic": "deterministic cuDNN kernels (CPU runs are always reproducible)",
+    "inference.roi_size": "sliding-window size; null = transforms.patch_size",
+    "inference.sw_batch_size": "windows per network call",
+    "inference.overlap": "fraction of overlap between sliding windows, in [0, 1)",
+    "inference.blend_mode": "gaussian | constant",
+}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -286,8 +336,7 @@ def _check_consistency(cfg: Config) -> None:
         raise ValueError("transforms.augment.stain needs 2D RGB images (data.in_channels 3, data.spatial_dims 2)")
     if cfg.data.fold is not None and not (cfg.data.folds >= 2 and 0 <= cfg.data.fold < cfg.data.folds):
         raise ValueError(f"data.fold must be in 0..data.folds-1 with data.folds >= 2, got {cfg.data.fold} of {cfg.data.folds}")
-    if not 0.0 <= cfg.inference.overlap < 1.0:
-        raise ValueError(f"inference.overlap must be in [0, 1), got {cfg.inference.overlap}")
+    check_overlap(cfg.inference.overlap, "inference.overlap")
     for name in ("epochs", "batch_size", "val_every"):
         if getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be >= 1, got {getattr(cfg.train, name)}")
@@ -300,11 +349,9 @@ def _check_consistency(cfg: Config) -> None:
 def _check_names(cfg: Config) -> None:
     if cfg.network.name.lower() not in {n.lower() for n in NETWORK_NAMES}:
         raise ValueError(f"network.name: {cfg.network.name!r} is not one of {', '.join(NETWORK_NAMES)}")
-    if cfg.loss.name not in LOSS_NAMES:
-        raise ValueError(f"loss.name: {cfg.loss.name!r} is not one of {', '.join(LOSS_NAMES)}")
     _check_plain_values(cfg.network.kwargs, "network.kwargs")
     _check_plain_values(cfg.loss.kwargs, "loss.kwargs")
-    check_loss_kwargs(cfg.loss.name, cfg.loss.kwargs)
+    resolve_loss(cfg.loss.name, cfg.loss.kwargs)
 
 
 def _check_plain_values(value: Any, path: str) -> None:

@@ -109,3 +109,31 @@ def _key_paths(values: dict, prefix: str = "") -> set[str]:
         else:
             paths.add(f"{prefix}{key}")
     return paths
+
+
+def _schema_keys(cls: type, path: str = "") -> tuple[set[str], set[str]]:
+    """(leaf keys, section keys) of a config dataclass, as dotted paths."""
+    import dataclasses
+    import typing
+
+    leaves, sections = set(), set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{path}.{f.name}" if path else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            sections.add(key)
+            more_leaves, more_sections = _schema_keys(hints[f.name], key)
+            leaves |= more_leaves
+            sections |= more_sections
+        else:
+            leaves.add(key)
+    return leaves, sections
+
+
+def test_key_help_is_one_table_with_every_key_and_no_stale_one():
+    from medseg_dfl.config import KEY_HELP, Config
+
+    leaves, sections = _schema_keys(Config)
+    assert sorted(leaves - set(KEY_HELP)) == []  # every key says what it does
+    assert sorted(set(KEY_HELP) - leaves - sections) == []  # and no help outlives its key
+    assert all(text and "\n" not in text for text in KEY_HELP.values())

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from medseg_dfl.config import Config
-from medseg_dfl.losses.registry import build_loss
+from medseg_dfl.losses.registry import loss_from_config
 from medseg_dfl.transforms import intensity_mode, resolve_target_spacing
 
 __all__ = ["BUNDLE_VERSION", "META_SCHEMA", "bundle_metadata", "loss_summary", "package_versions"]
@@ -47,7 +47,7 @@ def package_versions() -> dict[str, str]:
 def loss_summary(cfg: Config, loss_state: dict[str, Any] | None) -> dict[str, Any]:
     """The run's loss by name, its keywords, its scale alpha (learnt or fixed) and ACW weights."""
     summary: dict[str, Any] = {"name": cfg.loss.name, "kwargs": dict(cfg.loss.kwargs)}
-    loss = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs)
+    loss = loss_from_config(cfg)
     if loss_state:
         loss.load_state_dict(loss_state, strict=False)
     dfl = getattr(loss, "dfl", loss)  # DiceDualFocalLoss holds its DualFocalLoss as .dfl

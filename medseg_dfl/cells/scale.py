@@ -25,6 +25,7 @@ from scipy import ndimage
 from skimage import filters, measure, morphology
 
 from medseg_dfl.cells.object_scale import training_object_scale
+from medseg_dfl.choices import check_scale_flags
 from medseg_dfl.data.folds import Split, training_split
 from medseg_dfl.io.atomic import write_json
 from medseg_dfl.io.readers import load_image
@@ -205,13 +206,10 @@ def resolve_scale(
 ) -> CellScale:
     """The scale to use for one image, in order: ``cell_diameter`` (px), ``pixel_size`` (um/px),
     the file's metadata, an estimate from the image, ``default_diameter``."""
+    check_scale_flags(cell_diameter, pixel_size)
     if cell_diameter is not None:
-        if not cell_diameter > 0:
-            raise ValueError(f"cell diameter must be a positive number of pixels, got {cell_diameter}")
         return CellScale(float(cell_diameter), pixel_size, "--cell-diameter")
     if pixel_size is not None:
-        if not pixel_size > 0:
-            raise ValueError(f"pixel size must be a positive number of microns, got {pixel_size}")
         return CellScale(RBC_DIAMETER_UM / pixel_size, float(pixel_size), "--pixel-size")
     from_file = pixel_size_from_file(path) if path is not None else None
     if from_file is not None:

@@ -6,7 +6,6 @@ those checks must answer before torch or MONAI is imported.
 
 from __future__ import annotations
 
-import errno
 import functools
 import warnings
 from collections.abc import Callable, Iterable
@@ -26,11 +25,6 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, FloatingPointError,
 )  # fmt: skip
-# OS errors that are the machine's state, not a bug: one line naming the path and the reason.
-WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
-_REASONS = {errno.ENOSPC: "no space left on device", errno.EACCES: "permission denied",
-            errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
-            errno.EDQUOT: "disk quota exceeded"}  # fmt: skip
 
 # Shared help texts: train and infer take the same --device values.
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
@@ -51,9 +45,19 @@ def print_bad_files(bad: Iterable[tuple[Path, str]], title: str | None = None) -
         err_console.print(f"  {path}: {reason}", markup=False)
 
 
-def os_error_line(err: OSError) -> str:
-    """``<path>: cannot write (<reason>)`` for a full disk, a folder without permission, ...."""
-    reason = _REASONS.get(err.errno or -1, err.strerror or str(err))
+def os_error_line(err: OSError) -> str | None:
+    """``<path>: <reason>`` for a full disk, a folder without permission, ... (the machine's state,
+    not a bug); None for any other ``OSError``.
+
+    The errno table is ``medseg_dfl.io.atomic``'s (``WRITE_ERRNOS``), imported here and not at the
+    top: the ``io`` package loads MONAI, and this module must stay light for the argument checks.
+    Only an ``OSError`` pays for the import (usually after the command has loaded MONAI anyway).
+    """
+    from medseg_dfl.io.atomic import WRITE_ERRNOS, os_error_reason
+
+    if err.errno not in WRITE_ERRNOS:
+        return None
+    reason = os_error_reason(err)
     if err.filename is not None:
         return f"{err.filename}: {reason}"
     text = err.strerror if isinstance(err.strerror, str) and err.strerror else str(err)
@@ -81,9 +85,10 @@ def user_errors(func: F) -> F:
                 fail(getattr(err, "summary", None) or str(err))
             fail(str(err))
         except OSError as err:
-            if err.errno not in WRITE_ERRNOS:
+            line = os_error_line(err)
+            if line is None:
                 raise
-            fail(os_error_line(err))
+            fail(line)
 
     return wrapper  # type: ignore[return-value]
 
@@ -102,27 +107,6 @@ def check_output_folder(path: Path, what: str = "output folder") -> None:
     """``NotADirectoryError`` when ``path`` exists and is not a folder (checked before heavy imports)."""
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{what} exists and is not a folder: {path}")
-
-
-def _flags_without_placeholder() -> None:
-    """Typer's help shows ``<bool>`` after a flag (``--overlay <bool>``), as if it took a value; a flag
-    takes none, so show nothing there."""
-    from typer.core import TyperOption
-
-    original = TyperOption.display_type_rich
-    if getattr(original, "_medseg_flags", False):
-        return
-
-    def display_type_rich(self: Any, ctx: Any) -> str | None:
-        if self.is_flag and self.metavar is None:
-            return None
-        return original(self, ctx)
-
-    display_type_rich._medseg_flags = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
-_flags_without_placeholder()
 
 
 def warn_unusual_scales(console: Console, unusual: tuple[float, list[str]] | None, tolerance: float,

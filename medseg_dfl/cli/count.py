@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from medseg_dfl.cli._common import DEVICE_HELP, fail, user_errors, warn_unusual_scales
+from medseg_dfl.choices import check_overlap, check_scale_flags
+from medseg_dfl.cli._common import (
+    DEVICE_HELP,
+    check_exists,
+    check_output_folder,
+    fail,
+    user_errors,
+    warn_unusual_scales,
+)
 
 
 @user_errors
@@ -17,11 +25,11 @@ def command(
     output_dir: Annotated[Path, typer.Argument(metavar="OUTPUT_DIR", help="Folder for counts.csv, cells.csv and the instance maps.")],
     cell_diameter: Annotated[
         float | None,
-        typer.Option("--cell-diameter", min=1.0, help="Red-cell diameter in pixels (default: pixel size or estimate)."),
+        typer.Option("--cell-diameter", help="Red-cell diameter in pixels (default: pixel size or estimate)."),
     ] = None,
     pixel_size: Annotated[
         float | None,
-        typer.Option("--pixel-size", min=1e-4, help="Microns per pixel (default: file metadata, else estimate)."),
+        typer.Option("--pixel-size", help="Microns per pixel (default: file metadata, else estimate)."),
     ] = None,
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write <stem>_overlay.png.")] = False,
     truth: Annotated[
@@ -29,6 +37,10 @@ def command(
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search sub-folders of INPUT.")] = False,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    tile_overlap: Annotated[
+        float | None,
+        typer.Option("--tile-overlap", help="Sliding-window overlap in [0, 1) (default: checkpoint's)."),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the results of an earlier count in OUTPUT_DIR.")
     ] = False,
@@ -45,18 +57,24 @@ def command(
     ] = None,
 ) -> None:
     """Count red cells, white cells and platelets in INPUT; write instance maps and CSVs to OUTPUT_DIR."""
+    check_exists(model, "checkpoint")
+    check_exists(input, "input")
+    check_output_folder(output_dir)
+    if truth is not None:
+        check_exists(truth, "truth folder", folder=True)
+    check_scale_flags(cell_diameter, pixel_size)
+    if tile_overlap is not None:
+        check_overlap(tile_overlap, "--tile-overlap")
     from rich.console import Console
 
     from medseg_dfl.cells.instances import InstanceParams
     from medseg_dfl.cells.scale import UNUSUAL_SCALE, unusual_estimates
     from medseg_dfl.engine.counting import CountOptions, count_cells
 
-    if truth is not None and not truth.is_dir():
-        raise FileNotFoundError(f"truth folder not found: {truth}")
     clump = {} if platelet_clump is None else {"clump": platelet_clump}
     params = InstanceParams(min_platelet_probability=min_platelet_probability, **clump)
     options = CountOptions(cell_diameter=cell_diameter, pixel_size=pixel_size, overlay=overlay or truth is not None,
-                           truth_dir=truth, device=device, recursive=recursive, overwrite=overwrite,
+                           truth_dir=truth, device=device, overlap=tile_overlap, recursive=recursive, overwrite=overwrite,
                            instance_params=params)  # fmt: skip
     summary = count_cells(model, input, output_dir, options)
     console = Console(stderr=True, highlight=False)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medseg_dfl.choices import check_overlap, check_scale_flags
 from medseg_dfl.cli._common import (
     DEVICE_HELP,
     check_exists,
@@ -42,7 +43,7 @@ def command(
     ] = None,
     tile_overlap: Annotated[
         float | None,
-        typer.Option("--tile-overlap", min=0.0, max=0.95, help="Sliding-window overlap (default: checkpoint's)."),
+        typer.Option("--tile-overlap", help="Sliding-window overlap in [0, 1) (default: checkpoint's)."),
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="float16 on CUDA, bfloat16 on CPU.")] = False,
     suffix: Annotated[
@@ -59,12 +60,12 @@ def command(
     ] = None,
     cell_diameter: Annotated[
         float | None,
-        typer.Option("--cell-diameter", min=1.0, metavar="PX",
+        typer.Option("--cell-diameter", metavar="PX",
                      help="Smear models: red-cell diameter in pixels of the inputs (default: pixel size or estimate)."),
     ] = None,
     pixel_size: Annotated[
         float | None,
-        typer.Option("--pixel-size", min=1e-4, metavar="UM",
+        typer.Option("--pixel-size", metavar="UM",
                      help="Smear models: microns per pixel of the inputs (default: file metadata, else estimate)."),
     ] = None,
     no_rescale: Annotated[
@@ -87,6 +88,9 @@ def command(
         check_exists(path, "checkpoint")
     check_exists(input, "input")
     check_output_folder(output_dir)
+    check_scale_flags(cell_diameter, pixel_size)
+    if tile_overlap is not None:
+        check_overlap(tile_overlap, "--tile-overlap")
     from rich.console import Console
     from rich.markup import escape
 

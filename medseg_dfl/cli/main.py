@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
-# Idle OpenMP threads spin by default and steal the cores that the working threads need (measured
-# 4x slower single-threaded loops on a shared 2-core machine). Must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import typer
 
-import typer  # noqa: E402
-
-from medseg_dfl.cli import (  # noqa: E402
+from medseg_dfl.cli import (
     compare,
     count,
     demo,
     evaluate,
-    export_bundle,  # noqa: E402
+    export_bundle,
     infer,
     plan,
     preprocess,
     sample_data,
     train,
 )
-from medseg_dfl.cli import datasets as datasets_cli  # noqa: E402
+from medseg_dfl.cli import datasets as datasets_cli
 
 app = typer.Typer(
     name="medseg-dfl",
@@ -46,17 +43,54 @@ app.command("export-bundle")(export_bundle.command)
 app.add_typer(datasets_cli.app, name="datasets")
 
 
-# MONAI imports pytorch-ignite (when installed, e.g. by the dev extra) as it loads: 1-2 s of CPU per
-# command, for nothing except bundle workflows. This process (the CLI's own) marks it absent for the
-# other commands, so MONAI's optional import skips it; the library never does this.
+# Commands that need pytorch-ignite (MONAI's bundle workflows); see set_up_process.
 _NEEDS_IGNITE = {"export-bundle"}
+
+
+def set_up_process(command: str | None) -> None:
+    """The CLI's process set-up, run once as a command starts (before it imports torch or MONAI).
+
+    This is the package's one module-level state (docs/CONTRIBUTING.md): it changes the process
+    (environment, ``sys.modules``, a Typer class), so only the CLI, which owns its process, does it;
+    importing any module, this one included, changes nothing, and the library never does this.
+
+    - ``OMP_WAIT_POLICY=PASSIVE`` (unless already set): idle OpenMP threads spin by default and
+      steal the cores that the working threads need (measured 4x slower single-threaded loops on a
+      shared 2-core machine). OpenMP reads it once, when torch loads: the commands import torch
+      inside their functions, after this.
+    - ``ignite`` marked absent (``sys.modules["ignite"] = None``) for every command except those in
+      ``_NEEDS_IGNITE``: MONAI imports pytorch-ignite (when installed, e.g. by the dev extra) as it
+      loads, 1-2 s of CPU per command, for nothing but bundle workflows; MONAI's optional import
+      then skips it (docs/benchmarks.md).
+    - Typer's help shows ``<bool>`` after a flag (``--overlay <bool>``), as if it took a value; a
+      flag takes none, so its help shows nothing there (``TyperOption.display_type_rich`` wrapped).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if command not in _NEEDS_IGNITE:
+        sys.modules.setdefault("ignite", None)  # type: ignore[assignment]
+    _flags_without_placeholder()
+
+
+def _flags_without_placeholder() -> None:
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_medseg_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._medseg_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     """Medical image segmentation with the Dual Focal Loss (MONAI based)."""
-    if ctx.invoked_subcommand not in _NEEDS_IGNITE:
-        sys.modules.setdefault("ignite", None)  # type: ignore[assignment]
+    set_up_process(ctx.invoked_subcommand)
 
 
 def main() -> None:

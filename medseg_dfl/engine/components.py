@@ -25,7 +25,7 @@ from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.optim import build_optimizer, build_scheduler, trainable_parameters
 from medseg_dfl.engine.precision import autocast_dtype, compile_network, memory_format
 from medseg_dfl.engine.scoring import shard_val_loader
-from medseg_dfl.losses.registry import build_loss
+from medseg_dfl.losses.registry import loss_from_config
 from medseg_dfl.networks import build_network
 
 __all__ = ["Components", "build_components", "checkpoint_payload", "load_fingerprint", "restore_components"]
@@ -96,7 +96,7 @@ def build_components(cfg: Config, device: torch.device, ctx: DistContext,
     fmt = memory_format(device, cfg.data.spatial_dims, amp)
     # Network and loss first: a bad name or keyword fails before the data is cached.
     model, forward = _build_model(cfg, device, ctx, fmt)
-    loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
+    loss_fn = loss_from_config(cfg).to(device)
     fingerprint = load_fingerprint(cfg)
     split = training_split(cfg) if split is None else split
     train_loader, val_loader = _build_loaders(cfg, ctx, fingerprint, split)

@@ -57,6 +57,7 @@ class CountOptions:
     overlay: bool = False
     truth_dir: Path | None = None  # folder of truth masks (same stems) for the overlay's second panel
     device: str = "auto"
+    overlap: float | None = None  # sliding-window overlap in [0, 1); None: the checkpoint's
     recursive: bool = False
     instance_params: InstanceParams | None = None  # None: the defaults
     overwrite: bool = False  # replace the results of an earlier count in the same output folder
@@ -120,10 +121,10 @@ class SmearCounter:
     model_scale_source: str
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto") -> SmearCounter:
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", overlap: float | None = None) -> SmearCounter:
         path = Path(checkpoint)
         path = path / "best.pt" if path.is_dir() else path
-        predictor = Predictor.from_checkpoint(path, device)
+        predictor = Predictor.from_checkpoint(path, device, overlap=overlap)
         if predictor.cfg.data.spatial_dims != 2:
             raise ValueError(f"{path}: counting cells needs a 2D model, this one is {predictor.cfg.data.spatial_dims}D")
         diameter, source = model_cell_diameter(path)
@@ -195,7 +196,7 @@ def count_cells(
     """Count the cells of every image in ``input`` (a file or folder) into ``output_dir``."""
     options = options or CountOptions()
     images = find_images(input, recursive=options.recursive)
-    counter = SmearCounter.from_checkpoint(checkpoint, options.device)
+    counter = SmearCounter.from_checkpoint(checkpoint, options.device, options.overlap)
     output_dir = Path(output_dir)
     if (output_dir / "counts.csv").exists() and not options.overwrite:
         # As infer: an earlier count is never replaced by surprise.

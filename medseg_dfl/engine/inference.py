@@ -32,6 +32,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.transforms import KeepLargestConnectedComponent
 
+from medseg_dfl.choices import check_overlap
 from medseg_dfl.config import Config, config_from_dict
 from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.distributed import resolve_device, torchrun_rank
@@ -41,7 +42,7 @@ from medseg_dfl.engine.ensemble import (
     flip_combinations,
     resolve_checkpoints,
 )
-from medseg_dfl.engine.output_claims import check_writable_folder, claim_output, is_write_error
+from medseg_dfl.engine.output_claims import check_writable_folder, claim_output
 from medseg_dfl.engine.precision import half_dtype
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
@@ -58,7 +59,7 @@ from medseg_dfl.engine.rescale import (
     predict_at_model_scale,
     write_scale_records,
 )
-from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
@@ -160,6 +161,8 @@ class Predictor:
         half: bool = False,
     ) -> Predictor:
         """Rebuild config, network, inference transforms and their inverse from a checkpoint."""
+        if overlap is not None:
+            overlap = check_overlap(overlap)  # before the checkpoint is read
         payload = load_checkpoint(path)
         try:
             cfg = config_from_dict(payload["config"])
@@ -174,9 +177,7 @@ class Predictor:
         dtype = half_dtype(resolved) if half else torch.float32  # float32 on a CPU without native bfloat16
         network = network.to(device=resolved, dtype=dtype).eval()
         transforms = build_inference_transforms(cfg, payload.get("fingerprint"))
-        overlap = cfg.inference.overlap if overlap is None else float(overlap)
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        overlap = cfg.inference.overlap if overlap is None else overlap  # load_config checked the checkpoint's
         batch = cfg.inference.sw_batch_size if sw_batch_size is None else int(sw_batch_size)
         if batch < 1:
             raise ValueError(f"batch size must be >= 1, got {batch}")

@@ -12,32 +12,17 @@ removed when the input is finished (or failed). A claim left by a killed process
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from medseg_dfl.io.atomic import describe_os_error
+from medseg_dfl.io.atomic import WRITE_ERRNOS, describe_os_error
 
-__all__ = ["CLAIM_SUFFIX", "WRITE_ERRNOS", "check_writable_folder", "claim_output", "claim_path", "is_write_error"]
+__all__ = ["CLAIM_SUFFIX", "check_writable_folder", "claim_output", "claim_path"]
 
 CLAIM_SUFFIX = ".claim"
-# OS errors that say "this folder/disk cannot take the outputs": stop the whole run, not one file.
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT})
-
-
-def is_write_error(err: BaseException) -> OSError | None:
-    """The write ``OSError`` (full disk, permission denied, ...) in ``err``'s chain, if any."""
-    seen: list[BaseException] = []
-    current: BaseException | None = err
-    while current is not None and current not in seen:
-        if isinstance(current, OSError) and current.errno in WRITE_ERRNOS:
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def check_writable_folder(folder: Path) -> None:

@@ -30,6 +30,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from medseg_dfl.cells.instances import cell_kind
 from medseg_dfl.cells.scale import SCALE_FILE, CellScale, resolve_scale, write_scale_file
+from medseg_dfl.choices import check_scale_flags
 from medseg_dfl.engine.output_claims import claim_output
 
 __all__ = [
@@ -110,9 +111,7 @@ def inference_model_scale(
     ``ValueError`` for a non-positive ``cell_diameter``/``pixel_size``, for either one with
     ``rescale=False``, and for either one with a model that records no red-cell scale.
     """
-    for name, value, unit in (("--cell-diameter", cell_diameter, "pixels"), ("--pixel-size", pixel_size, "microns")):
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be a positive number of {unit}, got {value}")
+    check_scale_flags(cell_diameter, pixel_size)
     given = "--cell-diameter" if cell_diameter is not None else "--pixel-size" if pixel_size is not None else None
     if not rescale:
         if given:

@@ -22,9 +22,12 @@ from typing import Any
 
 __all__ = [
     "TEMP_MARKER",
+    "WRITE_ERRNOS",
     "atomic_folder",
     "atomic_path",
     "describe_os_error",
+    "is_write_error",
+    "os_error_reason",
     "process_alive",
     "remove_stale_temps",
     "scratch_folder",
@@ -43,6 +46,17 @@ _TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}(\.[^/]*)?$")
 _LEGACY_TEMP_RE = re.compile(r"^\..+\.(\d+)\.tmp(\.png)?$")
 _MULTI_SUFFIXES = (".nii.gz", ".tar.gz")
 
+# OS errors that are the machine's state (full disk, no permission, read-only), not a bug: the one
+# table. The writers here, infer's output checks and the CLI's one red line all read it.
+WRITE_ERROR_REASONS: dict[int, str] = {
+    errno.ENOSPC: "no space left on device",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.EDQUOT: "disk quota exceeded",
+}
+WRITE_ERRNOS = frozenset(WRITE_ERROR_REASONS)
+
 
 def _split_suffix(name: str) -> tuple[str, str]:
     for multi in _MULTI_SUFFIXES:
@@ -57,16 +71,26 @@ def temp_name_for(out_path: Path) -> Path:
     return out_path.with_name(f".{stem}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}{suffix}")
 
 
+def os_error_reason(err: OSError) -> str:
+    """The reason in a few words: ``no space left on device``, ``permission denied``, ...."""
+    return WRITE_ERROR_REASONS.get(err.errno or -1, err.strerror or str(err))
+
+
 def describe_os_error(err: OSError, path: str | Path) -> str:
     """One line naming ``path`` and the reason (no space left, permission denied, ...)."""
-    reason = {
-        errno.ENOSPC: "no space left on device",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.EROFS: "read-only file system",
-        errno.EDQUOT: "disk quota exceeded",
-    }.get(err.errno or -1, err.strerror or str(err))
-    return f"{path}: cannot write ({reason})"
+    return f"{path}: cannot write ({os_error_reason(err)})"
+
+
+def is_write_error(err: BaseException) -> OSError | None:
+    """The write ``OSError`` (full disk, permission denied, ...) in ``err``'s chain, if any."""
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in seen:
+        if isinstance(current, OSError) and current.errno in WRITE_ERRNOS:
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _fsync(path: Path) -> None:
@@ -94,15 +118,13 @@ def atomic_path(out_path: str | Path, *, overwrite: bool = True) -> Iterator[Pat
         _fsync(tmp)
         os.replace(tmp, out_path)
     except OSError as err:
-        if isinstance(err, (FileExistsError, FileNotFoundError)) or err.errno not in _WRITE_ERRNOS:
+        if isinstance(err, (FileExistsError, FileNotFoundError)) or err.errno not in WRITE_ERRNOS:
             raise
         raise OSError(err.errno, describe_os_error(err, out_path)) from err
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
 
-
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
 
 
 def write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:

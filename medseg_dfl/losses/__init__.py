@@ -4,7 +4,13 @@ from medseg_dfl.losses.class_weights import AdaptiveClassWeights
 from medseg_dfl.losses.compound import DiceDualFocalLoss
 from medseg_dfl.losses.dual_focal import DualFocalLoss
 from medseg_dfl.losses.functional import dual_focal_loss
-from medseg_dfl.losses.registry import LOSS_NAMES, LabelCrossEntropyLoss, build_loss
+from medseg_dfl.losses.registry import (
+    LOSS_NAMES,
+    LabelCrossEntropyLoss,
+    build_loss,
+    loss_from_config,
+    resolve_loss,
+)
 
 __all__ = [
     "AdaptiveClassWeights",
@@ -14,4 +20,6 @@ __all__ = [
     "LabelCrossEntropyLoss",
     "build_loss",
     "dual_focal_loss",
+    "loss_from_config",
+    "resolve_loss",
 ]

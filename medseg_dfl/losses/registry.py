@@ -7,7 +7,9 @@ conversion (``to_onehot_y=True``) and the softmax are fixed here, not left to th
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,7 +26,7 @@ from medseg_dfl.losses.baselines import (
 from medseg_dfl.losses.compound import DiceDualFocalLoss
 from medseg_dfl.losses.dual_focal import DualFocalLoss
 
-__all__ = ["LOSS_NAMES", "build_loss", "check_loss_kwargs", "LabelCrossEntropyLoss"]
+__all__ = ["LOSS_NAMES", "LabelCrossEntropyLoss", "ResolvedLoss", "build_loss", "loss_from_config", "resolve_loss"]
 
 
 class LabelCrossEntropyLoss(nn.Module):
@@ -88,12 +90,24 @@ def _check_weight(weight: Any, num_classes: int, include_background: bool) -> to
     return w
 
 
-def check_loss_kwargs(name: str, kwargs: dict[str, Any]) -> None:
-    """``ValueError`` for a keyword ``name``'s loss does not take, or a value of the wrong kind (a
-    string where the constructor's default is a number or a flag), without building the loss."""
+@dataclass(frozen=True)
+class ResolvedLoss:
+    """A loss name checked against the registry and its keywords against the loss's constructor."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    options: dict[str, Any]  # the registry's defaults, then the caller's keywords, then the fixed ones
+
+
+def resolve_loss(name: str, kwargs: dict[str, Any] | None = None) -> ResolvedLoss:
+    """The one check of a loss name and its keywords (``load_config`` and :func:`build_loss` both
+    call it): ``ValueError`` for an unknown name (with the choices), keywords the loss does not take
+    (all of them named, with the allowed ones), or a value of the wrong kind (a string where the
+    constructor's default is a number or a flag). Builds nothing."""
+    kwargs = dict(kwargs or {})
     if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}.")
-    factory, fixed, _ = _REGISTRY[name]
+        raise ValueError(f"loss.name: {name!r} is not one of {', '.join(LOSS_NAMES)}")
+    factory, fixed, defaults = _REGISTRY[name]
     allowed = _allowed_kwargs(factory, fixed)
     unknown = sorted(k for k in kwargs if k not in allowed)
     if unknown:
@@ -104,9 +118,10 @@ def check_loss_kwargs(name: str, kwargs: dict[str, Any]) -> None:
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ValueError(f"loss.kwargs.{key}: expected true/false, got {value!r}")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-            isinstance(value, bool) or not isinstance(value, (int, float))
+            isinstance(value, bool) or not isinstance(value, numbers.Real)
         ):
             raise ValueError(f"loss.kwargs.{key}: expected a number, got {value!r}")
+    return ResolvedLoss(name, factory, {**defaults, **kwargs, **fixed})
 
 
 def build_loss(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -115,18 +130,19 @@ def build_loss(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     ``kwargs`` go to the loss's constructor (e.g. ``gamma=2.0``, ``weight=[...]``, ``lambda_dice``);
     keywords that would break the (logits, integer labels) contract cannot be overridden.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}.")
+    resolved = resolve_loss(name, kwargs)
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}.")
-    factory, fixed, defaults = _REGISTRY[name]
-    allowed = _allowed_kwargs(factory, fixed)
-    unknown = sorted(k for k in kwargs if k not in allowed)
-    if unknown:
-        raise ValueError(f"loss {name!r} does not take {', '.join(unknown)}; allowed keywords: {', '.join(allowed)}.")
-    options = {**defaults, **kwargs, **fixed}
+    options = dict(resolved.options)
     if options.get("weight") is not None:
         options["weight"] = _check_weight(options["weight"], num_classes, options.get("include_background", True))
-    if factory in _TAKES_NUM_CLASSES:
+    if resolved.factory in _TAKES_NUM_CLASSES:
         options["num_classes"] = num_classes
-    return factory(**options)
+    return resolved.factory(**options)
+
+
+def loss_from_config(cfg: Any) -> nn.Module:
+    """``cfg``'s loss (``cfg.loss.name`` with ``cfg.loss.kwargs``, ``cfg.data.num_classes`` channels;
+    ``cfg`` a :class:`medseg_dfl.config.Config`, not imported: config sits above losses):
+    how training, planning and the bundle export build a run's loss."""
+    return build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs)

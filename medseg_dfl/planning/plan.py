@@ -155,6 +155,10 @@ def _network(survey: DatasetSurvey, target: list[float] | None, classes: int, me
         f"{base} doubled per stage, capped at {filters[-1] if len(filters) > 1 else base}"
         + (" (nnU-Net's 32 halved on CPU: ~3x faster steps)" if base == 16 else " (nnU-Net)")
     )
+    r["network.kwargs.upsample_kernel_size"] = "the strides after the first (DynUNet)"
+    r["network.kwargs.norm_name"] = "instance normalisation (nnU-Net)"
+    r["network.kwargs.deep_supervision"] = "off: the training loop takes one output"
+    r["network.kwargs.res_block"] = "plain conv blocks (nnU-Net's default U-Net)"
     r["train.batch_size"] = (
         f"largest batch whose step (~{need / 2**30:.2f} GB estimated) fits the {memory_gb:g} GB memory budget, "
         f"at most 5 % of the data set's voxels, at least 2 (nnU-Net)"

@@ -21,7 +21,7 @@ from monai.transforms import Compose, RandomizableTrait
 
 from medseg_dfl.config import Config
 from medseg_dfl.engine.precision import autocast, autocast_dtype, memory_format, to_memory_format
-from medseg_dfl.losses.registry import build_loss
+from medseg_dfl.losses.registry import loss_from_config
 from medseg_dfl.networks import build_network
 from medseg_dfl.transforms import build_train_transforms
 
@@ -50,7 +50,7 @@ def time_training_step(cfg: Config, device: torch.device, steps: int = 3) -> flo
     amp = autocast_dtype(device, cfg.train.amp) is not None  # timed in the precision training will use
     fmt = memory_format(device, cfg.data.spatial_dims, amp)
     model = build_network(cfg).to(device, memory_format=fmt).train()
-    loss_fn = build_loss(cfg.loss.name, cfg.data.num_classes, **cfg.loss.kwargs).to(device)
+    loss_fn = loss_from_config(cfg).to(device)
     params = [*model.parameters(), *loss_fn.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)
     batch = cfg.train.batch_size * cfg.transforms.num_samples

@@ -2,93 +2,33 @@
 
 The text is generated key by key from the :class:`~medseg_dfl.config.Config` dataclasses (so a key
 added to the config later is written too), values in YAML flow style; a key the planner decided
-gets its reason on the line(s) above it, every other key a short description of what it does.
+gets its reason on the line(s) above it, every other key a short description of what it does
+(``medseg_dfl.config.KEY_HELP``).
 ``load_config`` reads the file back to the same config (tested).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import re
 import textwrap
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from medseg_dfl.config import KEY_HELP
 from medseg_dfl.io.atomic import write_text
 from medseg_dfl.planning.plan import Plan
 
 __all__ = ["plan_to_yaml", "write_plan"]
 
 _WIDTH = 110
-# What each key does, for keys whose value the planner did not reason about.
-KEY_HELP = {
-    "experiment.name": "default run directory: runs/<name>",
-    "experiment.seed": "seeds network init, data split, shuffling and augmentation",
-    "data.root": "the data folder (images/+labels/, *_masks files or dataset.json), relative to where you train",
-    "data.val_fraction": "used only when the folder has no dataset.json 'validation' list",
-    "data.folds": "number of cross-validation folds (used with data.fold)",
-    "data.cache_dir": "required for cache: disk on a raw folder",
-    "data.prefetch": "num_workers 0: next batch drawn in a thread during the step (off if the cores are shared)",
-    "transforms.window": "[low, high] intensity window (window and ct_zscore modes)",
-    "transforms.intensity_mean": "ct_zscore: the data set's foreground mean per channel",
-    "transforms.intensity_std": "ct_zscore: the data set's foreground std per channel",
-    "transforms.augment.flip": "random flips (along transforms.augment.flip_axes)",
-    "transforms.augment.flip_axes": "axes random flips and infer --tta mirror; null = every axis",
-    "transforms.augment.rot90": "random 90-degree rotations in the first plane (square there only)",
-    "transforms.augment.affine": "small random rotation + scaling",
-    "transforms.augment.noise": "Gaussian noise",
-    "transforms.augment": "random augmentation of training patches",
-    "network.kwargs": "keyword arguments of the MONAI network",
-    "network.kwargs.upsample_kernel_size": "the strides after the first (DynUNet)",
-    "network.kwargs.norm_name": "instance normalisation (nnU-Net)",
-    "network.kwargs.deep_supervision": "off: the training loop takes one output",
-    "network.kwargs.res_block": "plain conv blocks (nnU-Net's default U-Net)",
-    "loss.kwargs": "keyword arguments of the loss (e.g. gamma: 2.0)",
-    "optim.name": "adamw | sgd",
-    "optim.warmup_epochs": "linear warm-up epochs before the schedule",
-    "train.val_every": "validate every N epochs (and always after the last)",
-    "optim.weight_decay": "decoupled (AdamW) weight decay",
-    "optim.momentum": "SGD only",
-    "optim.scheduler": "cosine | poly | none (stepped once per epoch)",
-    "optim.poly_power": "poly only",
-    "optim.min_lr": "floor of cosine/poly",
-    "optim.grad_clip": "max gradient norm; null = no clipping",
-    "train.steps_per_epoch": "null = one pass over the training cases",
-    "train.amp": "mixed precision: float16 on CUDA, bfloat16 on a CPU with AMX/AVX512-BF16, else float32",
-    "train.device": "auto | cpu | cuda (--device overrides)",
-    "train.deterministic": "deterministic cuDNN kernels (CPU runs are always reproducible)",
-    "inference.roi_size": "sliding-window size; null = transforms.patch_size",
-    "inference.blend_mode": "gaussian | constant",
-}
 
 
-@cache
-def _field_comments(cls: type) -> dict[str, str]:
-    """The comment config.py gives each field of ``cls`` (lines above it, or at the end of its line)."""
-    comments: dict[str, str] = {}
-    above: list[str] = []
-    for line in inspect.getsource(cls).splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            above.append(stripped.lstrip("# "))
-            continue
-        match = re.match(r"\s+(\w+):", line)
-        if match and above:
-            comments[match.group(1)] = " ".join(above)
-        elif match and "  # " in line:
-            comments[match.group(1)] = line.split("  # ", 1)[1].strip()
-        above = []
-    return comments
-
-
-def _help(container: Any, key: str, key_path: str) -> str:
-    if key_path in KEY_HELP:
-        return KEY_HELP[key_path]
-    return _field_comments(type(container)).get(key, "") if dataclasses.is_dataclass(container) else ""
+def _help(key_path: str) -> str:
+    """What the key does (``config.KEY_HELP``, the one owner of key help); "" for keys inside a
+    ``kwargs`` mapping the planner gave no reason."""
+    return KEY_HELP.get(key_path, "")
 
 
 def _flow(value: Any) -> str:
@@ -110,7 +50,7 @@ def _emit(value: Any, path: str, depth: int, reasons: dict[str, str], lines: lis
         if reason:
             lines += _comment_lines(reason, indent)
         nested = dataclasses.is_dataclass(item) or (isinstance(item, dict) and item and key_path != "loss.kwargs")
-        help_text = "" if reason else _help(value, key, key_path)
+        help_text = "" if reason else _help(key_path)
         suffix = f"  # {help_text}" if help_text else ""
         if nested:
             lines.append(f"{indent}{key}:{suffix}")

@@ -31,6 +31,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
         (["preprocess", "/nonexistent", "/tmp/out"], "input folder not found: /nonexistent"),
         (["evaluate", "/nonexistent", "/tmp"], "prediction folder not found: /nonexistent"),
         (["compare", "/nonexistent.yaml"], "config file not found: /nonexistent.yaml"),
+        (["count", "/nonexistent.pt", "/nonexistent", "/tmp/out"], "checkpoint not found: /nonexistent.pt"),
+        (["count", "/", "/nonexistent", "/tmp/out"], "input not found: /nonexistent"),
     ],
 )
 def test_path_errors_come_before_heavy_imports(args, message):
@@ -72,3 +74,34 @@ def test_help_names_losses_and_networks_and_shows_no_bool_placeholders():
     assert "auto (CUDA when available), cpu, cuda or cuda:N." in train_help
     compare_help = help_text("compare")
     assert "Default: ce, focal, dice-ce, dfl, dfl-acw, dfl-learnable, dice-dfl." in compare_help
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--tile-overlap", "1.0"], "--tile-overlap must be in [0, 1), got 1.0"),
+        (["--tile-overlap", "-0.1"], "--tile-overlap must be in [0, 1), got -0.1"),
+        (["--cell-diameter", "0"], "--cell-diameter must be a positive number of pixels, got 0.0"),
+        (["--pixel-size", "-1"], "--pixel-size must be a positive number of microns, got -1.0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["count", "infer"])
+def test_overlap_and_scale_flags_fail_before_any_model_is_loaded(tmp_path, command, flags, message):
+    """One rule (medseg_dfl.choices) for both commands and the predictor: overlap in [0, 1), a given
+    scale positive; a bad value is one red line before torch is imported, and nothing is written."""
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"not read")
+    (tmp_path / "images").mkdir()
+    result = _run(command, str(checkpoint), str(tmp_path / "images"), str(tmp_path / "out"), *flags)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {message}", "exit=1 heavy=none"], result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_count_accepts_the_overlaps_the_predictor_accepts(monkeypatch):
+    from medseg_dfl.choices import check_overlap
+
+    assert check_overlap(0.0) == 0.0 and check_overlap(0.99) == 0.99  # infer's old limit was 0.95
+    for bad in (1.0, -0.01, True):
+        with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
+            check_overlap(bad)

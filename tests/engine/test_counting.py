@@ -114,6 +114,18 @@ def test_count_cli_names_a_missing_input_in_one_line(tmp_path, tiny_checkpoint):
     assert result.exit_code == 1 and "Traceback" not in result.output and "missing" in result.output
 
 
+def test_count_tile_overlap_reaches_the_predictor(tmp_path, tiny_checkpoint):
+    counter = SmearCounter.from_checkpoint(tiny_checkpoint, overlap=0.97)  # what the predictor accepts
+    assert counter.predictor.overlap == 0.97
+    assert SmearCounter.from_checkpoint(tiny_checkpoint).predictor.overlap == 0.25  # the checkpoint's
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    Image.fromarray(make_smear(64, 2, cell_diameter=25).image).save(folder / "a.png")
+    result = CliRunner().invoke(app, ["count", str(tiny_checkpoint), str(folder), str(out), "--tile-overlap", "0.97"])
+    assert result.exit_code == 0, result.output
+    assert (out / "a_cells.png").exists()
+
+
 def test_count_refuses_to_replace_an_earlier_count_without_overwrite(tmp_path, tiny_checkpoint):
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -109,3 +110,28 @@ def test_atomic_folder_replaces_only_on_success_and_cleans_dead_partials(tmp_pat
         (staging / "b.txt").write_text("third")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial, old or dead sibling left
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+
+
+def test_write_errnos_and_their_reasons_are_one_table_read_by_the_cli_and_infer():
+    from medseg_dfl.cli._common import os_error_line
+    from medseg_dfl.io.atomic import WRITE_ERRNOS, describe_os_error, is_write_error, os_error_reason
+
+    assert WRITE_ERRNOS == {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/out/a.png")
+    assert os_error_reason(full) == "no space left on device"
+    assert describe_os_error(full, "/data/out") == "/data/out: cannot write (no space left on device)"
+    assert os_error_line(full) == "/data/out/a.png: no space left on device"
+    assert os_error_line(OSError(errno.EROFS, "Read-only file system")) == "Read-only file system (read-only file system)"
+    assert os_error_line(OSError(errno.EIO, "Input/output error")) is None  # a bug or a broken disk: traceback
+    try:
+        try:
+            raise PermissionError(errno.EACCES, "Permission denied", "/x")
+        except OSError as err:
+            raise RuntimeError("wrapped") from err
+    except RuntimeError as wrapped:
+        assert is_write_error(wrapped).errno == errno.EACCES
+    assert is_write_error(OSError(errno.EIO, "Input/output error")) is None
+    # nobody else keeps a copy of the table
+    package = Path(__file__).resolve().parents[2] / "medseg_dfl"
+    holders = sorted(str(p.relative_to(package)) for p in package.rglob("*.py") if "errno.ENOSPC" in p.read_text())
+    assert holders == ["io/atomic.py"]

@@ -86,3 +86,35 @@ def test_package_exports():
         assert getattr(losses, name) is not None
     with pytest.raises(AttributeError):
         losses.NoSuchLoss  # noqa: B018
+
+
+def test_resolve_loss_is_the_one_check_of_a_name_and_its_keywords(monkeypatch):
+    from medseg_dfl.config import config_from_dict
+    from medseg_dfl.losses import registry
+
+    resolved = registry.resolve_loss("tversky", {"alpha": 0.3})
+    assert resolved.factory is registry.FocalTverskyLoss
+    assert resolved.options == {"gamma": 1.0, "alpha": 0.3, "to_onehot_y": True, "softmax": True}
+    with pytest.raises(ValueError) as err:
+        registry.resolve_loss("dfl", {"gama": 2.0, "zeta": 1, "gamma": 2.0})
+    assert str(err.value).startswith("loss 'dfl' does not take gama, zeta; allowed keywords: ")
+    with pytest.raises(ValueError, match=r"^loss.name: 'dlf' is not one of dfl, dfl-acw"):
+        registry.resolve_loss("dlf", {})
+    with pytest.raises(ValueError, match=r"^loss.kwargs.gamma: expected a number, got '2'"):
+        build_loss("dfl", 3, gamma="2")  # build_loss checks kinds too, not only load_config
+
+    calls = []
+    original = registry.resolve_loss
+
+    def counting(name, kwargs=None):
+        calls.append(name)
+        return original(name, kwargs)
+
+    monkeypatch.setattr(registry, "resolve_loss", counting)
+    cfg = config_from_dict({"loss": {"name": "dice-dfl", "kwargs": {"lambda_dice": 0.5}}})
+    monkeypatch.setattr("medseg_dfl.config.resolve_loss", counting)
+    config_from_dict({"loss": {"name": "ce"}})
+    assert calls == ["ce"]  # load_config: one check
+    loss = registry.loss_from_config(cfg)
+    assert calls == ["ce", "dice-dfl"]  # building: one check
+    assert isinstance(loss, DiceDualFocalLoss) and loss.lambda_dice == 0.5 and loss.dfl.num_classes == 4

@@ -94,3 +94,13 @@ def test_shipped_real_data_configs_are_plans(name):
     for key in ("class_names", "in_channels", "patch_size", "target_spacing", "intensity", "batch_size", "epochs"):
         i = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
         assert lines[i - 1].lstrip().startswith("#"), f"{name}: no reason above {key}"
+
+
+def test_keys_the_planner_did_not_decide_carry_the_config_key_help():
+    from medseg_dfl.config import KEY_HELP
+
+    plan = plan_experiment(VOLUMES)
+    lines = plan_to_yaml(plan).splitlines()
+    assert "train.deterministic" not in plan.reasons and "optim.momentum" not in plan.reasons
+    assert f"  deterministic: true  # {KEY_HELP['train.deterministic']}" in lines
+    assert f"  momentum: 0.9  # {KEY_HELP['optim.momentum']}" in lines
