@@ -16,13 +16,21 @@ from medseg_dfl.cli._common import (
     user_errors,
     warn_unusual_scales,
 )
+from medseg_dfl.pretrained import DEFAULT_SMEAR_MODEL, resolve_model
 
 
 @user_errors
 def command(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint (best.pt) or its run folder.")],
-    input: Annotated[Path, typer.Argument(metavar="INPUT", help="A smear image or a folder of them.")],
-    output_dir: Annotated[Path, typer.Argument(metavar="OUTPUT_DIR", help="Folder for counts.csv, cells.csv and the instance maps.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="[MODEL] INPUT OUTPUT_DIR", show_default=False,
+                       help="MODEL: a checkpoint (best.pt), its run folder or a shipped model's name (default: "
+                            "the shipped blood-smear model); INPUT: a smear image or a folder of them; OUTPUT_DIR: "
+                            "the folder for counts.csv, cells.csv and the instance maps."),
+    ],
+    model_option: Annotated[
+        str | None, typer.Option("--model", help="The model (as MODEL); not together with a positional MODEL.")
+    ] = None,
     cell_diameter: Annotated[
         float | None,
         typer.Option("--cell-diameter", help="Red-cell diameter in pixels (default: pixel size or estimate)."),
@@ -45,10 +53,11 @@ def command(
         bool, typer.Option("--overwrite", help="Replace the results of an earlier count in OUTPUT_DIR.")
     ] = False,
     min_platelet_probability: Annotated[
-        float,
+        float | None,
         typer.Option("--min-platelet-probability", min=0.0, max=1.0,
-                     help="Drop platelets whose mean platelet probability is lower (0: off; BCCD model: 0.67)."),
-    ] = 0.0,
+                     help="Drop platelets whose mean platelet probability is lower (0: off; default: the "
+                          "model's own rule, 0 for a model without one)."),
+    ] = None,
     platelet_clump: Annotated[
         float | None,
         typer.Option("--platelet-clump", min=0.0,
@@ -56,7 +65,9 @@ def command(
                           "single platelets are ~0.07-0.15; 1: never split)."),
     ] = None,
 ) -> None:
-    """Count red cells, white cells and platelets in INPUT; write instance maps and CSVs to OUTPUT_DIR."""
+    """Count red cells, white cells and platelets in INPUT; write instance maps and CSVs to OUTPUT_DIR
+    (with no MODEL, the blood-smear model that ships with the package)."""
+    model, input, output_dir = _model_input_output(paths, model_option)
     check_exists(model, "checkpoint")
     check_exists(input, "input")
     check_output_folder(output_dir)
@@ -67,15 +78,13 @@ def command(
         check_overlap(tile_overlap, "--tile-overlap")
     from rich.console import Console
 
-    from medseg_dfl.cells.instances import InstanceParams
     from medseg_dfl.cells.scale import UNUSUAL_SCALE, unusual_estimates
     from medseg_dfl.engine.counting import CountOptions, count_cells
 
-    clump = {} if platelet_clump is None else {"clump": platelet_clump}
-    params = InstanceParams(min_platelet_probability=min_platelet_probability, **clump)
+    given = {"min_platelet_probability": min_platelet_probability, "clump": platelet_clump}
     options = CountOptions(cell_diameter=cell_diameter, pixel_size=pixel_size, overlay=overlay or truth is not None,
                            truth_dir=truth, device=device, overlap=tile_overlap, recursive=recursive, overwrite=overwrite,
-                           instance_params=params)  # fmt: skip
+                           rule_overrides={k: v for k, v in given.items() if v is not None})  # fmt: skip
     summary = count_cells(model, input, output_dir, options)
     console = Console(stderr=True, highlight=False)
     console.print(f"model scale: red cells {summary.model_diameter_px:.1f} px ({summary.model_scale_source})",
@@ -89,3 +98,14 @@ def command(
     console.print(f"{len(summary.counts)} counted, {len(summary.failed)} failed -> {output_dir}/counts.csv, cells.csv", markup=False)
     if summary.failed:
         fail(f"{len(summary.failed)} file(s) could not be counted")
+
+
+def _model_input_output(paths: list[Path], model_option: str | None) -> tuple[Path, Path, Path]:
+    """(model, input, output folder) of ``[MODEL] INPUT OUTPUT_DIR`` and ``--model``; a shipped
+    model's name becomes its file."""
+    if len(paths) not in (2, 3):
+        raise ValueError(f"count takes [MODEL] INPUT OUTPUT_DIR, got {len(paths)} path(s)")
+    if len(paths) == 3 and model_option is not None:
+        raise ValueError("give the model once: as the first argument or as --model, not both")
+    model = str(paths[0]) if len(paths) == 3 else (model_option or DEFAULT_SMEAR_MODEL)
+    return resolve_model(model), paths[-2], paths[-1]

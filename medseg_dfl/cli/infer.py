@@ -16,6 +16,7 @@ from medseg_dfl.cli._common import (
     user_errors,
     warn_unusual_scales,
 )
+from medseg_dfl.pretrained import resolve_model
 
 
 @user_errors
@@ -24,7 +25,8 @@ def command(
         Path,
         typer.Argument(
             metavar="CHECKPOINT",
-            help="Checkpoint (best.pt / last.pt), a run folder, or a folder of fold runs (an ensemble).",
+            help="Checkpoint (best.pt / last.pt), a run folder, a folder of fold runs (an ensemble), or a "
+                 "shipped model's name (blood-smear).",
         ),
     ],
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="An image file or a folder of images.")],
@@ -84,7 +86,8 @@ def command(
 
     Several runs may share one OUTPUT_DIR: each input is claimed by one of them, so none is done twice.
     """
-    for path in [checkpoint, *(also or [])]:
+    checkpoint, also = resolve_model(checkpoint), [resolve_model(path) for path in also or []]
+    for path in [checkpoint, *also]:
         check_exists(path, "checkpoint")
     check_exists(input, "input")
     check_output_folder(output_dir)

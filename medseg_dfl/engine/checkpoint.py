@@ -23,6 +23,7 @@ __all__ = [
     "PAYLOAD_KEYS",
     "capture_rng_state",
     "load_checkpoint",
+    "release_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
 ]
@@ -77,6 +78,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         version = payload.get("format_version")
         raise ValueError(f"{path}: unsupported checkpoint format_version {version!r} (expected {FORMAT_VERSION})")
     return payload
+
+
+# What inference needs of a checkpoint; a released one keeps only these (no optimiser or RNG state).
+RELEASE_KEYS = ("format_version", "model_state", "config", "class_names", "fingerprint", "scale", "epoch",
+                "best_metric")  # fmt: skip
+
+
+def release_checkpoint(source: str | Path, target: str | Path, count_rules: dict[str, float] | None = None) -> Path:
+    """Write the inference part of a checkpoint to ``target`` (a model to ship: about a third of the
+    training checkpoint), with the counting rules chosen for it (``count_rules``: keyword arguments
+    of :class:`medseg_dfl.cells.instances.InstanceParams` that ``count`` uses unless told otherwise)."""
+    payload = load_checkpoint(source)
+    released = {key: payload[key] for key in RELEASE_KEYS if key in payload}
+    if count_rules:
+        released["count_rules"] = {str(k): float(v) for k, v in count_rules.items()}
+    return torch_save(released, Path(target))
 
 
 def capture_rng_state() -> dict[str, Any]:

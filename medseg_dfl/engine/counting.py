@@ -17,6 +17,7 @@ only takes images and label maps and returns instances, counts and scales.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ class CountOptions:
     device: str = "auto"
     overlap: float | None = None  # sliding-window overlap in [0, 1); None: the checkpoint's
     recursive: bool = False
-    instance_params: InstanceParams | None = None  # None: the defaults
+    instance_params: InstanceParams | None = None  # None: the checkpoint's count_rules (else the defaults)
+    rule_overrides: dict[str, float] = field(default_factory=dict)  # applied on top of the checkpoint's rules
     overwrite: bool = False  # replace the results of an earlier count in the same output folder
 
 
@@ -119,6 +121,7 @@ class SmearCounter:
     predictor: Predictor
     model_diameter: float
     model_scale_source: str
+    rules: InstanceParams = field(default_factory=InstanceParams)  # the checkpoint's count_rules
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", overlap: float | None = None) -> SmearCounter:
@@ -127,8 +130,13 @@ class SmearCounter:
         predictor = Predictor.from_checkpoint(path, device, overlap=overlap)
         if predictor.cfg.data.spatial_dims != 2:
             raise ValueError(f"{path}: counting cells needs a 2D model, this one is {predictor.cfg.data.spatial_dims}D")
-        diameter, source = model_cell_diameter(path)
-        return cls(predictor, diameter, source)
+        payload = load_checkpoint(path)
+        diameter, source = model_cell_diameter(path, payload)
+        try:  # rules chosen for this model when it was released (engine.checkpoint.release_checkpoint)
+            rules = InstanceParams(**payload.get("count_rules", {}))
+        except TypeError as err:
+            raise ValueError(f"{path}: count_rules do not fit this version's counting rules ({err})") from err
+        return cls(predictor, diameter, source, rules)
 
     def segment(self, rgb: np.ndarray, scale: CellScale) -> tuple[np.ndarray, tuple[float, float]]:
         """(H, W) class mask of an (H, W, C) image at its own size; the network's (wall, CPU) seconds."""
@@ -150,7 +158,7 @@ class SmearCounter:
         scale = resolve_scale(rgb, path, options.cell_diameter, options.pixel_size, self.model_diameter)
         probs, (network, network_cpu) = self.probabilities(rgb, scale)
         mask = _argmax(probs)
-        params = options.instance_params or InstanceParams()
+        params = options.instance_params or dataclasses.replace(self.rules, **options.rule_overrides)
         cells = label_instances(mask, self.predictor.class_names, scale.cell_diameter_px, params)
         cells = drop_white_cells_without_nucleus(cells, rgb)
         if params.min_platelet_probability > 0:
