@@ -16,6 +16,7 @@ from medseg_dfl.cli import (  # noqa: E402
     count,
     demo,
     evaluate,
+    export,
     export_bundle,  # noqa: E402
     infer,
     plan,
@@ -43,6 +44,7 @@ app.command("count")(count.command)
 app.command("compare")(compare.command)
 app.command("demo")(demo.command)
 app.command("export-bundle")(export_bundle.command)
+app.command("export")(export.command)
 app.add_typer(datasets_cli.app, name="datasets")
 
 
