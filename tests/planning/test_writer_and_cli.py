@@ -94,3 +94,20 @@ def test_shipped_real_data_configs_are_plans(name):
     for key in ("class_names", "in_channels", "patch_size", "target_spacing", "intensity", "batch_size", "epochs"):
         i = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
         assert lines[i - 1].lstrip().startswith("#"), f"{name}: no reason above {key}"
+
+
+def test_plan_without_dataset_json_says_how_to_name_the_classes(tmp_path):
+    data = write_rgb(tmp_path / "w", n=4)
+    (data / "dataset.json").unlink()  # images/ + labels/ only: the classes can only be numbered
+    runner = CliRunner()
+    result = runner.invoke(app, ["plan", str(data), "--output", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "classes are only numbered (class_1, class_2: no dataset.json 'labels')" in text
+    assert "--set data.class_names=[background,NAME1,NAME2]" in text
+    assert '"labels": {"0": "background", "1": "NAME1", "2": "NAME2"}' in text
+    named = runner.invoke(app, ["plan", str(data), "--output", str(tmp_path / "q.yaml"),
+                                "--set", "data.class_names=[background,cytoplasm,nucleus]"])  # fmt: skip
+    assert named.exit_code == 0, named.output
+    assert "only numbered" not in named.output
+    assert load_config(tmp_path / "q.yaml").data.class_names == ["background", "cytoplasm", "nucleus"]
