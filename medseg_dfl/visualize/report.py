@@ -29,6 +29,7 @@ __all__ = ["CaseFigure", "SummaryRow", "case_panel_png", "error_centre", "png_da
 
 _ALPHA = 0.45
 _GAP = 4  # pixels between panels
+_MAX_ZOOM = 4.0
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,10 @@ def _paint(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _fit(array: np.ndarray, size: int, aspect: float, nearest: bool) -> Image.Image:
-    """Resize an (H, W[, 3]) array so its longer display side is at most ``size`` (aspect = row/col spacing)."""
+    """Resize an (H, W[, 3]) array so its longer display side is ``size`` (aspect = row/col spacing);
+    a small one grows at most ``_MAX_ZOOM`` times (a 64-voxel slice is unreadable at 64 px)."""
     h, w = array.shape[0] * aspect, array.shape[1]
-    scale = min(1.0, size / max(h, w))
+    scale = min(_MAX_ZOOM, size / max(h, w))
     target = (max(1, round(w * scale)), max(1, round(h * scale)))
     picture = Image.fromarray(array)
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
