@@ -13,6 +13,7 @@ from medseg_dfl.cli import (
     count,
     demo,
     evaluate,
+    export,
     export_bundle,
     infer,
     plan,
@@ -40,6 +41,7 @@ app.command("count")(count.command)
 app.command("compare")(compare.command)
 app.command("demo")(demo.command)
 app.command("export-bundle")(export_bundle.command)
+app.command("export")(export.command)
 app.add_typer(datasets_cli.app, name="datasets")
 
 

@@ -38,6 +38,7 @@ def command(
     """Read every case, decide channels, classes, normalisation, spacing, patch, network, batch and
     epochs, and write a config.yaml whose comments say why each value was chosen."""
     from rich.console import Console
+    from rich.markup import escape
 
     from medseg_dfl.planning import plan_experiment, write_plan
 
@@ -54,7 +55,7 @@ def command(
     for line in plan.summary:
         out.print(line, highlight=False)
     for warning in plan.warnings:
-        out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)  # [a,b] is not markup
     cfg = plan.config
     out.print(
         f"plan: {cfg.network.name} patch {cfg.transforms.patch_size}, batch {cfg.train.batch_size}, "

@@ -1,14 +1,15 @@
 """``wbc``: the white-blood-cell images of Zheng et al. 2018 (GitHub ``zxaoyou/segmentation_WBC``).
 
 Source layout: ``Dataset 1/NNN.bmp`` (RGB) + ``Dataset 1/NNN.png`` (mask 0 background incl. red
-cells, 128 cytoplasm, 255 nucleus), and ``Dataset 2/`` alike when present. Output, read by
+cells, 128 cytoplasm, 255 nucleus), and ``Dataset 2/`` alike when present (either one alone is
+converted too: a copy holding only the other lab's ``Dataset 2/``). Output, read by
 ``medseg_dfl.io.pairing`` through its ``dataset.json``:
 
 - ``images/d1_NNN.png`` (RGB) and ``labels/d1_NNN.png`` (uint8: 0 background, 1 cytoplasm,
   2 nucleus; a stray mask value is mapped to the nearest of 0/128/255);
 - ``dataset.json``: Dataset 1 as ``training`` + a fixed ``validation`` list (20 %, seed 0);
   Dataset 2 (another scanner and stain), when present, as the ``test`` list: an independent test
-  set that training never reads;
+  set that training never reads (with Dataset 2 alone, it is the training/validation set);
 - ``README.md`` (source, citation, conversion figures) and the repository's ``LICENSE``.
 """
 
@@ -72,7 +73,8 @@ def _convert_pair(image_path: Path, mask_path: Path, out: Path, case: str) -> tu
 
 def _source_root(source: Path | None, work: Path) -> Path:
     base = source_folder(source, work, ARCHIVE_URL, "segmentation_WBC.zip")
-    return find_root(base, lambda p: (p / "Dataset 1").is_dir(), "the segmentation_WBC repository ('Dataset 1/')")
+    return find_root(base, lambda p: any((p / name).is_dir() for name in SUBSETS),
+                     "the segmentation_WBC repository ('Dataset 1/' and/or 'Dataset 2/')")
 
 
 def _entry(case: str) -> dict[str, str]:
@@ -95,7 +97,10 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
             stray_pixels, stray_masks = stray_pixels + stray, stray_masks + (stray > 0)
             done += 1
             report(progress, done, total, case)
-    d1 = [f"d1_{img.stem}" for img, _ in subsets["d1"]]
+    # Dataset 1 trains and validates, Dataset 2 tests; a copy with Dataset 2 only trains on it.
+    main_tag = "d1" if "d1" in subsets else "d2"
+    test = [f"d2_{img.stem}" for img, _ in subsets["d2"]] if main_tag == "d1" and "d2" in subsets else []
+    d1 = [f"{main_tag}_{img.stem}" for img, _ in subsets[main_tag]]
     val = seeded_validation(d1)
     shares = {tag: {n: round(float(c[i] / c.sum()), 4) for i, n in enumerate(CLASS_NAMES)} for tag, c in counts.items()}
     conversion = {"cases": {tag: len(pairs) for tag, pairs in subsets.items()}, "validation_seed": 0,
@@ -103,20 +108,22 @@ def convert(info: DatasetInfo, source: Path | None, out: Path, work: Path, progr
                   "class_pixel_shares": shares}
     write_dataset_json(out, {
         "name": "segmentation_WBC",
-        "description": "White blood cells (Zheng et al. 2018): Dataset 1 for training/validation, "
-                       "Dataset 2 (when present) as an independent test set",
+        "description": "White blood cells (Zheng et al. 2018): " + (
+            "Dataset 1 for training/validation, Dataset 2 (when present) as an independent test set"
+            if main_tag == "d1" else "Dataset 2 only (the source has no Dataset 1) for training/validation"),
         "reference": info.citation, "licence": info.licence, "source": info.source,
         "tensorImageSize": "2D", "modality": {"0": "RGB"},
         "labels": {str(i): n for i, n in enumerate(CLASS_NAMES)},
-        "numTraining": len(d1) - len(val), "numValidation": len(val), "numTest": len(subsets.get("d2", [])),
+        "numTraining": len(d1) - len(val), "numValidation": len(val), "numTest": len(test),
         "training": [_entry(c) for c in d1 if c not in val],
         "validation": [_entry(c) for c in d1 if c in val],
-        "test": [_entry(f"d2_{img.stem}") for img, _ in subsets.get("d2", [])],
+        "test": [_entry(c) for c in test],
         "conversion": conversion,
     })
-    notes = (f"Dataset 1: {len(d1)} cases ({len(d1) - len(val)} training, {len(val)} validation, seed 0)"
-             + (f"; Dataset 2: {len(subsets['d2'])} cases as the test list" if "d2" in subsets else
-                "; Dataset 2 not in the source") +
+    main_name = "Dataset 1" if main_tag == "d1" else "Dataset 2 (Dataset 1 not in the source)"
+    notes = (f"{main_name}: {len(d1)} cases ({len(d1) - len(val)} training, {len(val)} validation, seed 0)"
+             + (f"; Dataset 2: {len(test)} cases as the test list" if test else
+                "; Dataset 2 not in the source" if main_tag == "d1" else "") +
              ". Images: BMP -> RGB PNG. Masks 0/128/255 -> 0 background / 1 cytoplasm / 2 nucleus "
              f"(stray values to the nearest: {stray_pixels} pixels in {stray_masks} masks). "
              f"Class pixel shares: {shares}.")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,7 @@ __all__ = [
     "RGB_NORMALISATION",
     "ClassDecision",
     "NormDecision",
+    "class_names_hint",
     "decide_classes",
     "decide_flip_axes",
     "decide_modality",
@@ -85,6 +87,16 @@ def _not_indices_message(values: list[int]) -> str:
         f"label values {values} are not class indices 0..{len(values) - 1}; remap them ({remap}) and, "
         "if you like, name the classes in a dataset.json 'labels'"
     )
+
+
+def class_names_hint(names: list[str], data_dir: str | Path) -> str:
+    """How to name classes the plan could only number (no dataset.json ``labels``)."""
+    k = len(names) - 1
+    placeholders = ",".join(["background", *(f"NAME{i}" for i in range(1, k + 1))])
+    labels = ", ".join(f'"{i}": "{n}"' for i, n in enumerate(["background", *(f"NAME{i}" for i in range(1, k + 1))]))
+    return (f"classes are only numbered ({', '.join(names[1:])}: no dataset.json 'labels'); name them with "
+            f"--set data.class_names=[{placeholders}] (plan, train), or put a dataset.json in {data_dir} with "
+            f"\"labels\": {{{labels}}}")
 
 
 def decide_classes(survey: DatasetSurvey) -> ClassDecision:

@@ -20,6 +20,7 @@ from medseg_dfl.config import Config, apply_overrides, config_from_dict, config_
 from medseg_dfl.data.datasets import split_items
 from medseg_dfl.engine.distributed import resolve_device
 from medseg_dfl.planning.decisions import (
+    class_names_hint,
     decide_classes,
     decide_flip_axes,
     decide_modality,
@@ -311,4 +312,6 @@ def plan_experiment(
     for item in overrides or []:
         reasons[item.split("=", 1)[0].strip()] = "set by --set"
     cfg = config_from_dict(apply_overrides(config_to_dict(config_from_dict(values)), overrides))
+    if survey.json_labels is None and reasons["data.class_names"] != "set by --set":  # numbered, not named
+        warnings = [*warnings, class_names_hint(cfg.data.class_names, data_dir)]
     return Plan(config=cfg, reasons=reasons, warnings=survey.notes + warnings, summary=_summary(survey, cfg), data_dir=data_dir)

@@ -86,7 +86,7 @@ def test_validation_list_is_deterministic(tmp_path):
 
 def test_missing_folder_leaves_no_output(tmp_path):
     (tmp_path / "empty_repo").mkdir()
-    with pytest.raises(FileNotFoundError, match="Dataset 1"):
+    with pytest.raises(FileNotFoundError, match="Dataset 1.*Dataset 2"):
         fetch_dataset("wbc", tmp_path / "wbc", source=tmp_path / "empty_repo")
     assert no_leftovers(tmp_path, "wbc")
 
@@ -123,3 +123,23 @@ def test_download_of_the_repository_zip(tmp_path, monkeypatch):
     with pytest.raises(FetchError, match="download of file://.*absent.zip failed"):
         fetch_dataset("wbc", tmp_path / "wbc2")
     assert no_leftovers(tmp_path, "wbc2")
+
+
+def test_fetch_from_a_copy_with_only_dataset_2(tmp_path):
+    # The other lab's images alone (no Dataset 1/): they become the training/validation set.
+    src = shared_dataset("segmentation_WBC") / "Dataset 2"
+    cases = sorted(p.stem for p in src.glob("*.bmp"))[:5]
+    repo = tmp_path / "wbc_dataset2_only"
+    copy_files(src, repo / "Dataset 2", [f"{c}.{ext}" for c in cases for ext in ("bmp", "png")])
+    out = fetch_dataset("wbc", tmp_path / "wbc", source=repo)
+    meta = json.loads((out / "dataset.json").read_text())
+    assert (meta["numTraining"], meta["numValidation"], meta["numTest"]) == (4, 1, 0)
+    assert meta["conversion"]["cases"] == {"d2": 5} and meta["test"] == []
+    pairs = discover_pairs(out)
+    assert sorted(p.case_id for p in pairs) == [f"d2_{c}" for c in cases]
+    for case in cases[:2]:  # 0/128/255 -> 0/1/2, pixel for pixel
+        source = np.asarray(Image.open(src / f"{case}.png").convert("L"))
+        label = np.asarray(Image.open(out / "labels" / f"d2_{case}.png"))
+        np.testing.assert_array_equal(label, mask_to_classes(source))
+        assert set(np.unique(label)) <= {0, 1, 2} and (label > 0).any()
+    assert "Dataset 2 (Dataset 1 not in the source): 5 cases" in (out / "README.md").read_text()

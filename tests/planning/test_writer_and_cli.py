@@ -104,3 +104,20 @@ def test_keys_the_planner_did_not_decide_carry_the_config_key_help():
     assert "train.deterministic" not in plan.reasons and "optim.momentum" not in plan.reasons
     assert f"  deterministic: true  # {KEY_HELP['train.deterministic']}" in lines
     assert f"  momentum: 0.9  # {KEY_HELP['optim.momentum']}" in lines
+
+
+def test_plan_without_dataset_json_says_how_to_name_the_classes(tmp_path):
+    data = write_rgb(tmp_path / "w", n=4)
+    (data / "dataset.json").unlink()  # images/ + labels/ only: the classes can only be numbered
+    runner = CliRunner()
+    result = runner.invoke(app, ["plan", str(data), "--output", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "classes are only numbered (class_1, class_2: no dataset.json 'labels')" in text
+    assert "--set data.class_names=[background,NAME1,NAME2]" in text
+    assert '"labels": {"0": "background", "1": "NAME1", "2": "NAME2"}' in text
+    named = runner.invoke(app, ["plan", str(data), "--output", str(tmp_path / "q.yaml"),
+                                "--set", "data.class_names=[background,cytoplasm,nucleus]"])  # fmt: skip
+    assert named.exit_code == 0, named.output
+    assert "only numbered" not in named.output
+    assert load_config(tmp_path / "q.yaml").data.class_names == ["background", "cytoplasm", "nucleus"]
