@@ -63,8 +63,11 @@ def fetch_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing, non-empty OUTPUT_DIR.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Download dataset NAME from its public source (or read --from) and write it, converted to a layout
-    this project reads, to OUTPUT_DIR, with its licence and citation. Nothing is written on failure."""
+    """Download dataset NAME (or read --from) and convert it into OUTPUT_DIR.
+
+    The output is in a layout this project reads, with the dataset's licence and citation.
+    Nothing is written on failure.
+    """
     import time
 
     from rich.console import Console

@@ -40,8 +40,10 @@ def command(
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)] = None,
 ) -> None:
-    """Train the Dual Focal Loss on the sample blood smears (synthetic + a few real BCCD smears), segment
-    the synthetic validation slides, score them."""
+    """Train with the Dual Focal Loss on the sample smears, then segment and score the validation slides.
+
+    The sample smears are synthetic plus a few real BCCD smears; the validation slides are synthetic.
+    """
     check_exists(config, "config file", folder=False)
     from rich.console import Console
     from rich.markup import escape

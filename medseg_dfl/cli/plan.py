@@ -35,8 +35,11 @@ def command(
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda for the timed steps (default: auto).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
-    """Read every case, decide channels, classes, normalisation, spacing, patch, network, batch and
-    epochs, and write a config.yaml whose comments say why each value was chosen."""
+    """Plan a training config from the data; its comments say why each value was chosen.
+
+    Reads every case and decides channels, classes, normalisation, spacing, patch, network, batch
+    and epochs (nnU-Net style).
+    """
     from rich.console import Console
     from rich.markup import escape
 

@@ -29,8 +29,11 @@ def command(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Carry on without the pairs that fail validation.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Validate every image/label pair, write dataset.json + fingerprint.json, cache the deterministic
-    pipeline. INPUT_DIR is never modified; a re-run reuses valid cached results."""
+    """Validate every image/label pair, fingerprint the data set and cache the pipeline.
+
+    Writes dataset.json + fingerprint.json and caches the deterministic part of the pipeline.
+    INPUT_DIR is never modified; a re-run reuses valid cached results.
+    """
     check_exists(input_dir, "input folder", folder=True)
     check_output_folder(output_dir)
     if config is not None:

@@ -71,8 +71,11 @@ def command(
         typer.Option("--boxed-platelets-only", help="bccd: label only boxed platelets (not unboxed stained blobs)."),
     ] = False,
 ) -> None:
-    """Generate synthetic sample data (deterministic for a seed) or, with --kind bccd, a small sample of
-    real BCCD smears with weak masks (--from a local copy); print its class frequencies."""
+    """Write synthetic sample data, or a small sample of real BCCD smears with weak masks.
+
+    Synthetic data is deterministic for a seed; --kind bccd reads a local copy of BCCD (--from).
+    Prints the class frequencies of what was written.
+    """
     check_output_folder(output_dir)
     n = count if count is not None else DEFAULT_COUNT[kind.value]
     if n < 1:

@@ -32,7 +32,9 @@ def command(
     ] = None,
     folds: Annotated[int | None, typer.Option("--folds", min=2, help="Number of folds; sets data.folds.")] = None,
 ) -> None:
-    """Train a segmentation network (also under torchrun: torchrun --nproc_per_node 2 -m medseg_dfl.cli train CONFIG).
+    """Train a segmentation network from a YAML config (also under torchrun).
+
+    Several processes or GPUs: torchrun --nproc_per_node 2 -m medseg_dfl.cli train CONFIG.
 
     Every image/label pair is checked first (as preprocess does; results cached by file size and
     time): bad files are listed one per line and nothing is made, unless --skip-bad.
