@@ -2,7 +2,7 @@
 
 A bundle's evaluator hands each decollated item (``"pred"``: logits, C x spatial) to its
 ``postprocessing`` Compose. These two dictionary transforms apply *the same functions* as
-:class:`medseg_dfl.engine.inference.Predictor` (not re-implementations of them), so the softmax,
+``infer`` (:mod:`medseg_dfl.engine.postprocess`, not re-implementations of them), so the softmax,
 the background fill of regions the foreground crop removed, and the argmax tie-breaking are
 bit-for-bit those of ``infer``; MONAI's ``Activationsd``/``AsDiscreted`` round differently and
 flip the odd near-tied pixel.
@@ -19,7 +19,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from medseg_dfl.engine.inference import background_fill_and_argmax_, softmax_
+from medseg_dfl.engine.postprocess import background_fill_and_argmax_, label_dtype, softmax_
 
 __all__ = ["ClassProbabilitiesd", "ProbabilitiesToLabelsd"]
 
@@ -52,7 +52,7 @@ class ProbabilitiesToLabelsd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        self.dtype = np.uint8 if num_classes <= 256 else np.uint16
+        self.dtype = label_dtype(num_classes)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.transforms import KeepLargestConnectedComponent
 
 from medseg_dfl.config import Config, config_from_dict
 from medseg_dfl.engine.checkpoint import load_checkpoint
@@ -42,6 +41,7 @@ from medseg_dfl.engine.ensemble import (
     resolve_checkpoints,
 )
 from medseg_dfl.engine.output_claims import check_writable_folder, claim_output, is_write_error
+from medseg_dfl.engine.postprocess import labels_from_probabilities, largest_component_classes, softmax_
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
     failure_reason,
@@ -70,10 +70,8 @@ __all__ = [
     "InferenceSummary",
     "PredictionResult",
     "Predictor",
-    "background_fill_and_argmax_",
     "load_predictor",
     "predict_folder",
-    "softmax_",
 ]
 
 # Errors that mean "this file cannot be processed" (unreadable, corrupt, wrong channels, out of memory);
@@ -237,49 +235,27 @@ class Predictor:
             )
         return logits[0]
 
-    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> PredictionResult:
-        """Segment a dict from :meth:`preprocess`; the result is on the loaded image's grid."""
+    def predict_probabilities(self, data: dict[str, Any]) -> np.ndarray:
+        """(classes, spatial...) float32 softmax probabilities of a dict from :meth:`preprocess`, on
+        the loaded image's grid (no label map: the rescaled path resamples them first)."""
         probs = softmax_(self._logits(data["image"]).float())
         inverted = self.inverse({"image": data["image"], "pred": probs})["pred"]
         del probs
-        probs = np.asarray(inverted.as_tensor() if hasattr(inverted, "as_tensor") else inverted, dtype=np.float32)
-        return self.result_from_probabilities(probs, probabilities)
+        return np.asarray(inverted.as_tensor() if hasattr(inverted, "as_tensor") else inverted, dtype=np.float32)
+
+    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> PredictionResult:
+        """Segment a dict from :meth:`preprocess`; the result is on the loaded image's grid."""
+        return self.result_from_probabilities(self.predict_probabilities(data), probabilities)
 
     def result_from_probabilities(self, probs: np.ndarray, probabilities: bool = False) -> PredictionResult:
-        """Mask (argmax, background filled, ``keep_largest``) of (classes, spatial...) probabilities."""
-        dtype = np.uint8 if len(self.class_names) <= 256 else np.uint16
-        mask = background_fill_and_argmax_(probs, dtype)
-        if self.keep_largest:
-            keep = KeepLargestConnectedComponent(applied_labels=list(self.keep_largest), independent=True)
-            mask = np.asarray(keep(mask[None])[0], dtype=dtype)
+        """Mask (:func:`~medseg_dfl.engine.postprocess.labels_from_probabilities`) of (classes, spatial...)
+        probabilities (background filled in place)."""
+        mask = labels_from_probabilities(probs, len(self.class_names), self.keep_largest)
         return PredictionResult(mask=mask, probabilities=probs if probabilities else None)
 
     def predict_file(self, path: str | Path, probabilities: bool = False) -> PredictionResult:
         """Mask (and optionally probabilities) of one image, in ``load_image``'s spatial order."""
         return self.predict_preprocessed(self.preprocess(path), probabilities=probabilities)
-
-
-def softmax_(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over the class axis (0), in place: one volume-sized buffer less than ``torch.softmax``."""
-    logits.sub_(logits.amax(dim=0, keepdim=True)).exp_()
-    return logits.div_(logits.sum(dim=0, keepdim=True))
-
-
-def background_fill_and_argmax_(probs: np.ndarray, dtype: type, slabs: int = 8) -> np.ndarray:
-    """Argmax of (classes, spatial...) probabilities, slab by slab along the first spatial axis (an
-    int64 argmax of a whole large volume would cost 8 bytes per voxel). NumPy: torch's reductions
-    over the class axis of a slab are ~10x slower on CPU.
-
-    Regions that the foreground crop removed come back from ``Invertd`` as all-zero probabilities;
-    they are background, so class 0 gets the missing mass (in place: saved probabilities sum to 1).
-    """
-    mask = np.empty(probs.shape[1:], dtype=dtype)
-    step = max(1, -(-probs.shape[1] // slabs))
-    for start in range(0, probs.shape[1], step):
-        slab = probs[:, start : start + step]
-        slab[0] += np.clip(1.0 - slab.sum(axis=0), 0.0, None)
-        mask[start : start + step] = slab.argmax(axis=0)
-    return mask
 
 
 def _prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Iterator[tuple[OutputPlan, Future]]:
@@ -297,17 +273,6 @@ def _prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Itera
 
 def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
     return sorted(find_images(input_path, recursive=recursive))
-
-
-def largest_component_classes(names: Sequence[str], class_names: Sequence[str]) -> tuple[int, ...]:
-    """Class indices of ``names`` (``all`` = every foreground class); ValueError naming an unknown one."""
-    if list(names) == ["all"]:
-        return tuple(range(1, len(class_names)))
-    unknown = [n for n in names if n not in class_names[1:]]
-    if unknown:
-        raise ValueError(f"keep-largest: {', '.join(unknown)} not among the model's foreground classes "
-                         f"({', '.join(class_names[1:])}; or 'all')")  # fmt: skip
-    return tuple(class_names.index(n) for n in names)
 
 
 def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:

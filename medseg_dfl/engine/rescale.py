@@ -58,7 +58,7 @@ class ScaledPredictor(Protocol):
     class_names: list[str]
     cell_scale: dict[str, Any] | None
 
-    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> Any: ...
+    def predict_probabilities(self, data: dict[str, Any]) -> Any: ...
 
     def preprocess(self, path: str | Path) -> dict[str, Any]: ...
 
@@ -156,9 +156,9 @@ def to_model_scale(transforms: Compose, image: torch.Tensor, scale: CellScale, m
 def predict_at_model_scale(predictor: ScaledPredictor, scaled: ScaledInput) -> tuple[torch.Tensor, tuple[float, float]]:
     """(classes, H, W) probabilities at the input's own size; the network's (wall, CPU) seconds."""
     start, cpu = time.perf_counter(), time.process_time()
-    result = predictor.predict_preprocessed(scaled.data, probabilities=True)
+    probs = predictor.predict_probabilities(scaled.data)  # probabilities only: the mask comes at the input's size
     seconds = (time.perf_counter() - start, time.process_time() - cpu)
-    probs = torch.from_numpy(np.asarray(result.probabilities)).transpose(1, 2)  # (classes, rows, cols)
+    probs = torch.from_numpy(np.asarray(probs)).transpose(1, 2)  # (classes, rows, cols)
     return resize_rows_first(probs, scaled.size), seconds
 
 
