@@ -363,8 +363,8 @@ def _predict_claimed(predictor: Predictor, plan: OutputPlan, loading: Future, op
             return
         try:
             loaded, keep = loading.result(), plan.probabilities is not None
-            if isinstance(loaded, ScaledInput):  # probabilities back at the input's size, (C, X, Y)
-                probs = predict_at_model_scale(predictor, loaded)[0].transpose(1, 2).contiguous().numpy()
+            if isinstance(loaded, ScaledInput):  # probabilities back at the input's size, (C, H, W)
+                probs = predict_at_model_scale(predictor, loaded)[0].numpy()
                 result = predictor.result_from_probabilities(probs, keep)
             else:
                 result = predictor.predict_preprocessed(loaded, probabilities=keep)

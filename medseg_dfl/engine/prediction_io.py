@@ -19,7 +19,7 @@ import numpy as np
 
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.names import OVERLAY_SUFFIX, PROBABILITIES_SUFFIX, file_stem
-from medseg_dfl.io.readers import load_image
+from medseg_dfl.io.readers import PIL_SUFFIXES, TIFF_SUFFIXES, file_suffix, load_image
 from medseg_dfl.io.writers import output_name, write_mask_like, write_probabilities_like
 from medseg_dfl.visualize.overlays import save_overlay
 
@@ -153,6 +153,10 @@ def _write_overlay(plan: OutputPlan, mask: np.ndarray, class_names: Sequence[str
     assert plan.overlay is not None  # only called for a requested overlay
     image = load_image(plan.source)  # the original intensities, in the mask's spatial order
     spacing = np.linalg.norm(np.asarray(image.affine)[: mask.ndim, : mask.ndim], axis=0)
+    pixels = np.asarray(image)
+    if mask.ndim == 2 and file_suffix(plan.source) not in PIL_SUFFIXES + TIFF_SUFFIXES:
+        # a 2D NIfTI/ITK file is (x, y) like its volumes; overlays take 2D arrays rows first
+        pixels, mask, spacing = pixels.swapaxes(1, 2), mask.T, spacing[::-1]
     return save_overlay(
-        np.asarray(image), mask, class_names, plan.overlay, spacing=spacing, title=plan.source.name, overwrite=overwrite
+        pixels, mask, class_names, plan.overlay, spacing=spacing, title=plan.source.name, overwrite=overwrite
     )

@@ -7,8 +7,8 @@ both use it. A model's scale is the red-cell diameter (px) of its training image
 checkpoint's ``scale`` entry (:func:`medseg_dfl.cells.scale.training_scale`); an input's scale
 comes from :func:`medseg_dfl.cells.scale.resolve_scale` (``--cell-diameter``, ``--pixel-size``,
 file metadata or an estimate). Images are resampled before the intensity normalisation (it may be
-per image), bilinearly and antialiased when shrinking. Arrays are rows first, (C, H, W), except the
-network's input and output, which are in MONAI's (C, X, Y) order.
+per image), bilinearly and antialiased when shrinking. Arrays are rows first, (C, H, W), as
+everywhere for 2D images (the network's input and output included).
 
 This module takes a predictor by its interface (:class:`ScaledPredictor`), so it needs nothing
 from :mod:`medseg_dfl.engine.inference`, which imports it.
@@ -77,7 +77,7 @@ class ModelScale:
 class ScaledInput:
     """One input resampled to the model's scale and preprocessed, ready for the network."""
 
-    data: dict[str, Any]  # {"image": (C, X, Y) MetaTensor} at the model's scale, normalised
+    data: dict[str, Any]  # {"image": (C, H, W) MetaTensor} at the model's scale, normalised
     size: tuple[int, int]  # (H, W) of the input: where the probabilities go back to
     scale: CellScale  # the input's own scale
     factor: float  # model diameter / input diameter (< 1: the input was shrunk)
@@ -148,8 +148,7 @@ def to_model_scale(transforms: Compose, image: torch.Tensor, scale: CellScale, m
     height, width = image.shape[-2:]
     factor = model_diameter / scale.cell_diameter_px
     resized = resize_rows_first(image, (max(8, round(height * factor)), max(8, round(width * factor))))
-    # MONAI's 2D order is (C, X, Y): columns first.
-    data = post_load_steps(transforms)({"image": MetaTensor(resized.transpose(1, 2).contiguous())})
+    data = post_load_steps(transforms)({"image": MetaTensor(resized)})
     return ScaledInput(data, (height, width), scale, factor)
 
 
@@ -158,7 +157,7 @@ def predict_at_model_scale(predictor: ScaledPredictor, scaled: ScaledInput) -> t
     start, cpu = time.perf_counter(), time.process_time()
     probs = predictor.predict_probabilities(scaled.data)  # probabilities only: the mask comes at the input's size
     seconds = (time.perf_counter() - start, time.process_time() - cpu)
-    probs = torch.from_numpy(np.asarray(probs)).transpose(1, 2)  # (classes, rows, cols)
+    probs = torch.from_numpy(np.asarray(probs))
     return resize_rows_first(probs, scaled.size), seconds
 
 
@@ -178,12 +177,12 @@ def inference_reader(
         return predictor.preprocess, None
 
     def read(path: Path) -> ScaledInput:
-        image = predictor.load(path)["image"]  # (C, X, Y), not normalised
+        image = predictor.load(path)["image"]  # (C, H, W), not normalised
         plain = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
-        rows_first = plain.to(torch.float32).transpose(1, 2).contiguous()  # (C, H, W)
-        scale = resolve_scale(rows_first.permute(1, 2, 0).numpy(), path, cell_diameter, pixel_size,
+        plain = plain.to(torch.float32)
+        scale = resolve_scale(plain.permute(1, 2, 0).numpy(), path, cell_diameter, pixel_size,
                               model.cell_diameter_px)  # fmt: skip
-        return to_model_scale(predictor.transforms, rows_first, scale, model.cell_diameter_px)
+        return to_model_scale(predictor.transforms, plain, scale, model.cell_diameter_px)
 
     return read, model
 

@@ -2,7 +2,7 @@
 
 Contract: ``mask`` (and each channel of ``probabilities``) is in the spatial order that
 :func:`medseg_dfl.io.readers.load_image` returns for ``reference``: NIfTI (i, j, k), ITK files (x, y, z),
-2D images (W, H). The reference file itself supplies the geometry, so nothing is lost in between:
+2D images rows first (H, W). The reference file itself supplies the geometry, so nothing is lost in between:
 
 - NIfTI -> ``.nii.gz`` with the reference's affine and header (sform/qform and their codes); data type
   uint8/uint16, scaling (scl_slope/scl_inter) reset.
@@ -91,9 +91,9 @@ def _reference_shape(reference: Path, family: str) -> tuple[int, ...]:
         with tifffile.TiffFile(reference) as tif:
             series = tif.series[0]
             h, w = series.shape[series.axes.index("Y")], series.shape[series.axes.index("X")]
-        return (w, h)
+        return (h, w)
     with Image.open(reference) as image:
-        return tuple(image.size)  # (W, H)
+        return (image.height, image.width)
 
 
 def _read_itk(reference: Path) -> sitk.Image:
@@ -167,7 +167,7 @@ def write_mask_like(
         elif family in ("itk", "dicom"):
             _write_itk(np.ascontiguousarray(mask.astype(dtype).T), reference, family, tmp, is_vector=False)
         else:
-            Image.fromarray(np.ascontiguousarray(mask.astype(dtype).T)).save(tmp, format="PNG")
+            Image.fromarray(np.ascontiguousarray(mask.astype(dtype))).save(tmp, format="PNG")  # rows first
     return out_path
 
 
@@ -193,6 +193,5 @@ def write_probabilities_like(
             zyxc = np.ascontiguousarray(np.transpose(probs, spatial_reversed + (0,)))
             _write_itk(zyxc, reference, family, tmp, is_vector=True)
         else:
-            chw = np.ascontiguousarray(np.swapaxes(probs, 1, 2))
-            tifffile.imwrite(tmp, chw, photometric="minisblack", metadata={"axes": "CYX"})
+            tifffile.imwrite(tmp, np.ascontiguousarray(probs), photometric="minisblack", metadata={"axes": "CYX"})
     return out_path

@@ -64,7 +64,7 @@ class TwoPlateletPredictor:
         self.transforms = Compose([])
 
     def predict_probabilities(self, data):
-        grey = torch.as_tensor(data["image"]).float().mean(dim=0)  # (X, Y)
+        grey = torch.as_tensor(data["image"]).float().mean(dim=0)  # (H, W)
         platelet = torch.where(grey < 100, 0.9, torch.where(grey < 200, 0.55, 0.0))
         probs = torch.zeros((len(NAMES), *grey.shape))
         probs[3], probs[0] = platelet, 1 - platelet

@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import tifffile
 from io_geometry import ITK_DIRECTION, ITK_ORIGIN, ITK_SPACING, OBLIQUE_AFFINE
 from PIL import Image
 
@@ -52,7 +53,7 @@ def _assert_same_geometry(out, reference, kind):
         np.testing.assert_allclose(got.GetDirection(), ITK_DIRECTION)
     else:
         with Image.open(out) as got:
-            assert got.format == "PNG" and got.size == (5, 6)  # reference (W, H); arrays were (6, 5, C)
+            assert got.format == "PNG" and got.size == (5, 6)  # PIL's (W, H) of the (6, 5, C) reference
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -67,6 +68,9 @@ def test_mask_round_trip_keeps_geometry(files, rng, kind):
     np.testing.assert_array_equal(again[0].numpy(), mask)
     np.testing.assert_allclose(again.meta["affine"].numpy(), loaded.meta["affine"].numpy(), atol=1e-6)
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
+    if out.suffix == ".png":  # 2D masks are rows first, as PIL and NumPy read the file
+        assert mask.shape == (6, 5)
+        np.testing.assert_array_equal(np.asarray(Image.open(out)), mask)
 
 
 def test_nifti_mask_keeps_oblique_affine_and_resets_scaling(files, rng):
@@ -85,11 +89,11 @@ def test_nifti_mask_keeps_oblique_affine_and_resets_scaling(files, rng):
                                                                   (None, 299, np.uint16), (None, 255, np.uint8)])
 def test_mask_dtype_follows_classes(files, rng, num_classes, max_value, dtype):
     reference = files.pil("a.png", rng.integers(0, 256, size=(4, 7), dtype=np.uint8))
-    mask = np.zeros((7, 4), dtype=np.int64)
-    mask[2, 1] = max_value
+    mask = np.zeros((4, 7), dtype=np.int64)  # rows first, as the reference
+    mask[1, 2] = max_value
     out = write_mask_like(mask, reference, files.path("out/a.png"), num_classes=num_classes)
     got = np.asarray(Image.open(out))
-    assert got.dtype == dtype and got[1, 2] == max_value
+    assert got.dtype == dtype and got[1, 2] == max_value and got.sum() == max_value
 
 
 def test_mask_with_channel_axis_and_wrong_shape(files, rng):
@@ -103,11 +107,11 @@ def test_mask_with_channel_axis_and_wrong_shape(files, rng):
 
 def test_no_overwrite_without_flag(files, rng):
     reference = files.pil("a.png", rng.integers(0, 256, size=(4, 7), dtype=np.uint8))
-    out = write_mask_like(np.ones((7, 4)), reference, files.path("out/a.png"))
+    out = write_mask_like(np.ones((4, 7)), reference, files.path("out/a.png"))
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        write_mask_like(np.zeros((7, 4)), reference, out)
+        write_mask_like(np.zeros((4, 7)), reference, out)
     assert np.asarray(Image.open(out)).max() == 1  # untouched
-    write_mask_like(np.full((7, 4), 2), reference, out, overwrite=True)
+    write_mask_like(np.full((4, 7), 2), reference, out, overwrite=True)
     assert np.asarray(Image.open(out)).min() == 2
 
 
@@ -135,3 +139,5 @@ def test_probabilities_round_trip(files, rng, kind):
     np.testing.assert_allclose(again.meta["affine"].numpy(), loaded.meta["affine"].numpy(), atol=1e-6)
     if kind == "nii.gz":
         assert nib.load(out).shape == (*loaded.shape[1:], 3)
+    if kind == "png":  # a (C, H, W) TIFF, rows first as the reference
+        np.testing.assert_array_equal(tifffile.imread(out), probs)
