@@ -50,15 +50,19 @@ from medseg_dfl.engine.prediction_io import (
     write_outputs,
 )
 from medseg_dfl.engine.rescale import (
+    GEOMETRY_KEY,
+    LOADED_KEY,
     ModelScale,
     ScaledInput,
     inference_reader,
     load_steps,
+    post_load_steps,
     predict_at_model_scale,
     write_scale_records,
 )
 from medseg_dfl.io.atomic import remove_stale_temps
 from medseg_dfl.io.errors import DataError
+from medseg_dfl.io.geometry import ImageGeometry
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.networks import build_network
@@ -191,13 +195,21 @@ class Predictor:
             cell_scale=payload.get("scale"),
         )
 
-    def preprocess(self, path: str | Path) -> dict[str, Any]:
-        """Read ``path`` and run the inference transforms (CPU; safe in a worker thread)."""
-        return self._read(path, self.transforms)
+    def preprocess(self, path: str | Path, keep_loaded: bool = False) -> dict[str, Any]:
+        """Read ``path`` and run the inference transforms (CPU; safe in a worker thread). As
+        :meth:`load`, the dict holds the source's geometry; ``keep_loaded``: also the image as loaded,
+        before normalising (``LOADED_KEY``: what an overlay shows)."""
+        data = self.load(path)
+        if keep_loaded:
+            data[LOADED_KEY] = data["image"].clone()  # the normalisation may work in place
+        return post_load_steps(self.transforms)(data)
 
     def load(self, path: str | Path) -> dict[str, Any]:
-        """Read ``path`` without normalising it (checked like :meth:`preprocess`)."""
-        return self._read(path, load_steps(self.transforms))
+        """Read ``path`` without normalising it (checked: dimensions, channels); ``GEOMETRY_KEY``:
+        its :class:`~medseg_dfl.io.geometry.ImageGeometry`, which the writers take."""
+        data = self._read(path, load_steps(self.transforms))
+        data[GEOMETRY_KEY] = ImageGeometry.from_image(data["image"], path)
+        return data
 
     def _read(self, path: str | Path, transforms: Any) -> dict[str, Any]:
         try:
@@ -336,7 +348,7 @@ def predict_folder(
     try:
         predictor = load_predictor(checkpoints, options)
         read, summary.model_scale = inference_reader(predictor, options.rescale, options.cell_diameter,
-                                                     options.pixel_size)  # fmt: skip
+                                                     options.pixel_size, keep_loaded=options.overlay)  # fmt: skip
     except (ValueError, OSError):
         if created and not any(output_dir.iterdir()):
             output_dir.rmdir()  # a bad checkpoint or option leaves no empty output folder behind
@@ -366,9 +378,12 @@ def _predict_claimed(predictor: Predictor, plan: OutputPlan, loading: Future, op
             if isinstance(loaded, ScaledInput):  # probabilities back at the input's size, (C, H, W)
                 probs = predict_at_model_scale(predictor, loaded)[0].numpy()
                 result = predictor.result_from_probabilities(probs, keep)
+                geometry, image = loaded.geometry, loaded.loaded
             else:
                 result = predictor.predict_preprocessed(loaded, probabilities=keep)
-            write_outputs(plan, result.mask, result.probabilities, predictor.class_names, overwrite=options.overwrite)
+                geometry, image = loaded[GEOMETRY_KEY], loaded.get(LOADED_KEY)
+            write_outputs(plan, result.mask, result.probabilities, predictor.class_names, geometry, image=image,
+                          overwrite=options.overwrite)  # fmt: skip
             summary.written.append(plan.source)
             if isinstance(loaded, ScaledInput) and summary.model_scale is not None:
                 summary.scales[plan.source] = loaded.scale.record(summary.model_scale.cell_diameter_px)

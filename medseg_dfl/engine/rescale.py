@@ -16,6 +16,8 @@ from :mod:`medseg_dfl.engine.inference`, which imports it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,8 +33,11 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from medseg_dfl.cells.instances import cell_kind
 from medseg_dfl.cells.scale import SCALE_FILE, CellScale, resolve_scale, write_scale_file
 from medseg_dfl.engine.output_claims import claim_output
+from medseg_dfl.io.geometry import ImageGeometry
 
 __all__ = [
+    "GEOMETRY_KEY",
+    "LOADED_KEY",
     "ModelScale",
     "ScaledInput",
     "ScaledPredictor",
@@ -48,6 +53,11 @@ __all__ = [
 ]
 
 _LOAD_STEPS = (LoadImaged, EnsureChannelFirstd)
+# Keys a predictor's loaded/preprocessed dict carries besides "image": the source's ImageGeometry
+# (for the writers) and, when asked for, the image as loaded (for the overlay). Not "image_...":
+# MONAI's Spacingd takes every such key for the image's meta dict.
+GEOMETRY_KEY = "source_geometry"
+LOADED_KEY = "source_image"
 
 
 class ScaledPredictor(Protocol):
@@ -60,7 +70,7 @@ class ScaledPredictor(Protocol):
 
     def predict_probabilities(self, data: dict[str, Any]) -> Any: ...
 
-    def preprocess(self, path: str | Path) -> dict[str, Any]: ...
+    def preprocess(self, path: str | Path, keep_loaded: bool = False) -> dict[str, Any]: ...
 
     def load(self, path: str | Path) -> dict[str, Any]: ...
 
@@ -81,6 +91,8 @@ class ScaledInput:
     size: tuple[int, int]  # (H, W) of the input: where the probabilities go back to
     scale: CellScale  # the input's own scale
     factor: float  # model diameter / input diameter (< 1: the input was shrunk)
+    geometry: ImageGeometry | None = None  # the input file's, for the writers
+    loaded: torch.Tensor | None = None  # (C, H, W) the input as loaded, not normalised (for the overlay)
 
 
 def recorded_model_scale(entry: dict[str, Any] | None, class_names: Sequence[str], spatial_dims: int) -> ModelScale | None:
@@ -163,26 +175,30 @@ def predict_at_model_scale(predictor: ScaledPredictor, scaled: ScaledInput) -> t
 
 def inference_reader(
     predictor: ScaledPredictor, rescale: bool = True, cell_diameter: float | None = None,
-    pixel_size: float | None = None,
+    pixel_size: float | None = None, keep_loaded: bool = False,
 ) -> tuple[Callable[[Path], Any], ModelScale | None]:
     """``infer``'s preprocessing of one input file, and the scale it rescales to (None: none).
 
     Smear models (:func:`inference_model_scale`): the image is read without normalising, its scale
     found (:func:`~medseg_dfl.cells.scale.resolve_scale`; the model's own where no cell is found,
     i.e. no resampling), and it comes as a :class:`ScaledInput`. Others: ``predictor.preprocess``.
+    Either carries the file's geometry; ``keep_loaded``: also the image as loaded (for overlays).
     """
     model = inference_model_scale(predictor.cell_scale, predictor.class_names, predictor.cfg.data.spatial_dims,
                                   rescale, cell_diameter, pixel_size)  # fmt: skip
     if model is None:
-        return predictor.preprocess, None
+        return functools.partial(predictor.preprocess, keep_loaded=keep_loaded), None
 
     def read(path: Path) -> ScaledInput:
-        image = predictor.load(path)["image"]  # (C, H, W), not normalised
+        loaded = predictor.load(path)
+        image = loaded["image"]  # (C, H, W), not normalised
         plain = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
         plain = plain.to(torch.float32)
         scale = resolve_scale(plain.permute(1, 2, 0).numpy(), path, cell_diameter, pixel_size,
                               model.cell_diameter_px)  # fmt: skip
-        return to_model_scale(predictor.transforms, plain, scale, model.cell_diameter_px)
+        kept = plain.clone() if keep_loaded else None  # the normalisation may work in place
+        scaled = to_model_scale(predictor.transforms, plain, scale, model.cell_diameter_px)
+        return dataclasses.replace(scaled, geometry=loaded.get(GEOMETRY_KEY), loaded=kept)
 
     return read, model
 

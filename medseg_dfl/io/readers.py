@@ -42,6 +42,8 @@ from medseg_dfl.io.errors import DataError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ITK_DIRECTION_KEY",
+    "ITK_ORIGIN_KEY",
     "ITK_SUFFIXES",
     "NIFTI_SUFFIXES",
     "PIL_SUFFIXES",
@@ -63,6 +65,10 @@ ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES + PIL_SUFFIXES + TIFF_SUFFIXES
+# Meta data keys of SimpleITKReader: ITK's own origin and direction (LPS), for the writers
+# (medseg_dfl.io.geometry.ImageGeometry), so they need not read the source again.
+ITK_ORIGIN_KEY = "itk_origin"
+ITK_DIRECTION_KEY = "itk_direction"
 
 
 def file_suffix(path: str | Path) -> str:
@@ -182,7 +188,8 @@ class SimpleITKReader(ImageReader):
 
     Data come out in ITK index order (x, y, z) with vector components last; ``affine`` and
     ``original_affine`` are RAS (``affine_lps_to_ras=True``, as ``NibabelReader``), ``spacing``,
-    ``spatial_shape`` and ``original_channel_dim`` as ``ITKReader`` sets them.
+    ``spatial_shape`` and ``original_channel_dim`` as ``ITKReader`` sets them, and ITK's own origin
+    and direction under :data:`ITK_ORIGIN_KEY` / :data:`ITK_DIRECTION_KEY` (for the writers).
     """
 
     def __init__(self, affine_lps_to_ras: bool = True, series_uid: str = "") -> None:
@@ -221,6 +228,8 @@ class SimpleITKReader(ImageReader):
                 data = np.moveaxis(data.T, 0, -1)
             header = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys() if not key.startswith("ITK_")}
             header["spacing"] = np.asarray(image.GetSpacing())
+            header[ITK_ORIGIN_KEY] = np.asarray(image.GetOrigin())
+            header[ITK_DIRECTION_KEY] = np.asarray(image.GetDirection())
             header[MetaKeys.ORIGINAL_AFFINE] = self._affine(image)
             header[MetaKeys.AFFINE] = header[MetaKeys.ORIGINAL_AFFINE].copy()
             header[MetaKeys.SPACE] = SpaceKeys.RAS if self.affine_lps_to_ras else SpaceKeys.LPS

@@ -11,6 +11,7 @@ from io_geometry import ITK_DIRECTION, ITK_ORIGIN, ITK_SPACING, OBLIQUE_AFFINE
 from PIL import Image
 
 from medseg_dfl.io import atomic_path, load_image, output_name, write_mask_like, write_probabilities_like
+from medseg_dfl.io.geometry import ImageGeometry
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,25 @@ def test_probabilities_round_trip(files, rng, kind):
         assert nib.load(out).shape == (*loaded.shape[1:], 3)
     if kind == "png":  # a (C, H, W) TIFF, rows first as the reference
         np.testing.assert_array_equal(tifffile.imread(out), probs)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_geometry_taken_at_load_writes_what_the_path_writes(files, rng, kind):
+    """The writers take the ImageGeometry made from the loaded image (no second read of the source)
+    and give exactly the file a path-based call gives."""
+    reference = _make_reference(files, rng, kind)
+    loaded = load_image(reference)
+    geometry = ImageGeometry.from_image(loaded)
+    assert geometry.source == reference and geometry.shape == tuple(loaded.shape[1:])
+    mask = rng.integers(0, 4, size=loaded.shape[1:])
+    by_geometry = write_mask_like(mask, geometry, files.path("a") / output_name(reference))
+    by_path = write_mask_like(mask, reference, files.path("b") / output_name(reference))
+    _assert_same_geometry(by_geometry, reference, kind)
+    a, b = load_image(by_geometry), load_image(by_path)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(a.meta["affine"].numpy(), b.meta["affine"].numpy(), atol=1e-6)
+    if kind.startswith("nii"):
+        for key in ("qform_code", "sform_code", "pixdim", "xyzt_units", "srow_x", "quatern_b"):
+            np.testing.assert_array_equal(nib.load(by_geometry).header[key], nib.load(by_path).header[key])
+    with pytest.raises(ValueError, match="does not match the reference's spatial shape"):
+        write_mask_like(mask[..., :-1], geometry, files.path("c") / output_name(reference))
