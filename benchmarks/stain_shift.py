@@ -98,8 +98,8 @@ def score(predictor: Predictor, cases: list[tuple[Path, Path]], shift: Shift, wo
         image, label = shift(image, label, index)
         path = workdir / f"{index:04d}.png"
         Image.fromarray(image).save(path)
-        # masks come in MONAI's spatial order of a PNG (width, height): transposed to (height, width)
-        scores.append(dice_per_class(predictor.predict_file(path).mask.T, label, classes))
+        # 2D masks are rows first (height, width), as the PIL-read label
+        scores.append(dice_per_class(predictor.predict_file(path).mask, label, classes))
     return np.nanmean(np.array(scores), axis=0)
 
 

@@ -87,6 +87,7 @@ class AugmentConfig:
 
 @dataclass
 class TransformConfig:
+    # Training patch in the loaded arrays' axis order: 2D images (H, W), rows first; volumes (i, j, k).
     patch_size: list[int] = field(default_factory=lambda: [128, 128])
     num_samples: int = 2
     class_ratios: list[float] | None = None
@@ -140,6 +141,7 @@ class TrainConfig:
 
 @dataclass
 class InferenceConfig:
+    # Sliding-window size, in patch_size's axis order (2D: (H, W)); None = transforms.patch_size.
     roi_size: list[int] | None = None
     sw_batch_size: int = 4
     overlap: float = 0.25

@@ -93,7 +93,8 @@ def test_small_image_is_padded_to_patch(smear):
 
 def test_val_2d_is_whole_image_normalised_per_channel(smear):
     out = build_val_transforms(_cfg_2d())(dict(smear))
-    assert out["image"].shape == (3, 48, 40)  # MONAI's (W, H) order for 2D files
+    assert out["image"].shape == (3, 40, 48)  # (C, H, W): 2D files are rows first
+    assert out["label"][0, 25:32, 30:40].eq(2).all() and out["label"].eq(2).sum() == 70  # where the PNG has it
     assert torch.allclose(out["image"].mean(dim=(1, 2)), torch.zeros(3), atol=1e-4)
     assert torch.allclose(out["image"].std(dim=(1, 2), unbiased=False), torch.ones(3), atol=1e-3)
     assert out["label"].dtype == torch.long and out["label"].sum() > 0
@@ -153,7 +154,7 @@ def test_inverse_2d_restores_original_grid_exactly(smear):
     label = load_image(smear["label"])
     data["pred"] = torch.nn.functional.one_hot(label[0].long(), 4).permute(2, 0, 1).float()
     out = build_inverse_postprocess(cfg, inference)(data)
-    assert out["pred"].shape == (1, 48, 40)
+    assert out["pred"].shape == (1, 40, 48)  # (1, H, W)
     assert torch.equal(out["pred"].long(), label.long())
 
 

@@ -81,9 +81,11 @@ def _postprocessing(cfg: Config, transforms: Any, num_classes: int) -> list[dict
     steps.append(
         {"_target_": "medseg_dfl.bundle.transforms.ProbabilitiesToLabelsd", "keys": "pred", "num_classes": num_classes}
     )
+    two_d = cfg.data.spatial_dims == 2  # held rows first (H, W): the PNG writer must not swap its axes
     steps.append({
-        "_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_postfix": "",
-        "output_ext": ".png" if cfg.data.spatial_dims == 2 else ".nii.gz",
+        "_target_": "medseg_dfl.bundle.transforms.SaveRowsFirstd" if two_d else "SaveImaged", "keys": "pred",
+        "output_dir": "@output_dir", "output_postfix": "",
+        "output_ext": ".png" if two_d else ".nii.gz",
         "output_dtype": "$numpy.uint8" if num_classes <= 256 else "$numpy.uint16",
         "resample": False, "separate_folder": False, "squeeze_end_dims": True,
     })  # fmt: skip

@@ -1,11 +1,11 @@
 """Post-processing transforms for MONAI bundles that give the masks ``medseg-dfl infer`` gives.
 
 A bundle's evaluator hands each decollated item (``"pred"``: logits, C x spatial) to its
-``postprocessing`` Compose. These two dictionary transforms apply *the same functions* as
-:class:`medseg_dfl.engine.inference.Predictor` (not re-implementations of them), so the softmax,
+``postprocessing`` Compose. The first two dictionary transforms apply *the same functions* as
+``infer`` (:mod:`medseg_dfl.engine.postprocess`, not re-implementations of them), so the softmax,
 the background fill of regions the foreground crop removed, and the argmax tie-breaking are
 bit-for-bit those of ``infer``; MONAI's ``Activationsd``/``AsDiscreted`` round differently and
-flip the odd near-tied pixel.
+flip the odd near-tied pixel. :class:`SaveRowsFirstd` writes a 2D mask held rows first.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, SaveImaged
 
-from medseg_dfl.engine.inference import background_fill_and_argmax_, softmax_
+from medseg_dfl.engine.postprocess import background_fill_and_argmax_, label_dtype, softmax_
 
-__all__ = ["ClassProbabilitiesd", "ProbabilitiesToLabelsd"]
+__all__ = ["ClassProbabilitiesd", "ProbabilitiesToLabelsd", "SaveRowsFirstd"]
 
 
 class ClassProbabilitiesd(MapTransform):
@@ -52,7 +52,7 @@ class ProbabilitiesToLabelsd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        self.dtype = np.uint8 if num_classes <= 256 else np.uint16
+        self.dtype = label_dtype(num_classes)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -63,3 +63,12 @@ class ProbabilitiesToLabelsd(MapTransform):
             mask = torch.from_numpy(background_fill_and_argmax_(array, self.dtype)[None].astype(np.int32))
             d[key] = MetaTensor(mask, meta=probs.meta) if isinstance(probs, MetaTensor) else mask
         return d
+
+
+class SaveRowsFirstd(SaveImaged):
+    """MONAI ``SaveImaged`` for 2D images held rows first, (H, W), as medseg-dfl's readers load them:
+    MONAI's PNG writer swaps the first two axes unless told not to (its ``reverse_indexing``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_options(write_kwargs={"reverse_indexing": False})

@@ -223,11 +223,11 @@ def resolve_scale(
 
 
 def image_to_rgb(image: Any) -> np.ndarray:
-    """A ``load_image`` result (C, X, Y) -> (H, W, C) float32 numpy array (rows first)."""
+    """A ``load_image`` result (C, H, W) -> (H, W, C) float32 numpy array (rows first)."""
     array = np.asarray(image.as_tensor() if hasattr(image, "as_tensor") else image, dtype=np.float32)
     if array.ndim != 3:
         raise ValueError(f"expected a 2D image with channels, got shape {array.shape}")
-    return np.ascontiguousarray(array.transpose(2, 1, 0))
+    return np.ascontiguousarray(array.transpose(1, 2, 0))
 
 
 def scale_from_config(cfg: Any, split: Split | None = None) -> dict[str, Any] | None:

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.transforms import KeepLargestConnectedComponent
 
 from medseg_dfl.choices import check_overlap
 from medseg_dfl.config import Config, config_from_dict
@@ -43,6 +42,7 @@ from medseg_dfl.engine.ensemble import (
     resolve_checkpoints,
 )
 from medseg_dfl.engine.output_claims import check_writable_folder, claim_output
+from medseg_dfl.engine.postprocess import labels_from_probabilities, largest_component_classes, softmax_
 from medseg_dfl.engine.precision import half_dtype
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
@@ -52,15 +52,19 @@ from medseg_dfl.engine.prediction_io import (
     write_outputs,
 )
 from medseg_dfl.engine.rescale import (
+    GEOMETRY_KEY,
+    LOADED_KEY,
     ModelScale,
     ScaledInput,
     inference_reader,
     load_steps,
+    post_load_steps,
     predict_at_model_scale,
     write_scale_records,
 )
 from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
+from medseg_dfl.io.geometry import ImageGeometry
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.networks import build_network
@@ -72,10 +76,8 @@ __all__ = [
     "InferenceSummary",
     "PredictionResult",
     "Predictor",
-    "background_fill_and_argmax_",
     "load_predictor",
     "predict_folder",
-    "softmax_",
 ]
 
 # Errors that mean "this file cannot be processed" (unreadable, corrupt, wrong channels, out of memory);
@@ -195,13 +197,21 @@ class Predictor:
             cell_scale=payload.get("scale"),
         )
 
-    def preprocess(self, path: str | Path) -> dict[str, Any]:
-        """Read ``path`` and run the inference transforms (CPU; safe in a worker thread)."""
-        return self._read(path, self.transforms)
+    def preprocess(self, path: str | Path, keep_loaded: bool = False) -> dict[str, Any]:
+        """Read ``path`` and run the inference transforms (CPU; safe in a worker thread). As
+        :meth:`load`, the dict holds the source's geometry; ``keep_loaded``: also the image as loaded,
+        before normalising (``LOADED_KEY``: what an overlay shows)."""
+        data = self.load(path)
+        if keep_loaded:
+            data[LOADED_KEY] = data["image"].clone()  # the normalisation may work in place
+        return post_load_steps(self.transforms)(data)
 
     def load(self, path: str | Path) -> dict[str, Any]:
-        """Read ``path`` without normalising it (checked like :meth:`preprocess`)."""
-        return self._read(path, load_steps(self.transforms))
+        """Read ``path`` without normalising it (checked: dimensions, channels); ``GEOMETRY_KEY``:
+        its :class:`~medseg_dfl.io.geometry.ImageGeometry`, which the writers take."""
+        data = self._read(path, load_steps(self.transforms))
+        data[GEOMETRY_KEY] = ImageGeometry.from_image(data["image"], path)
+        return data
 
     def _read(self, path: str | Path, transforms: Any) -> dict[str, Any]:
         try:
@@ -239,49 +249,27 @@ class Predictor:
             )
         return logits[0]
 
-    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> PredictionResult:
-        """Segment a dict from :meth:`preprocess`; the result is on the loaded image's grid."""
+    def predict_probabilities(self, data: dict[str, Any]) -> np.ndarray:
+        """(classes, spatial...) float32 softmax probabilities of a dict from :meth:`preprocess`, on
+        the loaded image's grid (no label map: the rescaled path resamples them first)."""
         probs = softmax_(self._logits(data["image"]).float())
         inverted = self.inverse({"image": data["image"], "pred": probs})["pred"]
         del probs
-        probs = np.asarray(inverted.as_tensor() if hasattr(inverted, "as_tensor") else inverted, dtype=np.float32)
-        return self.result_from_probabilities(probs, probabilities)
+        return np.asarray(inverted.as_tensor() if hasattr(inverted, "as_tensor") else inverted, dtype=np.float32)
+
+    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> PredictionResult:
+        """Segment a dict from :meth:`preprocess`; the result is on the loaded image's grid."""
+        return self.result_from_probabilities(self.predict_probabilities(data), probabilities)
 
     def result_from_probabilities(self, probs: np.ndarray, probabilities: bool = False) -> PredictionResult:
-        """Mask (argmax, background filled, ``keep_largest``) of (classes, spatial...) probabilities."""
-        dtype = np.uint8 if len(self.class_names) <= 256 else np.uint16
-        mask = background_fill_and_argmax_(probs, dtype)
-        if self.keep_largest:
-            keep = KeepLargestConnectedComponent(applied_labels=list(self.keep_largest), independent=True)
-            mask = np.asarray(keep(mask[None])[0], dtype=dtype)
+        """Mask (:func:`~medseg_dfl.engine.postprocess.labels_from_probabilities`) of (classes, spatial...)
+        probabilities (background filled in place)."""
+        mask = labels_from_probabilities(probs, len(self.class_names), self.keep_largest)
         return PredictionResult(mask=mask, probabilities=probs if probabilities else None)
 
     def predict_file(self, path: str | Path, probabilities: bool = False) -> PredictionResult:
         """Mask (and optionally probabilities) of one image, in ``load_image``'s spatial order."""
         return self.predict_preprocessed(self.preprocess(path), probabilities=probabilities)
-
-
-def softmax_(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over the class axis (0), in place: one volume-sized buffer less than ``torch.softmax``."""
-    logits.sub_(logits.amax(dim=0, keepdim=True)).exp_()
-    return logits.div_(logits.sum(dim=0, keepdim=True))
-
-
-def background_fill_and_argmax_(probs: np.ndarray, dtype: type, slabs: int = 8) -> np.ndarray:
-    """Argmax of (classes, spatial...) probabilities, slab by slab along the first spatial axis (an
-    int64 argmax of a whole large volume would cost 8 bytes per voxel). NumPy: torch's reductions
-    over the class axis of a slab are ~10x slower on CPU.
-
-    Regions that the foreground crop removed come back from ``Invertd`` as all-zero probabilities;
-    they are background, so class 0 gets the missing mass (in place: saved probabilities sum to 1).
-    """
-    mask = np.empty(probs.shape[1:], dtype=dtype)
-    step = max(1, -(-probs.shape[1] // slabs))
-    for start in range(0, probs.shape[1], step):
-        slab = probs[:, start : start + step]
-        slab[0] += np.clip(1.0 - slab.sum(axis=0), 0.0, None)
-        mask[start : start + step] = slab.argmax(axis=0)
-    return mask
 
 
 def _prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Iterator[tuple[OutputPlan, Future]]:
@@ -299,17 +287,6 @@ def _prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Itera
 
 def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
     return sorted(find_images(input_path, recursive=recursive))
-
-
-def largest_component_classes(names: Sequence[str], class_names: Sequence[str]) -> tuple[int, ...]:
-    """Class indices of ``names`` (``all`` = every foreground class); ValueError naming an unknown one."""
-    if list(names) == ["all"]:
-        return tuple(range(1, len(class_names)))
-    unknown = [n for n in names if n not in class_names[1:]]
-    if unknown:
-        raise ValueError(f"keep-largest: {', '.join(unknown)} not among the model's foreground classes "
-                         f"({', '.join(class_names[1:])}; or 'all')")  # fmt: skip
-    return tuple(class_names.index(n) for n in names)
 
 
 def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:
@@ -373,7 +350,7 @@ def predict_folder(
     try:
         predictor = load_predictor(checkpoints, options)
         read, summary.model_scale = inference_reader(predictor, options.rescale, options.cell_diameter,
-                                                     options.pixel_size)  # fmt: skip
+                                                     options.pixel_size, keep_loaded=options.overlay)  # fmt: skip
     except (ValueError, OSError):
         if created and not any(output_dir.iterdir()):
             output_dir.rmdir()  # a bad checkpoint or option leaves no empty output folder behind
@@ -400,12 +377,15 @@ def _predict_claimed(predictor: Predictor, plan: OutputPlan, loading: Future, op
             return
         try:
             loaded, keep = loading.result(), plan.probabilities is not None
-            if isinstance(loaded, ScaledInput):  # probabilities back at the input's size, (C, X, Y)
-                probs = predict_at_model_scale(predictor, loaded)[0].transpose(1, 2).contiguous().numpy()
+            if isinstance(loaded, ScaledInput):  # probabilities back at the input's size, (C, H, W)
+                probs = predict_at_model_scale(predictor, loaded)[0].numpy()
                 result = predictor.result_from_probabilities(probs, keep)
+                geometry, image = loaded.geometry, loaded.loaded
             else:
                 result = predictor.predict_preprocessed(loaded, probabilities=keep)
-            write_outputs(plan, result.mask, result.probabilities, predictor.class_names, overwrite=options.overwrite)
+                geometry, image = loaded[GEOMETRY_KEY], loaded.get(LOADED_KEY)
+            write_outputs(plan, result.mask, result.probabilities, predictor.class_names, geometry, image=image,
+                          overwrite=options.overwrite)  # fmt: skip
             summary.written.append(plan.source)
             if isinstance(loaded, ScaledInput) and summary.model_scale is not None:
                 summary.scales[plan.source] = loaded.scale.record(summary.model_scale.cell_diameter_px)

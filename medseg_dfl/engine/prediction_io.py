@@ -13,11 +13,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from medseg_dfl.io.errors import DataError
+from medseg_dfl.io.geometry import ImageGeometry
 from medseg_dfl.io.names import OVERLAY_SUFFIX, PROBABILITIES_SUFFIX, file_stem
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.io.writers import output_name, write_mask_like, write_probabilities_like
@@ -132,27 +133,37 @@ def write_outputs(
     mask: np.ndarray,
     probabilities: np.ndarray | None,
     class_names: Sequence[str],
+    geometry: ImageGeometry,
     *,
+    image: Any = None,
     overwrite: bool,
 ) -> list[Path]:
-    """Write the pending outputs of ``plan`` (mask last, so a finished mask means a finished case)."""
+    """Write the pending outputs of ``plan`` (mask last, so a finished mask means a finished case).
+
+    ``geometry``: the source's, taken when it was loaded (no writer reads the source again);
+    ``image``: the source as loaded (C, spatial...), for the overlay (read again only when None).
+    """
     pending = set(plan.pending(overwrite))
     written: list[Path] = []
     if plan.probabilities in pending and probabilities is not None:
-        written.append(write_probabilities_like(probabilities, plan.source, plan.probabilities, overwrite=overwrite))
+        written.append(write_probabilities_like(probabilities, geometry, plan.probabilities, overwrite=overwrite))
     if plan.overlay in pending:
-        written.append(_write_overlay(plan, mask, class_names, overwrite=overwrite))
+        written.append(_write_overlay(plan, mask, class_names, geometry, image, overwrite=overwrite))
     if plan.mask in pending:
-        written.append(
-            write_mask_like(mask, plan.source, plan.mask, num_classes=len(class_names), overwrite=overwrite)
-        )
+        written.append(write_mask_like(mask, geometry, plan.mask, num_classes=len(class_names), overwrite=overwrite))
     return written
 
 
-def _write_overlay(plan: OutputPlan, mask: np.ndarray, class_names: Sequence[str], *, overwrite: bool) -> Path:
+def _write_overlay(plan: OutputPlan, mask: np.ndarray, class_names: Sequence[str], geometry: ImageGeometry,
+                   image: Any, *, overwrite: bool) -> Path:  # fmt: skip
     assert plan.overlay is not None  # only called for a requested overlay
-    image = load_image(plan.source)  # the original intensities, in the mask's spatial order
-    spacing = np.linalg.norm(np.asarray(image.affine)[: mask.ndim, : mask.ndim], axis=0)
+    if image is None:
+        image = load_image(plan.source)  # the original intensities, in the mask's spatial order
+    pixels = np.asarray(image.as_tensor() if hasattr(image, "as_tensor") else image)
+    spacing = geometry.pixel_spacing
+    if mask.ndim == 2 and geometry.family != "2d":
+        # a 2D NIfTI/ITK file is (x, y) like its volumes; overlays take 2D arrays rows first
+        pixels, mask, spacing = pixels.swapaxes(1, 2), mask.T, spacing[::-1]
     return save_overlay(
-        np.asarray(image), mask, class_names, plan.overlay, spacing=spacing, title=plan.source.name, overwrite=overwrite
+        pixels, mask, class_names, plan.overlay, spacing=spacing, title=plan.source.name, overwrite=overwrite
     )

@@ -7,8 +7,8 @@ both use it. A model's scale is the red-cell diameter (px) of its training image
 checkpoint's ``scale`` entry (:func:`medseg_dfl.cells.scale.training_scale`); an input's scale
 comes from :func:`medseg_dfl.cells.scale.resolve_scale` (``--cell-diameter``, ``--pixel-size``,
 file metadata or an estimate). Images are resampled before the intensity normalisation (it may be
-per image), bilinearly and antialiased when shrinking. Arrays are rows first, (C, H, W), except the
-network's input and output, which are in MONAI's (C, X, Y) order.
+per image), bilinearly and antialiased when shrinking. Arrays are rows first, (C, H, W), as
+everywhere for 2D images (the network's input and output included).
 
 This module takes a predictor by its interface (:class:`ScaledPredictor`), so it needs nothing
 from :mod:`medseg_dfl.engine.inference`, which imports it.
@@ -16,6 +16,8 @@ from :mod:`medseg_dfl.engine.inference`, which imports it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,8 +34,11 @@ from medseg_dfl.cells.instances import cell_kind
 from medseg_dfl.cells.scale import SCALE_FILE, CellScale, resolve_scale, write_scale_file
 from medseg_dfl.choices import check_scale_flags
 from medseg_dfl.engine.output_claims import claim_output
+from medseg_dfl.io.geometry import ImageGeometry
 
 __all__ = [
+    "GEOMETRY_KEY",
+    "LOADED_KEY",
     "ModelScale",
     "ScaledInput",
     "ScaledPredictor",
@@ -49,6 +54,11 @@ __all__ = [
 ]
 
 _LOAD_STEPS = (LoadImaged, EnsureChannelFirstd)
+# Keys a predictor's loaded/preprocessed dict carries besides "image": the source's ImageGeometry
+# (for the writers) and, when asked for, the image as loaded (for the overlay). Not "image_...":
+# MONAI's Spacingd takes every such key for the image's meta dict.
+GEOMETRY_KEY = "source_geometry"
+LOADED_KEY = "source_image"
 
 
 class ScaledPredictor(Protocol):
@@ -59,9 +69,9 @@ class ScaledPredictor(Protocol):
     class_names: list[str]
     cell_scale: dict[str, Any] | None
 
-    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> Any: ...
+    def predict_probabilities(self, data: dict[str, Any]) -> Any: ...
 
-    def preprocess(self, path: str | Path) -> dict[str, Any]: ...
+    def preprocess(self, path: str | Path, keep_loaded: bool = False) -> dict[str, Any]: ...
 
     def load(self, path: str | Path) -> dict[str, Any]: ...
 
@@ -78,10 +88,12 @@ class ModelScale:
 class ScaledInput:
     """One input resampled to the model's scale and preprocessed, ready for the network."""
 
-    data: dict[str, Any]  # {"image": (C, X, Y) MetaTensor} at the model's scale, normalised
+    data: dict[str, Any]  # {"image": (C, H, W) MetaTensor} at the model's scale, normalised
     size: tuple[int, int]  # (H, W) of the input: where the probabilities go back to
     scale: CellScale  # the input's own scale
     factor: float  # model diameter / input diameter (< 1: the input was shrunk)
+    geometry: ImageGeometry | None = None  # the input file's, for the writers
+    loaded: torch.Tensor | None = None  # (C, H, W) the input as loaded, not normalised (for the overlay)
 
 
 def recorded_model_scale(entry: dict[str, Any] | None, class_names: Sequence[str], spatial_dims: int) -> ModelScale | None:
@@ -147,42 +159,45 @@ def to_model_scale(transforms: Compose, image: torch.Tensor, scale: CellScale, m
     height, width = image.shape[-2:]
     factor = model_diameter / scale.cell_diameter_px
     resized = resize_rows_first(image, (max(8, round(height * factor)), max(8, round(width * factor))))
-    # MONAI's 2D order is (C, X, Y): columns first.
-    data = post_load_steps(transforms)({"image": MetaTensor(resized.transpose(1, 2).contiguous())})
+    data = post_load_steps(transforms)({"image": MetaTensor(resized)})
     return ScaledInput(data, (height, width), scale, factor)
 
 
 def predict_at_model_scale(predictor: ScaledPredictor, scaled: ScaledInput) -> tuple[torch.Tensor, tuple[float, float]]:
     """(classes, H, W) probabilities at the input's own size; the network's (wall, CPU) seconds."""
     start, cpu = time.perf_counter(), time.process_time()
-    result = predictor.predict_preprocessed(scaled.data, probabilities=True)
+    probs = predictor.predict_probabilities(scaled.data)  # probabilities only: the mask comes at the input's size
     seconds = (time.perf_counter() - start, time.process_time() - cpu)
-    probs = torch.from_numpy(np.asarray(result.probabilities)).transpose(1, 2)  # (classes, rows, cols)
+    probs = torch.from_numpy(np.asarray(probs))
     return resize_rows_first(probs, scaled.size), seconds
 
 
 def inference_reader(
     predictor: ScaledPredictor, rescale: bool = True, cell_diameter: float | None = None,
-    pixel_size: float | None = None,
+    pixel_size: float | None = None, keep_loaded: bool = False,
 ) -> tuple[Callable[[Path], Any], ModelScale | None]:
     """``infer``'s preprocessing of one input file, and the scale it rescales to (None: none).
 
     Smear models (:func:`inference_model_scale`): the image is read without normalising, its scale
     found (:func:`~medseg_dfl.cells.scale.resolve_scale`; the model's own where no cell is found,
     i.e. no resampling), and it comes as a :class:`ScaledInput`. Others: ``predictor.preprocess``.
+    Either carries the file's geometry; ``keep_loaded``: also the image as loaded (for overlays).
     """
     model = inference_model_scale(predictor.cell_scale, predictor.class_names, predictor.cfg.data.spatial_dims,
                                   rescale, cell_diameter, pixel_size)  # fmt: skip
     if model is None:
-        return predictor.preprocess, None
+        return functools.partial(predictor.preprocess, keep_loaded=keep_loaded), None
 
     def read(path: Path) -> ScaledInput:
-        image = predictor.load(path)["image"]  # (C, X, Y), not normalised
+        loaded = predictor.load(path)
+        image = loaded["image"]  # (C, H, W), not normalised
         plain = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
-        rows_first = plain.to(torch.float32).transpose(1, 2).contiguous()  # (C, H, W)
-        scale = resolve_scale(rows_first.permute(1, 2, 0).numpy(), path, cell_diameter, pixel_size,
+        plain = plain.to(torch.float32)
+        scale = resolve_scale(plain.permute(1, 2, 0).numpy(), path, cell_diameter, pixel_size,
                               model.cell_diameter_px)  # fmt: skip
-        return to_model_scale(predictor.transforms, rows_first, scale, model.cell_diameter_px)
+        kept = plain.clone() if keep_loaded else None  # the normalisation may work in place
+        scaled = to_model_scale(predictor.transforms, plain, scale, model.cell_diameter_px)
+        return dataclasses.replace(scaled, geometry=loaded.get(GEOMETRY_KEY), loaded=kept)
 
     return read, model
 

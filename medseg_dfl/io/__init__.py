@@ -2,6 +2,7 @@
 
 from medseg_dfl.io.checks import PairStats, validate_pair
 from medseg_dfl.io.errors import DataError
+from medseg_dfl.io.geometry import ImageGeometry, read_geometry
 from medseg_dfl.io.pairing import CasePair, discover_pairs, find_images, split_pairs
 from medseg_dfl.io.readers import (
     IMAGE_SUFFIXES,
@@ -18,6 +19,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "CasePair",
     "DataError",
+    "ImageGeometry",
     "PairStats",
     "SimpleITKReader",
     "TifffileReader",
@@ -29,6 +31,7 @@ __all__ = [
     "load_image",
     "load_transforms",
     "output_name",
+    "read_geometry",
     "split_pairs",
     "validate_pair",
     "write_mask_like",

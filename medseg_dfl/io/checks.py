@@ -279,7 +279,8 @@ def check_pairs(
     :func:`save_check_cache` stores ``result`` when the caller wants it kept.
     """
     allow_channels = spatial_dims == 3 and (in_channels or 1) > 1
-    settings = [num_classes, spatial_dims, in_channels, allow_channels]
+    # "2d-rows-first": entries cached when 2D shapes were recorded (W, H) are not reused.
+    settings = [num_classes, spatial_dims, in_channels, allow_channels, "2d-rows-first"]
     known = read_check_cache(cache)
     result = CheckResult()
     for pair in pairs:

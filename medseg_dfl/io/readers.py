@@ -13,7 +13,10 @@ registered readers in reverse order and keeps the first that does not raise. Eac
 refuses (raises) in ``read`` for a suffix it does not own, so the choice is by suffix, not by which
 library happens to open a file first.
 
-Spatial axis order is MONAI's: NIfTI (i, j, k); ITK files (x, y, z); 2D images (W, H).
+Spatial axis order: NIfTI (i, j, k) and ITK files (x, y, z), as MONAI reads them (their affine
+describes that index order); 2D images (PNG/JPEG/BMP/TIFF) **rows first, (H, W)**, as PIL, NumPy and
+scikit-image hold them (MONAI's ``PILReader(reverse_indexing=False)``; our TIFF reader likewise), so
+code outside MONAI never transposes a smear.
 
 Channels: a 4D NIfTI (i, j, k, c) -- a Decathlon multi-modal image, e.g. T2 + ADC -- comes out as
 (c, i, j, k) (MONAI's ``original_channel_dim`` -1), as do multi-component ITK volumes and RGB/planar
@@ -39,6 +42,8 @@ from medseg_dfl.io.errors import DataError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ITK_DIRECTION_KEY",
+    "ITK_ORIGIN_KEY",
     "ITK_SUFFIXES",
     "NIFTI_SUFFIXES",
     "PIL_SUFFIXES",
@@ -60,6 +65,10 @@ ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES + PIL_SUFFIXES + TIFF_SUFFIXES
+# Meta data keys of SimpleITKReader: ITK's own origin and direction (LPS), for the writers
+# (medseg_dfl.io.geometry.ImageGeometry), so they need not read the source again.
+ITK_ORIGIN_KEY = "itk_origin"
+ITK_DIRECTION_KEY = "itk_direction"
 
 
 def file_suffix(path: str | Path) -> str:
@@ -112,10 +121,16 @@ def _pil_to_supported_mode(image: Any) -> Any:
 
 
 class StrictPILReader(PILReader):
-    """MONAI ``PILReader`` limited to PNG/JPEG/BMP; alpha channels dropped (see module docstring)."""
+    """MONAI ``PILReader`` limited to PNG/JPEG/BMP, rows first (H, W); alpha channels dropped (see
+    module docstring)."""
 
-    def __init__(self, reverse_indexing: bool = True, **kwargs: Any) -> None:
+    def __init__(self, reverse_indexing: bool = False, **kwargs: Any) -> None:
         super().__init__(converter=_pil_to_supported_mode, reverse_indexing=reverse_indexing, **kwargs)
+
+    def _get_spatial_shape(self, img: Any) -> np.ndarray:
+        # MONAI records (width, height) whatever the order of the array; ours follows the array.
+        shape = super()._get_spatial_shape(img)
+        return shape if self.reverse_indexing else shape[::-1].copy()
 
     def verify_suffix(self, filename: Sequence[Any] | Any) -> bool:
         return _all_have_suffix(filename, PIL_SUFFIXES)
@@ -129,10 +144,10 @@ class StrictPILReader(PILReader):
 
 
 class TifffileReader(ImageReader):
-    """2D TIFF (8/16/32-bit, grey or multi-channel) via tifffile, with ``PILReader``'s (W, H) axes.
+    """2D TIFF (8/16/32-bit, grey or multi-channel) via tifffile, rows first (H, W) as :class:`StrictPILReader`.
 
     Supported layouts (tifffile axes): ``YX``, ``YXS`` (samples last) and ``CYX``/``SYX``/``QYX`` (planar);
-    channels come out last, so ``EnsureChannelFirst`` makes them (C, W, H).
+    channels come out last, so ``EnsureChannelFirst`` makes them (C, H, W).
     """
 
     def verify_suffix(self, filename: Sequence[Any] | Any) -> bool:
@@ -156,7 +171,7 @@ class TifffileReader(ImageReader):
                 array, axes = np.moveaxis(array, 0, -1), "YXS"
             if axes not in ("YX", "YXS"):
                 raise ValueError(f"unsupported TIFF layout (axes {axes}, shape {array.shape}); expected a 2D image")
-            data = np.swapaxes(array, 0, 1)  # (H, W, ...) -> (W, H, ...)
+            data = array  # (H, W[, C]): rows first, as tifffile gives them
             header = {
                 "format": "TIFF",
                 "dtype": str(array.dtype),
@@ -173,7 +188,8 @@ class SimpleITKReader(ImageReader):
 
     Data come out in ITK index order (x, y, z) with vector components last; ``affine`` and
     ``original_affine`` are RAS (``affine_lps_to_ras=True``, as ``NibabelReader``), ``spacing``,
-    ``spatial_shape`` and ``original_channel_dim`` as ``ITKReader`` sets them.
+    ``spatial_shape`` and ``original_channel_dim`` as ``ITKReader`` sets them, and ITK's own origin
+    and direction under :data:`ITK_ORIGIN_KEY` / :data:`ITK_DIRECTION_KEY` (for the writers).
     """
 
     def __init__(self, affine_lps_to_ras: bool = True, series_uid: str = "") -> None:
@@ -212,6 +228,8 @@ class SimpleITKReader(ImageReader):
                 data = np.moveaxis(data.T, 0, -1)
             header = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys() if not key.startswith("ITK_")}
             header["spacing"] = np.asarray(image.GetSpacing())
+            header[ITK_ORIGIN_KEY] = np.asarray(image.GetOrigin())
+            header[ITK_DIRECTION_KEY] = np.asarray(image.GetDirection())
             header[MetaKeys.ORIGINAL_AFFINE] = self._affine(image)
             header[MetaKeys.AFFINE] = header[MetaKeys.ORIGINAL_AFFINE].copy()
             header[MetaKeys.SPACE] = SpaceKeys.RAS if self.affine_lps_to_ras else SpaceKeys.LPS

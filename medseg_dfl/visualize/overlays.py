@@ -2,8 +2,9 @@
 
 2D images are shown whole; 3D volumes as three orthogonal slices (sagittal, coronal, axial) through
 the foreground's centre of mass (the volume centre when the mask is empty), drawn with the voxel
-spacing's aspect ratio. Arrays are in ``medseg_dfl.io.readers.load_image`` order:
-image (C, W, H) or (C, X, Y, Z), mask (W, H) or (X, Y, Z). Matplotlib's object API (no pyplot), so it
+spacing's aspect ratio. 2D arrays are rows first, as everywhere in memory: image (C, H, W), mask
+(H, W), spacing (row, column); volumes in ``medseg_dfl.io.readers.load_image`` order: image
+(C, X, Y, Z), mask (X, Y, Z). Matplotlib's object API (no pyplot), so it
 is safe in threads and never opens a window.
 """
 
@@ -54,10 +55,10 @@ def _mask_rgba(mask: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _display_2d(image: np.ndarray) -> np.ndarray:
-    """(C, W, H) -> (H, W) grey or (H, W, 3) RGB, 0..1."""
+    """(C, H, W) -> (H, W) grey or (H, W, 3) RGB, 0..1."""
     if image.shape[0] == 3:
-        return _normalise(np.moveaxis(image, 0, -1)).swapaxes(0, 1)
-    return _normalise(image[0]).T
+        return _normalise(np.moveaxis(image, 0, -1))
+    return _normalise(image[0])
 
 
 def _centre_slices(mask: np.ndarray) -> list[int]:
@@ -96,7 +97,7 @@ def overlay_figure(
         raise ValueError(f"overlays need a 2D or 3D mask, got shape {mask.shape}")
     spacing = list(spacing) if spacing is not None else [1.0] * mask.ndim
     if mask.ndim == 2:
-        panels = [("", _display_2d(image), mask.T, float(spacing[1]) / float(spacing[0]))]
+        panels = [("", _display_2d(image), mask, float(spacing[0]) / float(spacing[1]))]
         fig = Figure(figsize=(7, 7.6))
     else:
         panels = list(_panels_3d(image, mask, spacing))

@@ -31,13 +31,13 @@ class ThresholdPredictor:
         self.transforms = Compose([])
         self.seen: list[tuple[int, ...]] = []
 
-    def predict_preprocessed(self, data, probabilities=False):
-        image = torch.as_tensor(data["image"])  # (C, X, Y)
+    def predict_probabilities(self, data):
+        image = torch.as_tensor(data["image"])  # (C, H, W)
         self.seen.append(tuple(image.shape[1:]))
         stained = (image.mean(dim=0) < 215).float()
         probs = torch.zeros((len(CLASSES), *image.shape[1:]))
         probs[0], probs[1] = 1 - stained, stained
-        return SimpleNamespace(mask=None, probabilities=probs.numpy())
+        return probs.numpy()
 
 
 def test_each_magnification_reaches_the_network_at_the_training_scale_and_comes_back():
@@ -50,7 +50,7 @@ def test_each_magnification_reaches_the_network_at_the_training_scale_and_comes_
         assert mask.shape == smear.label.shape  # back at the input's own size
         masks.append(mask)
         counts.append(label_instances(mask, CLASSES, smear.cell_diameter).counts()["rbc"])
-    # the network saw the same field at the same size every time (width x height, MONAI order)
+    # the network saw the same field at the same size every time (height x width)
     assert max(s[0] for s in predictor.seen) - min(s[0] for s in predictor.seen) <= 1
     base = masks[0] == 1
     for mask in masks[1:]:

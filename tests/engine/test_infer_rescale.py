@@ -34,7 +34,7 @@ ZOOMS = (1, 2, 3)
 
 
 class EdgeInteriorNet(torch.nn.Module):
-    """(B, 3, X, Y) RGB in [0, 1] -> logits of background / interior (1) / edge (2) / nothing (3)."""
+    """(B, 3, H, W) RGB in [0, 1] -> logits of background / interior (1) / edge (2) / nothing (3)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stained = torch.sigmoid((0.84 - x.mean(1, keepdim=True)) * 40)
@@ -136,7 +136,7 @@ def test_file_metadata_gives_the_scale(tmp_path, smear_model):
 
 
 def test_no_rescale_and_models_without_a_red_cell_scale_give_todays_output(tmp_path, smear_model, smears):
-    today = Predictor.from_checkpoint(smear_model, "cpu").predict_file(smears / "smear_3.png").mask.T  # (H, W)
+    today = Predictor.from_checkpoint(smear_model, "cpu").predict_file(smears / "smear_3.png").mask  # (H, W)
     no_scale = _checkpoint(tmp_path / "old.pt", None)
     wbc_like = _checkpoint(tmp_path / "wbc.pt", {"cell_diameter_px": 64.0, "source": "test"},
                            ("background", "cytoplasm", "nucleus", "other"))  # fmt: skip

@@ -173,7 +173,7 @@ def test_16bit_grey_tiff_with_300_classes_gives_16bit_png(tmp_path):
     out = Image.open(tmp_path / "out" / "g.png")
     assert out.size == (28, 20) and out.mode.startswith("I") and np.asarray(out).max() > 255
     result = Predictor.from_checkpoint(ckpt).predict_file(tmp_path / "g.tif")
-    np.testing.assert_array_equal(np.asarray(out).astype(np.int64), result.mask.T.astype(np.int64))
+    np.testing.assert_array_equal(np.asarray(out).astype(np.int64), result.mask.astype(np.int64))  # rows first
 
 
 def test_corrupt_file_is_reported_and_others_are_written(tmp_path, volume_ckpt):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,11 +10,6 @@ import torch
 from monai.transforms import Compose
 
 from medseg_dfl.engine.scale_search import predict_at_object_scale
-
-
-@dataclass
-class _Result:
-    probabilities: np.ndarray
 
 
 class _DarkIsCell:
@@ -29,11 +23,11 @@ class _DarkIsCell:
     def __init__(self) -> None:
         self.sizes: list[tuple[int, ...]] = []
 
-    def predict_preprocessed(self, data: dict[str, Any], probabilities: bool = False) -> _Result:
+    def predict_probabilities(self, data: dict[str, Any]) -> np.ndarray:
         image = torch.as_tensor(data["image"])
         self.sizes.append(tuple(image.shape[-2:]))
         cell = (image[0] < 0.5).float()
-        return _Result(torch.stack([1 - cell, cell]).numpy())
+        return torch.stack([1 - cell, cell]).numpy()
 
 
 def _disc_image(size: int, diameter: float) -> torch.Tensor:

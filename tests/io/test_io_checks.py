@@ -21,7 +21,7 @@ def test_2d_rgb_pair_stats(files):
     label[1, 2:5] = 1
     label[3, 0] = 3
     stats = validate_pair(_pair(files.pil("a.png", image), files.pil("a_masks.png", label)), 4, 2)
-    assert stats.shape == (6, 4) and stats.spacing == (1.0, 1.0) and stats.channels == 3
+    assert stats.shape == (4, 6) and stats.spacing == (1.0, 1.0) and stats.channels == 3  # (H, W)
     np.testing.assert_array_equal(stats.class_counts, [20, 3, 0, 1])
     assert stats.intensity_region == "foreground"
     foreground = np.array([8, 9, 10, 18], dtype=float)  # red values under the labels
@@ -97,7 +97,7 @@ def test_non_finite_intensities(files, value, fragment):
 def test_shape_mismatch(files):
     lab = files.pil("l.png", np.zeros((4, 6), np.uint8))
     _expect(_pair(files.pil("i.png", np.zeros((4, 5), np.uint8)), lab), 2, 2, lab,
-            "label shape (6, 4) does not match image shape (5, 4)")
+            "label shape (4, 6) does not match image shape (4, 5)")  # (H, W), as the files
 
 
 def test_affine_mismatch_and_tolerance(files):

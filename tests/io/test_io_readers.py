@@ -123,22 +123,23 @@ def test_2d_grey_rgb_rgba_channels_first(files, rng):
     rgb = rng.integers(0, 256, size=(6, 9, 3), dtype=np.uint8)  # H, W, C
     rgba = np.concatenate([rgb, rng.integers(0, 256, size=(6, 9, 1), dtype=np.uint8)], axis=-1)
     grey = load_image(files.pil("grey.png", rgb[..., 0]))
-    assert tuple(grey.shape) == (1, 9, 6)  # (C, W, H)
-    np.testing.assert_array_equal(grey[0].numpy(), rgb[..., 0].T)
+    assert tuple(grey.shape) == (1, 6, 9)  # (C, H, W): rows first
+    np.testing.assert_array_equal(grey[0].numpy(), rgb[..., 0])
+    np.testing.assert_array_equal(grey.meta["spatial_shape"], [6, 9])  # the array's order, not PIL's (W, H)
     for name, data in [("rgb.png", rgb), ("rgba.png", rgba)]:
         img = load_image(files.pil(name, data))
-        assert tuple(img.shape) == (3, 9, 6), name  # alpha dropped
-        np.testing.assert_array_equal(img.numpy(), np.moveaxis(rgb, -1, 0).swapaxes(1, 2))
+        assert tuple(img.shape) == (3, 6, 9), name  # alpha dropped
+        np.testing.assert_array_equal(img.numpy(), np.moveaxis(rgb, -1, 0))
 
 
 def test_jpeg_and_16bit_png(files, rng):
     smooth = np.tile(np.linspace(0, 255, 16, dtype=np.uint8), (8, 1))
     jpeg = load_image(files.pil("a.jpg", np.stack([smooth] * 3, axis=-1), quality=95))
-    assert tuple(jpeg.shape) == (3, 16, 8)
-    assert np.abs(jpeg[0].numpy() - smooth.T).max() <= 8  # lossy, but close
+    assert tuple(jpeg.shape) == (3, 8, 16)
+    assert np.abs(jpeg[0].numpy() - smooth).max() <= 8  # lossy, but close
     deep = rng.integers(0, 65536, size=(5, 7)).astype(np.uint16)
     png16 = load_image(files.pil("deep.png", deep))
-    np.testing.assert_array_equal(png16[0].numpy(), deep.T.astype(np.float32))
+    np.testing.assert_array_equal(png16[0].numpy(), deep.astype(np.float32))
 
 
 @pytest.mark.parametrize("layout", ["grey", "rgb", "planar"])
@@ -152,7 +153,8 @@ def test_16bit_tiff(files, rng, layout):
         planar = np.moveaxis(data, -1, 0)
         path, expected = files.tiff("a.tiff", planar, photometric="minisblack", metadata={"axes": "CYX"}), planar
     img = load_image(path)
-    np.testing.assert_array_equal(img.numpy(), expected.swapaxes(1, 2).astype(np.float32))
+    np.testing.assert_array_equal(img.numpy(), expected.astype(np.float32))  # (C, H, W)
+    np.testing.assert_array_equal(img.meta["spatial_shape"], [6, 9])
 
 
 def test_load_transforms_pick_reader_by_suffix(files, rng):
@@ -160,9 +162,9 @@ def test_load_transforms_pick_reader_by_suffix(files, rng):
     label = rng.integers(0, 4, size=(6, 9)).astype(np.uint8)
     data = {"image": str(files.tiff("a.tif", image, photometric="rgb")), "label": str(files.pil("a.png", label))}
     out = Compose(load_transforms(["image", "label"]))(data)
-    assert tuple(out["image"].shape) == (3, 9, 6) and tuple(out["label"].shape) == (1, 9, 6)
-    np.testing.assert_array_equal(out["image"].numpy(), np.moveaxis(image, -1, 0).swapaxes(1, 2))
-    np.testing.assert_array_equal(out["label"][0].numpy(), label.T)
+    assert tuple(out["image"].shape) == (3, 6, 9) and tuple(out["label"].shape) == (1, 6, 9)
+    np.testing.assert_array_equal(out["image"].numpy(), np.moveaxis(image, -1, 0))
+    np.testing.assert_array_equal(out["label"][0].numpy(), label)
     vol = rng.integers(0, 9, size=(3, 4, 5)).astype(np.int16)
     data = {"image": str(files.itk("v.nrrd", vol)), "label": str(files.nifti("v.nii.gz", vol.T.copy()))}
     out = Compose(load_transforms(["image", "label"]))(data)
@@ -207,8 +209,8 @@ def test_palette_label_keeps_indices_and_la_drops_alpha(files, rng):
     palette.putpalette([v for i in range(256) for v in (i * 40 % 256, 0, 255 - i)])
     palette.save(files.path("p.png"))
     assert Image.open(files.path("p.png")).mode == "P"
-    np.testing.assert_array_equal(load_image(files.path("p.png"))[0].numpy(), indices.T)
+    np.testing.assert_array_equal(load_image(files.path("p.png"))[0].numpy(), indices)
     grey_alpha = np.stack([indices * 50, np.full_like(indices, 7)], axis=-1)
     img = load_image(files.pil("la.png", grey_alpha))
-    assert tuple(img.shape) == (1, 9, 6)
-    np.testing.assert_array_equal(img[0].numpy(), (indices * 50).T)
+    assert tuple(img.shape) == (1, 6, 9)
+    np.testing.assert_array_equal(img[0].numpy(), indices * 50)

@@ -6,10 +6,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import tifffile
 from io_geometry import ITK_DIRECTION, ITK_ORIGIN, ITK_SPACING, OBLIQUE_AFFINE
 from PIL import Image
 
 from medseg_dfl.io import atomic_path, load_image, output_name, write_mask_like, write_probabilities_like
+from medseg_dfl.io.geometry import ImageGeometry
 
 
 @pytest.mark.parametrize(
@@ -52,7 +54,7 @@ def _assert_same_geometry(out, reference, kind):
         np.testing.assert_allclose(got.GetDirection(), ITK_DIRECTION)
     else:
         with Image.open(out) as got:
-            assert got.format == "PNG" and got.size == (5, 6)  # reference (W, H); arrays were (6, 5, C)
+            assert got.format == "PNG" and got.size == (5, 6)  # PIL's (W, H) of the (6, 5, C) reference
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -67,6 +69,9 @@ def test_mask_round_trip_keeps_geometry(files, rng, kind):
     np.testing.assert_array_equal(again[0].numpy(), mask)
     np.testing.assert_allclose(again.meta["affine"].numpy(), loaded.meta["affine"].numpy(), atol=1e-6)
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
+    if out.suffix == ".png":  # 2D masks are rows first, as PIL and NumPy read the file
+        assert mask.shape == (6, 5)
+        np.testing.assert_array_equal(np.asarray(Image.open(out)), mask)
 
 
 def test_nifti_mask_keeps_oblique_affine_and_resets_scaling(files, rng):
@@ -85,11 +90,11 @@ def test_nifti_mask_keeps_oblique_affine_and_resets_scaling(files, rng):
                                                                   (None, 299, np.uint16), (None, 255, np.uint8)])
 def test_mask_dtype_follows_classes(files, rng, num_classes, max_value, dtype):
     reference = files.pil("a.png", rng.integers(0, 256, size=(4, 7), dtype=np.uint8))
-    mask = np.zeros((7, 4), dtype=np.int64)
-    mask[2, 1] = max_value
+    mask = np.zeros((4, 7), dtype=np.int64)  # rows first, as the reference
+    mask[1, 2] = max_value
     out = write_mask_like(mask, reference, files.path("out/a.png"), num_classes=num_classes)
     got = np.asarray(Image.open(out))
-    assert got.dtype == dtype and got[1, 2] == max_value
+    assert got.dtype == dtype and got[1, 2] == max_value and got.sum() == max_value
 
 
 def test_mask_with_channel_axis_and_wrong_shape(files, rng):
@@ -103,11 +108,11 @@ def test_mask_with_channel_axis_and_wrong_shape(files, rng):
 
 def test_no_overwrite_without_flag(files, rng):
     reference = files.pil("a.png", rng.integers(0, 256, size=(4, 7), dtype=np.uint8))
-    out = write_mask_like(np.ones((7, 4)), reference, files.path("out/a.png"))
+    out = write_mask_like(np.ones((4, 7)), reference, files.path("out/a.png"))
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        write_mask_like(np.zeros((7, 4)), reference, out)
+        write_mask_like(np.zeros((4, 7)), reference, out)
     assert np.asarray(Image.open(out)).max() == 1  # untouched
-    write_mask_like(np.full((7, 4), 2), reference, out, overwrite=True)
+    write_mask_like(np.full((4, 7), 2), reference, out, overwrite=True)
     assert np.asarray(Image.open(out)).min() == 2
 
 
@@ -135,3 +140,27 @@ def test_probabilities_round_trip(files, rng, kind):
     np.testing.assert_allclose(again.meta["affine"].numpy(), loaded.meta["affine"].numpy(), atol=1e-6)
     if kind == "nii.gz":
         assert nib.load(out).shape == (*loaded.shape[1:], 3)
+    if kind == "png":  # a (C, H, W) TIFF, rows first as the reference
+        np.testing.assert_array_equal(tifffile.imread(out), probs)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_geometry_taken_at_load_writes_what_the_path_writes(files, rng, kind):
+    """The writers take the ImageGeometry made from the loaded image (no second read of the source)
+    and give exactly the file a path-based call gives."""
+    reference = _make_reference(files, rng, kind)
+    loaded = load_image(reference)
+    geometry = ImageGeometry.from_image(loaded)
+    assert geometry.source == reference and geometry.shape == tuple(loaded.shape[1:])
+    mask = rng.integers(0, 4, size=loaded.shape[1:])
+    by_geometry = write_mask_like(mask, geometry, files.path("a") / output_name(reference))
+    by_path = write_mask_like(mask, reference, files.path("b") / output_name(reference))
+    _assert_same_geometry(by_geometry, reference, kind)
+    a, b = load_image(by_geometry), load_image(by_path)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(a.meta["affine"].numpy(), b.meta["affine"].numpy(), atol=1e-6)
+    if kind.startswith("nii"):
+        for key in ("qform_code", "sform_code", "pixdim", "xyzt_units", "srow_x", "quatern_b"):
+            np.testing.assert_array_equal(nib.load(by_geometry).header[key], nib.load(by_path).header[key])
+    with pytest.raises(ValueError, match="does not match the reference's spatial shape"):
+        write_mask_like(mask[..., :-1], geometry, files.path("c") / output_name(reference))

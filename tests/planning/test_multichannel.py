@@ -69,7 +69,7 @@ def test_ct_zscore_clips_then_uses_the_dataset_mean_and_std(tmp_path):
     image = np.array([[0, 50, 100, 250]] * 4, dtype=np.uint8)
     cfg = _cfg(intensity="ct_zscore", window=[40.0, 200.0], intensity_mean=[100.0], intensity_std=[50.0])
     out = _normalised(cfg, image, tmp_path)
-    assert out[:, 0].tolist() == pytest.approx([(40 - 100) / 50, (50 - 100) / 50, 0.0, (200 - 100) / 50], abs=1e-5)
+    assert out[0].tolist() == pytest.approx([(40 - 100) / 50, (50 - 100) / 50, 0.0, (200 - 100) / 50], abs=1e-5)
 
 
 def test_ct_zscore_without_statistics_is_one_clear_error():
@@ -88,7 +88,7 @@ def test_zscore_nonzero_keeps_zero_background(tmp_path):
 
 def test_rgb_0_1_divides_by_255(tmp_path):
     image = np.array([[0, 51, 255]] * 3, dtype=np.uint8)
-    assert _normalised(_cfg(intensity="rgb_0_1"), image, tmp_path)[:, 0].tolist() == pytest.approx([0, 0.2, 1.0])
+    assert _normalised(_cfg(intensity="rgb_0_1"), image, tmp_path)[0].tolist() == pytest.approx([0, 0.2, 1.0])  # row 0
 
 
 def test_step_timing_budget_arithmetic():
