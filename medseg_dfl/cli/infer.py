@@ -63,7 +63,8 @@ def command(
     cell_diameter: Annotated[
         float | None,
         typer.Option("--cell-diameter", metavar="PX",
-                     help="Smear models: red-cell diameter in pixels of the inputs (default: pixel size or estimate)."),
+                     help="Smear models: red-cell diameter in pixels of the inputs (default: pixel size or estimate). "
+                          "White-cell models: the white cell's diameter in pixels (default: searched)."),
     ] = None,
     pixel_size: Annotated[
         float | None,
@@ -72,8 +73,8 @@ def command(
     ] = None,
     no_rescale: Annotated[
         bool,
-        typer.Option("--no-rescale", help="Smear models: run every input at its own pixel size, not at the "
-                                          "training scale."),
+        typer.Option("--no-rescale", help="2D microscopy models: run every input at its own pixel size, not at "
+                                          "the training scale."),
     ] = False,
     also: Annotated[
         list[Path] | None,
@@ -82,7 +83,7 @@ def command(
 ) -> None:
     """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry.
 
-    A 2D blood-smear model sees each input at its training magnification (scale from --cell-diameter, --pixel-size, file metadata or an estimate); OUTPUT_DIR/scale.json says which.
+    A 2D blood-smear model sees each input at its training magnification (scale from --cell-diameter, --pixel-size, file metadata or an estimate); a white-cell model sees each input at the factor that makes the cell it segments as large as in training (searched, or from --cell-diameter); OUTPUT_DIR/scale.json says which.
 
     Several runs may share one OUTPUT_DIR: each input is claimed by one of them, so none is done twice.
     """
@@ -124,7 +125,8 @@ def command(
         console.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(reason)}")
     if summary.model_scale is not None and summary.scales:
         console.print(_scale_line(summary.model_scale, list(summary.scales.values()), output_dir), markup=False)
-        warn_unusual_scales(console, unusual_estimates(summary.scales), UNUSUAL_SCALE)
+        if summary.model_scale.kind == "rbc":  # white cells differ in size by type: a searched spread is expected
+            warn_unusual_scales(console, unusual_estimates(summary.scales), UNUSUAL_SCALE)
     where = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
     elsewhere = f", {len(summary.claimed_elsewhere)} left to another run" if summary.claimed_elsewhere else ""
     console.print(
@@ -136,7 +138,8 @@ def command(
 
 
 def _scale_line(model: Any, records: list[dict[str, Any]], output_dir: Path) -> str:
-    """One line: the model's red-cell size, the inputs' sizes and resampling factors, their sources."""
+    """One line: the model's red-cell (or segmented cell's) size, the inputs' sizes and resampling
+    factors, their sources."""
     diameters = [r["cell_diameter_px"] for r in records]
     factors = [r["factor"] for r in records]
     sources = sorted({r["source"] for r in records})
@@ -145,6 +148,7 @@ def _scale_line(model: Any, records: list[dict[str, Any]], output_dir: Path) -> 
         low, high = min(values), max(values)
         return format(low, form) if format(low, form) == format(high, form) else f"{low:{form}}-{high:{form}}"
 
-    return (f"scale: red cells {span(diameters, '.1f')} px in {len(records)} input(s) ({', '.join(sources)}), "
+    what = "red cells" if model.kind == "rbc" else "the segmented cell"
+    return (f"scale: {what} {span(diameters, '.1f')} px in {len(records)} input(s) ({', '.join(sources)}), "
             f"resampled x{span(factors, '.3g')} to the model's {model.cell_diameter_px:.1f} px ({model.source}) "
             f"-> {output_dir / 'scale.json'}")  # fmt: skip

@@ -10,8 +10,11 @@ geometry.
 
 A 2D blood-smear model (a red-cell class and a training scale in its checkpoint) instead sees each
 input resampled so its red cells are as large as in training, and its probabilities are resampled
-back to the input's size (:mod:`medseg_dfl.engine.rescale`, shared with ``count``); the scale each
-input was seen at goes to ``scale.json`` in the output folder.
+back to the input's size (:mod:`medseg_dfl.engine.rescale`, shared with ``count``). A 2D model
+without a red-cell class that records the size of the object it segments (white-cell crops) sees
+each input at the factor that makes that object as large as in training, searched with the network
+(:mod:`medseg_dfl.engine.scale_search`). The scale each input was seen at goes to ``scale.json`` in
+the output folder.
 
 ``predict_folder`` reads and preprocesses the next file in a background thread while the current
 one is on the network, skips finished outputs (never overwrites without ``overwrite``), records bad
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from medseg_dfl.cells.scale import CellScale
 from medseg_dfl.choices import check_overlap
 from medseg_dfl.config import Config, config_from_dict
 from medseg_dfl.engine.checkpoint import load_checkpoint
@@ -55,6 +59,7 @@ from medseg_dfl.engine.rescale import (
     GEOMETRY_KEY,
     LOADED_KEY,
     ModelScale,
+    ObjectInput,
     ScaledInput,
     inference_reader,
     load_steps,
@@ -62,6 +67,7 @@ from medseg_dfl.engine.rescale import (
     predict_at_model_scale,
     write_scale_records,
 )
+from medseg_dfl.engine.scale_search import predict_at_object_scale
 from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.geometry import ImageGeometry
@@ -107,10 +113,11 @@ class InferenceOptions:
     # for single-object structures); ("all",) = every foreground class. Never for cells.
     keep_largest: tuple[str, ...] = ()
     # 2D smear models (a red-cell class and a recorded training scale): each input is resampled so
-    # its red cells are as large as in training, and the result back (medseg_dfl.engine.rescale).
-    # False: every input runs at its own pixel size. Other models are never rescaled.
+    # its red cells are as large as in training, and the result back (medseg_dfl.engine.rescale);
+    # 2D single-cell models: so the cell they segment is (searched, engine.scale_search).
+    # False: every input runs at its own pixel size. 3D models are never rescaled.
     rescale: bool = True
-    cell_diameter: float | None = None  # px in the inputs; None: pixel size, file metadata or estimate
+    cell_diameter: float | None = None  # px in the inputs (red cell, or the single-cell model's cell); None: found
     pixel_size: float | None = None  # um per pixel of the inputs
 
 
@@ -376,21 +383,28 @@ def _predict_claimed(predictor: Predictor, plan: OutputPlan, loading: Future, op
             summary.skipped_existing.append(plan.source)
             return
         try:
-            loaded, keep = loading.result(), plan.probabilities is not None
-            if isinstance(loaded, ScaledInput):  # probabilities back at the input's size, (C, H, W)
-                probs = predict_at_model_scale(predictor, loaded)[0].numpy()
-                result = predictor.result_from_probabilities(probs, keep)
-                geometry, image = loaded.geometry, loaded.loaded
-            else:
-                result = predictor.predict_preprocessed(loaded, probabilities=keep)
-                geometry, image = loaded[GEOMETRY_KEY], loaded.get(LOADED_KEY)
+            result, geometry, image, scale = _segment(predictor, loading.result(), plan.probabilities is not None)
             write_outputs(plan, result.mask, result.probabilities, predictor.class_names, geometry, image=image,
                           overwrite=options.overwrite)  # fmt: skip
             summary.written.append(plan.source)
-            if isinstance(loaded, ScaledInput) and summary.model_scale is not None:
-                summary.scales[plan.source] = loaded.scale.record(summary.model_scale.cell_diameter_px)
+            if scale is not None and summary.model_scale is not None:
+                summary.scales[plan.source] = scale.record(summary.model_scale.cell_diameter_px)
         except FILE_ERRORS as err:
             write_error = is_write_error(err)
             if write_error is not None:
                 raise write_error from None
             summary.failed.append((plan.source, failure_reason(err)))
+
+
+def _segment(predictor: Predictor, loaded: Any, keep: bool) -> tuple[PredictionResult, Any, Any, CellScale | None]:
+    """(result, geometry, image as loaded, the scale it was seen at) of one input from the reader:
+    resampled to the model's red-cell scale, searched for a single-cell model's scale, or as it is."""
+    if isinstance(loaded, ScaledInput):  # probabilities back at the input's size, (C, H, W)
+        probs = predict_at_model_scale(predictor, loaded)[0].numpy()
+        return predictor.result_from_probabilities(probs, keep), loaded.geometry, loaded.loaded, loaded.scale
+    if isinstance(loaded, ObjectInput):
+        found = predict_at_object_scale(predictor, loaded.image, loaded.target, loaded.object_diameter)
+        result = predictor.result_from_probabilities(found.probabilities.numpy(), keep)
+        return result, loaded.geometry, loaded.loaded, found.scale
+    result = predictor.predict_preprocessed(loaded, probabilities=keep)
+    return result, loaded[GEOMETRY_KEY], loaded.get(LOADED_KEY), None

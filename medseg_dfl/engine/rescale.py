@@ -40,6 +40,7 @@ __all__ = [
     "GEOMETRY_KEY",
     "LOADED_KEY",
     "ModelScale",
+    "ObjectInput",
     "ScaledInput",
     "ScaledPredictor",
     "inference_model_scale",
@@ -78,10 +79,25 @@ class ScaledPredictor(Protocol):
 
 @dataclass(frozen=True)
 class ModelScale:
-    """The red-cell diameter (px) of a model's training images and where that figure comes from."""
+    """The ruler of a model's training images (px) and where that figure comes from: the red-cell
+    diameter of a smear model (``kind`` "rbc"), or the diameter of the object a single-cell model
+    segments (``kind`` "object": white-cell crops; the factor is searched per input,
+    :mod:`medseg_dfl.engine.scale_search`)."""
 
     cell_diameter_px: float
     source: str
+    kind: str = "rbc"
+
+
+@dataclass
+class ObjectInput:
+    """One input of a single-cell model, read but not resampled: its factor is searched with the network."""
+
+    image: torch.Tensor  # (C, H, W) raw, float32
+    target: float  # the object's diameter in the model's training images (px)
+    object_diameter: float | None  # --cell-diameter: the object's diameter in the input (None: search)
+    geometry: ImageGeometry | None = None
+    loaded: torch.Tensor | None = None
 
 
 @dataclass
@@ -97,17 +113,19 @@ class ScaledInput:
 
 
 def recorded_model_scale(entry: dict[str, Any] | None, class_names: Sequence[str], spatial_dims: int) -> ModelScale | None:
-    """The checkpoint's recorded red-cell diameter, for a 2D model with a red-cell class; else None.
-
-    Training records a diameter for every 2D RGB microscopy data set, but it is a red cell's only
-    where the model segments red cells: white-cell crops (WBC) record the white cell's size, and
-    their inputs are not rescaled.
-    """
-    if spatial_dims != 2 or not entry or not entry.get("cell_diameter_px"):
+    """The checkpoint's recorded ruler of a 2D model, or None: the red-cell diameter when the model
+    has a red-cell class, else the segmented object's diameter when recorded (white-cell crops,
+    whose red cells are no ruler: :mod:`medseg_dfl.cells.object_scale`)."""
+    if spatial_dims != 2 or not entry:
         return None
-    if not any(cell_kind(name) == "rbc" for name in class_names):
-        return None
-    return ModelScale(float(entry["cell_diameter_px"]), f"checkpoint ({entry.get('source', 'recorded')})")
+    if any(cell_kind(name) == "rbc" for name in class_names):
+        if not entry.get("cell_diameter_px"):
+            return None
+        return ModelScale(float(entry["cell_diameter_px"]), f"checkpoint ({entry.get('source', 'recorded')})")
+    if entry.get("object_diameter_px"):
+        source = f"checkpoint ({entry.get('object_source', 'recorded')})"
+        return ModelScale(float(entry["object_diameter_px"]), source, kind="object")
+    return None
 
 
 def inference_model_scale(
@@ -131,8 +149,11 @@ def inference_model_scale(
         return None
     scale = recorded_model_scale(entry, class_names, spatial_dims)
     if scale is None and given:
-        raise ValueError(f"{given}: this model records no red-cell scale (a 2D blood-smear checkpoint with a "
-                         f"red-cell class does), so its inputs are not rescaled; leave {given} out")  # fmt: skip
+        raise ValueError(f"{given}: this model records no scale (a 2D microscopy checkpoint does), so its "
+                         f"inputs are not rescaled; leave {given} out")  # fmt: skip
+    if scale is not None and scale.kind == "object" and pixel_size is not None:
+        raise ValueError("--pixel-size: this model's ruler is the cell it segments, not red cells; give "
+                         "--cell-diameter (that cell's diameter in pixels) or let infer search the scale")  # fmt: skip
     return scale
 
 
@@ -187,6 +208,8 @@ def inference_reader(
                                   rescale, cell_diameter, pixel_size)  # fmt: skip
     if model is None:
         return functools.partial(predictor.preprocess, keep_loaded=keep_loaded), None
+    if model.kind == "object":
+        return functools.partial(_read_object_input, predictor, model.cell_diameter_px, cell_diameter, keep_loaded), model
 
     def read(path: Path) -> ScaledInput:
         loaded = predictor.load(path)
@@ -200,6 +223,14 @@ def inference_reader(
         return dataclasses.replace(scaled, geometry=loaded.get(GEOMETRY_KEY), loaded=kept)
 
     return read, model
+
+
+def _read_object_input(predictor: ScaledPredictor, target: float, object_diameter: float | None,
+                       keep_loaded: bool, path: Path) -> ObjectInput:  # fmt: skip
+    loaded = predictor.load(path)
+    image = loaded["image"]
+    plain = (image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)).to(torch.float32)
+    return ObjectInput(plain, target, object_diameter, loaded.get(GEOMETRY_KEY), plain.clone() if keep_loaded else None)
 
 
 def write_scale_records(
