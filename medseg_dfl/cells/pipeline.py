@@ -41,6 +41,7 @@ from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.inference import FILE_ERRORS, Predictor
 from medseg_dfl.engine.rescale import predict_at_model_scale, to_model_scale
 from medseg_dfl.io.atomic import atomic_path, remove_stale_temps
+from medseg_dfl.io.limits import DEFAULT_MAX_VOXELS, check_finite
 from medseg_dfl.io.names import file_stem
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
@@ -60,6 +61,7 @@ class CountOptions:
     recursive: bool = False
     instance_params: InstanceParams | None = None  # None: the defaults
     overwrite: bool = False  # replace the results of an earlier count in the same output folder
+    max_voxels: int = DEFAULT_MAX_VOXELS  # larger images are refused before decoding (medseg_dfl.io.limits)
 
 
 @dataclass
@@ -141,7 +143,9 @@ class SmearCounter:
         return predict_at_model_scale(self.predictor, scaled)
 
     def count(self, path: Path, options: CountOptions) -> ImageCount:
-        rgb = image_to_rgb(load_image(path))
+        image = load_image(path, max_voxels=options.max_voxels)
+        check_finite(image.numpy(), path)
+        rgb = image_to_rgb(image)
         if rgb.shape[-1] != self.predictor.cfg.data.in_channels:
             raise ValueError(f"{path}: image has {rgb.shape[-1]} channel(s), the model expects "
                              f"{self.predictor.cfg.data.in_channels}")  # fmt: skip

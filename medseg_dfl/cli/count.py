@@ -37,6 +37,12 @@ def command(
         typer.Option("--min-platelet-probability", min=0.0, max=1.0,
                      help="Drop platelets whose mean platelet probability is lower (0: off; BCCD model: 0.67)."),
     ] = 0.0,
+    max_voxels: Annotated[
+        int,
+        typer.Option("--max-voxels", min=1, metavar="N",
+                     help="Refuse inputs whose header declares more voxels x channels (default 2**30; "
+                          "docs/input_limits.md)."),
+    ] = 2**30,
     platelet_clump: Annotated[
         float | None,
         typer.Option("--platelet-clump", min=0.0,
@@ -57,7 +63,7 @@ def command(
     params = InstanceParams(min_platelet_probability=min_platelet_probability, **clump)
     options = CountOptions(cell_diameter=cell_diameter, pixel_size=pixel_size, overlay=overlay or truth is not None,
                            truth_dir=truth, device=device, recursive=recursive, overwrite=overwrite,
-                           instance_params=params)  # fmt: skip
+                           instance_params=params, max_voxels=max_voxels)  # fmt: skip
     summary = count_cells(model, input, output_dir, options)
     console = Console(stderr=True, highlight=False)
     console.print(f"model scale: red cells {summary.model_diameter_px:.1f} px ({summary.model_scale_source})",

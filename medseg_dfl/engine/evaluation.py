@@ -31,6 +31,7 @@ from rich.table import Table
 
 from medseg_dfl.engine.metrics import dice_iou
 from medseg_dfl.io.atomic import write_json, write_text
+from medseg_dfl.io.limits import check_finite
 from medseg_dfl.io.names import NON_MASK_SUFFIXES, file_stem
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import PIL_SUFFIXES, TIFF_SUFFIXES, file_suffix, load_image
@@ -200,6 +201,7 @@ def _spacing(affine: np.ndarray, dims: int) -> list[float]:
 
 def _read_label_map(path: Path) -> tuple[np.ndarray, np.ndarray]:
     image = load_image(path)
+    check_finite(image.numpy(), path, "label map")
     if image.shape[0] != 1:
         raise ValueError(f"{path}: expected a single-channel label map, got {image.shape[0]} channels")
     array = np.asarray(image[0])

@@ -1,0 +1,219 @@
+"""Issue 23: no silent wrong answers and no resource bombs from hostile input files.
+
+Non-finite pixels, EXIF-rotated images and files declaring huge sizes are refused with one line
+naming the file; the other files of the run are still done, and the run exits non-zero."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import tifffile
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from medseg_dfl.cli.main import app
+from medseg_dfl.config import config_from_dict, config_to_dict
+from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, save_checkpoint
+from medseg_dfl.engine.evaluation import evaluate_folders
+from medseg_dfl.io.errors import DataError
+from medseg_dfl.io.limits import check_declared_size
+from medseg_dfl.io.readers import load_image
+from medseg_dfl.networks import build_network
+
+runner = CliRunner()
+NET = {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
+CONFIG_3D = {
+    "data": {"spatial_dims": 3, "modality": "ct", "in_channels": 1, "class_names": ["background", "organ"]},
+    "transforms": {"patch_size": [16, 16, 16]},
+    "network": NET,
+}
+SMEAR_CLASSES = ["background", "rbc", "wbc", "platelet"]
+CONFIG_2D = {
+    "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": SMEAR_CLASSES},
+    "transforms": {"patch_size": [16, 16]},
+    "network": NET,
+}
+
+
+def _checkpoint(path: Path, values: dict, **extra) -> Path:
+    cfg = config_from_dict(values)
+    torch.manual_seed(0)
+    payload = dict.fromkeys(PAYLOAD_KEYS)
+    payload.update(format_version=1, model_state=build_network(cfg).state_dict(), config=config_to_dict(cfg),
+                   class_names=cfg.data.class_names, **extra)  # fmt: skip
+    return save_checkpoint(path, payload)
+
+
+@pytest.fixture(scope="module")
+def ckpt3d(tmp_path_factory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("ckpt3d") / "best.pt", CONFIG_3D)
+
+
+@pytest.fixture(scope="module")
+def ckpt2d(tmp_path_factory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("ckpt2d") / "best.pt", CONFIG_2D,
+                       scale={"cell_diameter_px": 25.0, "source": "test"})  # fmt: skip
+
+
+def _volume(path: Path, dtype=np.float32, nan: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    volume = np.full((12, 12, 8), -1000, dtype)
+    volume[3:9, 3:9, 2:6] = 200
+    if nan:
+        volume[5, 5, 3] = np.nan
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+    return path
+
+
+def _smear(path: Path, size: int = 48) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _float_tiff(path: Path, bad=np.nan) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.random.default_rng(1).random((48, 48, 3)).astype(np.float32) * 255
+    image[10, 10, 1] = bad
+    tifffile.imwrite(path, image, photometric="rgb")
+    return path
+
+
+def _skipped_lines(output: str, name: str) -> list[str]:
+    return [" ".join(line.split()) for line in output.splitlines() if name in line and "skipped" in line]
+
+
+# --------------------------------------------------------------------------- 1. non-finite pixels
+
+
+def test_infer_refuses_a_volume_with_a_nan_voxel_and_does_the_others(ckpt3d, tmp_path):
+    folder = tmp_path / "in"
+    _volume(folder / "bad.nii.gz", nan=True)
+    _volume(folder / "good.nii.gz")
+    result = runner.invoke(app, ["infer", str(ckpt3d), str(folder), str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    lines = _skipped_lines(result.output, "bad.nii.gz")
+    assert len(lines) == 1 and "1 non-finite value(s) (1 NaN, 0 infinite)" in lines[0], result.output
+    assert (tmp_path / "out" / "good.nii.gz").is_file() and not (tmp_path / "out" / "bad.nii.gz").exists()
+    assert "Traceback" not in result.output
+
+
+def test_infer_refuses_a_float_tiff_with_an_inf_pixel(ckpt2d, tmp_path):
+    tiff = _float_tiff(tmp_path / "in" / "smear.tif", bad=np.inf)
+    result = runner.invoke(app, ["infer", str(ckpt2d), str(tiff), str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    lines = _skipped_lines(result.output, "smear.tif")
+    assert len(lines) == 1 and "1 non-finite value(s) (0 NaN, 1 infinite)" in lines[0], result.output
+    assert not (tmp_path / "out" / "smear.tif").exists()
+
+
+def test_count_refuses_a_nan_image_and_counts_the_others(ckpt2d, tmp_path):
+    folder = tmp_path / "in"
+    _float_tiff(folder / "bad.tif")
+    _smear(folder / "good.png")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["count", str(ckpt2d), str(folder), str(out), "--cell-diameter", "25"])
+    assert result.exit_code == 1, result.output
+    skipped = [" ".join(line.split()) for line in result.output.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 1 and "bad.tif" in skipped[0] and "1 non-finite value(s)" in skipped[0], result.output
+    with open(out / "counts.csv", newline="") as handle:
+        assert [row["image"] for row in csv.DictReader(handle)] == ["good.png"]
+
+
+def test_evaluate_refuses_a_label_map_with_nan(tmp_path):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    volume = np.zeros((6, 6, 4), np.float32)
+    volume[2:4, 2:4, 1:3] = 1
+    for folder in (pred, truth):
+        folder.mkdir()
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / "a.nii.gz")
+    volume[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), pred / "a.nii.gz")
+    with pytest.raises(DataError, match=r"a\.nii\.gz: label map has 1 non-finite value\(s\)"):
+        evaluate_folders(pred, truth)
+
+
+# --------------------------------------------------------------------------- 2. EXIF orientation
+
+
+def test_infer_refuses_an_exif_rotated_jpeg(ckpt2d, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((40, 24, 3), 120, np.uint8)).save(folder / "rotated.jpg", exif=exif)
+    _smear(folder / "upright.png")
+    result = runner.invoke(app, ["infer", str(ckpt2d), str(folder), str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    lines = _skipped_lines(result.output, "rotated.jpg")
+    assert len(lines) == 1 and "EXIF orientation 6" in lines[0], result.output
+    assert (tmp_path / "out" / "upright.png").is_file() and not (tmp_path / "out" / "rotated.png").exists()
+
+
+# --------------------------------------------------------------------------- 3. declared sizes
+
+
+def _huge_nifti(path: Path) -> Path:
+    """A 400-byte file whose header declares 20000 x 20000 x 3 float32 voxels (4.8 GB)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((20000, 20000, 3))
+    header.set_data_dtype(np.float32)
+    image = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), np.eye(4), header)
+    image.header.set_data_shape((20000, 20000, 3))
+    with open(path, "wb") as handle:
+        image.header.write_to(handle)
+        handle.write(b"\0" * 64)
+    return path
+
+
+def test_a_small_file_declaring_a_huge_volume_is_refused_before_decoding(ckpt3d, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    bomb = _huge_nifti(folder / "bomb.nii")
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(DataError, match=r"bomb\.nii: declares 20000 x 20000 x 3 = 1,200,000,000 voxels"):
+        load_image(bomb)
+    _volume(folder / "good.nii.gz")
+    result = runner.invoke(app, ["infer", str(ckpt3d), str(folder), str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    lines = _skipped_lines(result.output, "bomb.nii")
+    assert len(lines) == 1 and "--max-voxels" in lines[0], result.output
+    assert (tmp_path / "out" / "good.nii.gz").is_file()
+
+
+def _tiled_tiff(path: Path) -> None:
+    tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint8), tile=(16, 16), compression="zlib", photometric="rgb")
+
+
+def _mha(path: Path) -> None:
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 8, 8), np.int16)), str(path))
+
+
+def _png(path: Path) -> None:
+    Image.fromarray(np.zeros((8, 64, 3), np.uint8)).save(path)
+
+
+@pytest.mark.parametrize(("name", "make", "size"), [("a.tif", _tiled_tiff, 64 * 64 * 3), ("a.mha", _mha, 256),
+                                                    ("a.png", _png, 8 * 64 * 3),
+                                                    ("a.nii.gz", _volume, 12 * 12 * 8)])  # fmt: skip
+def test_every_reader_checks_the_declared_size_against_the_limit(tmp_path, monkeypatch, name, make, size):
+    path = tmp_path / name
+    make(path)
+    check_declared_size(path, max_voxels=size)  # at the limit: fine
+    with pytest.raises(DataError, match=f"= {size:,} voxels x channels, more than the limit of {size - 1:,}"):
+        load_image(path, max_voxels=size - 1)
+
+
+def test_infer_max_voxels_flag_sets_the_limit(ckpt3d, tmp_path):
+    image = _volume(tmp_path / "in" / "a.nii.gz")
+    refused = runner.invoke(app, ["infer", str(ckpt3d), str(image), str(tmp_path / "out"), "--max-voxels", "1000"])
+    assert refused.exit_code == 1 and "more than the limit of 1,000" in " ".join(refused.output.split())
+    allowed = runner.invoke(app, ["infer", str(ckpt3d), str(image), str(tmp_path / "out"), "--max-voxels", "1152"])
+    assert allowed.exit_code == 0, allowed.output
