@@ -39,6 +39,7 @@ from medseg_dfl.config import config_from_dict
 from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
 from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.inference import FILE_ERRORS, Predictor
+from medseg_dfl.engine.prediction_io import check_distinct_outputs
 from medseg_dfl.engine.rescale import predict_at_model_scale, to_model_scale
 from medseg_dfl.io.atomic import atomic_path, remove_stale_temps
 from medseg_dfl.io.limits import DEFAULT_MAX_VOXELS, check_finite
@@ -199,6 +200,7 @@ def count_cells(
     """Count the cells of every image in ``input`` (a file or folder) into ``output_dir``."""
     options = options or CountOptions()
     images = find_images(input, recursive=options.recursive)
+    check_distinct_outputs(images, Path(output_dir), "{stem}_cells.png")  # as infer: one writer per file
     counter = SmearCounter.from_checkpoint(checkpoint, options.device)
     output_dir = Path(output_dir)
     if (output_dir / "counts.csv").exists() and not options.overwrite:

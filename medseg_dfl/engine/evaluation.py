@@ -35,6 +35,7 @@ from medseg_dfl.io.limits import check_finite
 from medseg_dfl.io.names import NON_MASK_SUFFIXES, file_stem
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import PIL_SUFFIXES, TIFF_SUFFIXES, file_suffix, load_image
+from medseg_dfl.io.spreadsheet import safe_rows
 from medseg_dfl.progress import ProgressCallback
 from medseg_dfl.progress import report as report_progress
 
@@ -284,7 +285,7 @@ def write_report(report: EvaluationReport, output: Path) -> tuple[Path, Path]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["case", "class", *METRIC_NAMES], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(report.rows())
+    writer.writerows(safe_rows(report.rows()))  # case names starting '=' must not become formulas
     summary = {
         c: {m: {k: _json_number(v) for k, v in stats.items()} for m, stats in per.items()}
         for c, per in report.summary().items()

@@ -217,3 +217,35 @@ def test_infer_max_voxels_flag_sets_the_limit(ckpt3d, tmp_path):
     assert refused.exit_code == 1 and "more than the limit of 1,000" in " ".join(refused.output.split())
     allowed = runner.invoke(app, ["infer", str(ckpt3d), str(image), str(tmp_path / "out"), "--max-voxels", "1152"])
     assert allowed.exit_code == 0, allowed.output
+
+
+# --------------------------------------------------------------------------- 7. outputs that collide
+
+
+def test_count_refuses_two_inputs_with_one_stem_like_infer(ckpt2d, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    _smear(folder / "a.png")
+    _smear(folder / "a.jpg")
+    for command in ("count", "infer"):
+        result = runner.invoke(app, [command, str(ckpt2d), str(folder), str(out / command)])
+        assert result.exit_code == 1, result.output
+        line = " ".join(result.output.split())
+        assert "a.jpg" in line and "a.png" in line and "would both be written to" in line, (command, result.output)
+        assert "Traceback" not in result.output and not (out / command).exists()
+
+
+# --------------------------------------------------------------------------- 11. formulas in CSV files
+
+
+def test_file_names_that_spreadsheets_would_run_are_neutralised(ckpt2d, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    for name in ("=1+2.png", "+x.png", "-y.png", "@z.png", "plain.png"):
+        _smear(folder / name, size=64)
+    result = runner.invoke(app, ["count", str(ckpt2d), str(folder), str(out), "--cell-diameter", "8"])
+    assert result.exit_code == 0, result.output
+    with open(out / "counts.csv", newline="") as handle:
+        images = sorted(row["image"] for row in csv.DictReader(handle))
+    assert images == sorted(["'=1+2.png", "'+x.png", "'-y.png", "'@z.png", "plain.png"])
+    with open(out / "cells.csv", newline="") as handle:
+        cells = {row["image"] for row in csv.DictReader(handle)}
+    assert cells and all(not name.startswith(("=", "+", "-", "@")) for name in cells), cells
