@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, nullcontext
+from contextlib import ExitStack, closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from medseg_dfl.engine.distributed import (
 )
 from medseg_dfl.engine.input_check import check_training_data
 from medseg_dfl.engine.optim import lr_factor
+from medseg_dfl.engine.output_claims import exclusive_folder
 from medseg_dfl.engine.records import (
     close_run_log,
     open_run_log,
@@ -357,8 +358,18 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     run_device = requested if requested.index is not None and not ctx.distributed else None
     finished = False
     try:
-        state = _train(cfg, run_dir, resume, run_device or resolve_device(requested.type, ctx.local_rank), progress,
-                       ctx, skip_bad)  # fmt: skip
+        with ExitStack() as held:
+            refused: FileExistsError | None = None
+            if ctx.is_main:  # one run per run folder: a second is refused, a killed one's claim taken over
+                try:
+                    held.enter_context(exclusive_folder(run_dir, "train run"))
+                except FileExistsError as err:
+                    refused = err
+            refused = broadcast_object(refused, ctx)  # every rank stops, not only rank 0
+            if refused is not None:
+                raise refused
+            state = _train(cfg, run_dir, resume, run_device or resolve_device(requested.type, ctx.local_rank),
+                           progress, ctx, skip_bad)  # fmt: skip
         finished = True
     finally:
         # _train has returned, so the DDP wrapper is gone before the process group is.

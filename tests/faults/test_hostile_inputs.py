@@ -6,6 +6,9 @@ naming the file; the other files of the run are still done, and the run exits no
 from __future__ import annotations
 
 import csv
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 import tifffile
 import torch
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -249,3 +253,45 @@ def test_file_names_that_spreadsheets_would_run_are_neutralised(ckpt2d, tmp_path
     with open(out / "cells.csv", newline="") as handle:
         cells = {row["image"] for row in csv.DictReader(handle)}
     assert cells and all(not name.startswith(("=", "+", "-", "@")) for name in cells), cells
+
+
+# --------------------------------------------------------------------------- 6. one train run per run folder
+
+
+def _train_config(tmp_path: Path, **sections) -> Path:
+    from medseg_dfl.data.synthetic import generate_sample_data
+
+    data = tmp_path / "data"
+    if not data.exists():
+        generate_sample_data(data, "blood-smear", count=4, size=40, seed=2)
+    values = {"experiment": {"name": "hostile"}, "data": {"root": str(data), "cache": "none"},
+              "transforms": {"patch_size": [32, 32], "num_samples": 1},
+              "network": {"kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
+              "train": {"epochs": 1, "batch_size": 2}}  # fmt: skip
+    for key, value in sections.items():
+        values.setdefault(key, {}).update(value)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_a_second_train_on_a_run_folder_in_use_is_refused(tmp_path):
+    from medseg_dfl.engine.output_claims import claim_path
+
+    config, run = _train_config(tmp_path), tmp_path / "run"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim_path(run).write_text(f"{socket.gethostname()} {other.pid}\n")
+        result = runner.invoke(app, ["train", str(config), "-o", str(run), "--device", "cpu", "--no-progress"])
+    finally:
+        other.kill()
+        other.wait()
+    assert result.exit_code == 1, result.output
+    line = " ".join(result.output.split())
+    assert f"another train run is writing to it (host and pid {socket.gethostname()} {other.pid})" in line
+    assert "Traceback" not in result.output and not run.exists()
+    assert claim_path(run).exists()  # the live run's claim is left to it
+    # once its owner is gone, the claim is stale: the next run takes it over, trains, and releases it
+    done = runner.invoke(app, ["train", str(config), "-o", str(run), "--device", "cpu", "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert (run / "last.pt").is_file() and not claim_path(run).exists()
