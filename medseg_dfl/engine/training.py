@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, nullcontext
@@ -391,6 +392,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progr
     state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
     state = broadcast_object(state, ctx)
     state.skipped = state_skipped
+    created = ctx.is_main and not run_dir.exists()
     if ctx.is_main:  # only now: a config or data error leaves no half-made run directory
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(run_dir)  # e.g. a .last.tmp-<pid>-<hex>.pt of a run killed mid-save
@@ -398,7 +400,14 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progr
         # Which cases trained and validated this model (and which fold): split.json.
         train_items, val_items = split_items(cfg, skip)
         write_split(run_dir, split_record(train_items, val_items, cfg.data.fold, cfg.data.folds, cfg.experiment.seed))
-    _run_epochs(cfg, parts, state, run_dir, progress)
+    try:
+        _run_epochs(cfg, parts, state, run_dir, progress)
+    except BaseException:
+        # An error in the first epoch (a loss that cannot be computed, a bad value found late) leaves
+        # no run folder without a checkpoint behind: it would refuse the next run as "already a run".
+        if created and not (run_dir / "last.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return state
 
 

@@ -295,3 +295,75 @@ def test_a_second_train_on_a_run_folder_in_use_is_refused(tmp_path):
     done = runner.invoke(app, ["train", str(config), "-o", str(run), "--device", "cpu", "--no-progress"])
     assert done.exit_code == 0, done.output
     assert (run / "last.pt").is_file() and not claim_path(run).exists()
+
+
+# --------------------------------------------------------------------------- 5, 8, 13, 14. configs
+
+
+def _train(config: Path, *args: str):
+    return runner.invoke(app, ["train", str(config), *args, "--device", "cpu", "--no-progress"])
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return " ".join(lines[0].split())
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/abs", "a/b", "..", ""])
+def test_experiment_name_must_be_a_plain_folder_name(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    config = _train_config(tmp_path, experiment={"name": name})
+    line = _one_error_line(_train(config))
+    assert f"experiment.name {name!r} must be a plain folder name" in line
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "x").exists()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("transforms.patch_size=[0, 0]", "transforms.patch_size [0, 0]: every size must be >= 1"),
+    ("transforms.patch_size=[-32, 32]", "transforms.patch_size [-32, 32]: every size must be >= 1"),
+    ("inference.roi_size=[0, 32]", "inference.roi_size [0, 32]: every size must be >= 1"),
+    ("optim.lr=.nan", "optim.lr: must be a finite number, got nan"),
+    ("loss.kwargs.gamma=.inf", "loss.kwargs.gamma: must be a finite number, got inf"),
+])  # fmt: skip
+def test_unusable_numbers_are_refused_before_the_run_folder(tmp_path, override, message):
+    config, run = _train_config(tmp_path), tmp_path / "run"
+    line = _one_error_line(_train(config, "-o", str(run), "--set", override))
+    assert f"--set: {message}" in line and not run.exists()
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    config = _train_config(tmp_path)
+    config.write_text(config.read_text() + "train:\n  epochs: 5\n")
+    line = _one_error_line(_train(config, "-o", str(tmp_path / "run")))
+    assert f"{config}: key 'train' is given twice in one mapping" in line
+    config.write_text("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    assert "key 'lr' is given twice in one mapping (line 3)" in _one_error_line(_train(config))
+
+
+def test_yaml_bombs_are_refused_quickly_in_one_line(tmp_path):
+    import time
+
+    config = tmp_path / "laughs.yaml"
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]" for i in range(8)]
+    config.write_text("loss:\n  name: ce\n  kwargs:\n" + "".join(f"    {line}\n" for line in lines))
+    start = time.monotonic()
+    line = _one_error_line(_train(config))
+    assert "more than 100,000 values once its aliases (*name) are expanded" in line
+    config.write_text("loss:\n  kwargs:\n    deep: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert "nested more than 32 levels deep" in _one_error_line(_train(config))
+    assert time.monotonic() - start < 20
+
+
+def test_a_run_that_fails_in_its_first_epoch_leaves_no_run_folder(tmp_path, monkeypatch):
+    import medseg_dfl.engine.training as training
+
+    monkeypatch.setattr(training, "_train_step", lambda *a, **k: torch.tensor(float("nan")))
+    config, run = _train_config(tmp_path), tmp_path / "run"
+    result = _train(config, "-o", str(run))
+    assert result.exit_code == 1 and "training loss became nan" in " ".join(result.output.split())
+    assert not run.exists()
+    # and a second try is not refused as "already holds a run"
+    again = _train(config, "-o", str(run))
+    assert "already holds a run" not in again.output and not run.exists()
