@@ -367,3 +367,45 @@ def test_a_run_that_fails_in_its_first_epoch_leaves_no_run_folder(tmp_path, monk
     # and a second try is not refused as "already holds a run"
     again = _train(config, "-o", str(run))
     assert "already holds a run" not in again.output and not run.exists()
+
+
+# --------------------------------------------------------------------------- 9. dataset.json outside its folder
+
+
+@pytest.mark.parametrize("where", ["image", "label"])
+@pytest.mark.parametrize("kind", ["dotdot", "absolute"])
+def test_dataset_json_entries_outside_the_data_folder_are_refused(tmp_path, where, kind):
+    import json
+
+    from medseg_dfl.io.pairing import discover_pairs
+
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    for folder in (root / "images", root / "labels", outside):
+        folder.mkdir(parents=True)
+    for path in (root / "images" / "a.png", root / "labels" / "a.png", outside / "x.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    escaping = "../outside/x.png" if kind == "dotdot" else str(outside / "x.png")
+    entry = {"image": "images/a.png", "label": "labels/a.png"}
+    entry[where] = escaping
+    (root / "dataset.json").write_text(json.dumps({"training": [entry]}))
+    with pytest.raises(ValueError, match="lies outside the data folder") as info:
+        discover_pairs(root)
+    assert repr(escaping) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dataset_json_source_admits_its_own_folder_only(tmp_path):
+    import json
+
+    from medseg_dfl.io.pairing import discover_pairs
+
+    raw, pre = tmp_path / "raw", tmp_path / "pre"
+    for folder in (raw, pre):
+        folder.mkdir()
+    for name in ("a.png", "a_label.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(raw / name)
+    entry = {"image": str(raw / "a.png"), "label": str(raw / "a_label.png")}
+    (pre / "dataset.json").write_text(json.dumps({"source": str(raw), "training": [entry]}))
+    assert [p.image for p in discover_pairs(pre)] == [raw / "a.png"]  # what `preprocess` writes
+    (pre / "dataset.json").write_text(json.dumps({"source": "/", "training": [entry]}))
+    with pytest.raises(ValueError, match="lies outside the data folder"):
+        discover_pairs(pre)
