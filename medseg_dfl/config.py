@@ -8,6 +8,7 @@ path, so a typo is never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import yaml
 
 from medseg_dfl.choices import NETWORK_NAMES, check_overlap
 from medseg_dfl.io.atomic import write_text
+from medseg_dfl.io.yaml_safe import load_yaml_text
 from medseg_dfl.losses.registry import resolve_loss
 
 __all__ = [
@@ -315,6 +317,8 @@ def config_from_dict(values: dict[str, Any] | None) -> Config:
 
 
 def _check_consistency(cfg: Config) -> None:
+    _check_finite_numbers(config_to_dict(cfg), "")
+    _check_sizes_and_name(cfg)
     dims = cfg.data.spatial_dims
     if len(cfg.transforms.patch_size) != dims:
         raise ValueError(f"transforms.patch_size {cfg.transforms.patch_size} must have {dims} values (data.spatial_dims)")
@@ -346,6 +350,29 @@ def _check_consistency(cfg: Config) -> None:
         raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
     _check_training(cfg)
     _check_names(cfg)
+
+
+def _check_finite_numbers(value: Any, path: str) -> None:
+    """No NaN or infinity anywhere (``.nan`` / ``.inf`` in YAML), named by its key (``optim.lr``)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite_numbers(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite_numbers(item, f"{path}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: must be a finite number, got {value}")
+
+
+def _check_sizes_and_name(cfg: Config) -> None:
+    """Window sizes are positive; the run name is a plain folder name (it becomes ``runs/<name>``)."""
+    for key, size in (("transforms.patch_size", cfg.transforms.patch_size), ("inference.roi_size", cfg.inference.roi_size)):
+        if size is not None and not all(n >= 1 for n in size):
+            raise ValueError(f"{key} {size}: every size must be >= 1 pixel")
+    name = cfg.experiment.name
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
+        raise ValueError(f"experiment.name {name!r} must be a plain folder name (no '/', '\\', '..' or "
+                         "surrounding spaces): the run folder is runs/<name>")  # fmt: skip
 
 
 def _check_names(cfg: Config) -> None:
@@ -401,9 +428,9 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not key:
         raise ValueError(f"override {item!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise ValueError(f"override {item!r}: value is not valid YAML ({err})") from err
+        value = load_yaml_text(raw) if raw.strip() else ""
+    except ValueError as err:
+        raise ValueError(f"override {item!r}: value is {err}") from err
     return key.split("."), value
 
 
@@ -429,10 +456,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from err
+        try:  # bounded size and depth, no repeated keys (medseg_dfl.io.yaml_safe)
+            loaded = load_yaml_text(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: top level must be a mapping of sections, got {type(loaded).__name__}")
         values = loaded or {}

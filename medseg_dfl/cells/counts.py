@@ -26,6 +26,7 @@ from skimage import measure
 from medseg_dfl.cells.instances import CellInstances, cell_kind
 from medseg_dfl.cells.scale import CellScale
 from medseg_dfl.io.atomic import write_text
+from medseg_dfl.io.spreadsheet import safe_rows
 
 __all__ = [
     "CELL_COLUMNS",
@@ -109,7 +110,7 @@ def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(safe_rows(rows))  # a file named '=...' must not become a formula
     return buffer.getvalue()
 
 

@@ -58,6 +58,12 @@ def command(
                      help="Drop platelets whose mean platelet probability is lower (0: off; default: the "
                           "model's own rule, 0 for a model without one)."),
     ] = None,
+    max_voxels: Annotated[
+        int,
+        typer.Option("--max-voxels", min=1, metavar="N",
+                     help="Refuse inputs whose header declares more voxels x channels (default 2**30; "
+                          "docs/input_limits.md)."),
+    ] = 2**30,
     platelet_clump: Annotated[
         float | None,
         typer.Option("--platelet-clump", min=0.0,
@@ -84,7 +90,8 @@ def command(
     given = {"min_platelet_probability": min_platelet_probability, "clump": platelet_clump}
     options = CountOptions(cell_diameter=cell_diameter, pixel_size=pixel_size, overlay=overlay or truth is not None,
                            truth_dir=truth, device=device, overlap=tile_overlap, recursive=recursive, overwrite=overwrite,
-                           rule_overrides={k: v for k, v in given.items() if v is not None})  # fmt: skip
+                           rule_overrides={k: v for k, v in given.items() if v is not None},
+                           max_voxels=max_voxels)  # fmt: skip
     summary = count_cells(model, input, output_dir, options)
     console = Console(stderr=True, highlight=False)
     console.print(f"model scale: red cells {summary.model_diameter_px:.1f} px ({summary.model_scale_source})",

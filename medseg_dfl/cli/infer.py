@@ -76,6 +76,12 @@ def command(
         typer.Option("--no-rescale", help="2D microscopy models: run every input at its own pixel size, not at "
                                           "the training scale."),
     ] = False,
+    max_voxels: Annotated[
+        int,
+        typer.Option("--max-voxels", min=1, metavar="N",
+                     help="Refuse inputs whose header declares more voxels x channels (default 2**30; "
+                          "docs/input_limits.md)."),
+    ] = 2**30,
     also: Annotated[
         list[Path] | None,
         typer.Option("--also", metavar="CHECKPOINT", help="Another checkpoint or run folder to ensemble with (repeatable)."),
@@ -117,6 +123,7 @@ def command(
         rescale=not no_rescale,
         cell_diameter=cell_diameter,
         pixel_size=pixel_size,
+        max_voxels=max_voxels,
     )
     with cli_progress("segmenting", every=10) as report:  # a bar on a terminal, else a line per 10 files
         summary = predict_folder([checkpoint, *(also or [])], input, output_dir, options, progress=report)

@@ -40,8 +40,10 @@ from medseg_dfl.config import config_from_dict
 from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
 from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.inference import FILE_ERRORS, Predictor
+from medseg_dfl.engine.prediction_io import check_distinct_outputs
 from medseg_dfl.engine.rescale import predict_at_model_scale, to_model_scale
 from medseg_dfl.io.atomic import atomic_path, remove_stale_temps
+from medseg_dfl.io.limits import DEFAULT_MAX_VOXELS, check_finite
 from medseg_dfl.io.names import file_stem
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
@@ -63,6 +65,7 @@ class CountOptions:
     instance_params: InstanceParams | None = None  # None: the checkpoint's count_rules (else the defaults)
     rule_overrides: dict[str, float] = field(default_factory=dict)  # applied on top of the checkpoint's rules
     overwrite: bool = False  # replace the results of an earlier count in the same output folder
+    max_voxels: int = DEFAULT_MAX_VOXELS  # larger images are refused before decoding (medseg_dfl.io.limits)
 
 
 @dataclass
@@ -150,7 +153,9 @@ class SmearCounter:
         return predict_at_model_scale(self.predictor, scaled)
 
     def count(self, path: Path, options: CountOptions) -> ImageCount:
-        rgb = image_to_rgb(load_image(path))
+        image = load_image(path, max_voxels=options.max_voxels)
+        check_finite(image.numpy(), path)
+        rgb = image_to_rgb(image)
         if rgb.shape[-1] != self.predictor.cfg.data.in_channels:
             raise ValueError(f"{path}: image has {rgb.shape[-1]} channel(s), the model expects "
                              f"{self.predictor.cfg.data.in_channels}")  # fmt: skip
@@ -204,6 +209,7 @@ def count_cells(
     """Count the cells of every image in ``input`` (a file or folder) into ``output_dir``."""
     options = options or CountOptions()
     images = find_images(input, recursive=options.recursive)
+    check_distinct_outputs(images, Path(output_dir), "{stem}_cells.png")  # as infer: one writer per file
     counter = SmearCounter.from_checkpoint(checkpoint, options.device, options.overlap)
     output_dir = Path(output_dir)
     if (output_dir / "counts.csv").exists() and not options.overwrite:

@@ -31,9 +31,11 @@ from rich.table import Table
 
 from medseg_dfl.engine.metrics import dice_iou
 from medseg_dfl.io.atomic import write_json, write_text
+from medseg_dfl.io.limits import check_finite
 from medseg_dfl.io.names import NON_MASK_SUFFIXES, file_stem
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import PIL_SUFFIXES, TIFF_SUFFIXES, file_suffix, load_image
+from medseg_dfl.io.spreadsheet import safe_rows
 from medseg_dfl.progress import ProgressCallback
 from medseg_dfl.progress import report as report_progress
 
@@ -200,6 +202,7 @@ def _spacing(affine: np.ndarray, dims: int) -> list[float]:
 
 def _read_label_map(path: Path) -> tuple[np.ndarray, np.ndarray]:
     image = load_image(path)
+    check_finite(image.numpy(), path, "label map")
     if image.shape[0] != 1:
         raise ValueError(f"{path}: expected a single-channel label map, got {image.shape[0]} channels")
     array = np.asarray(image[0])
@@ -282,7 +285,7 @@ def write_report(report: EvaluationReport, output: Path) -> tuple[Path, Path]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["case", "class", *METRIC_NAMES], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(report.rows())
+    writer.writerows(safe_rows(report.rows()))  # case names starting '=' must not become formulas
     summary = {
         c: {m: {k: _json_number(v) for k, v in stats.items()} for m, stats in per.items()}
         for c, per in report.summary().items()

@@ -71,6 +71,7 @@ from medseg_dfl.engine.scale_search import predict_at_object_scale
 from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.geometry import ImageGeometry
+from medseg_dfl.io.limits import DEFAULT_MAX_VOXELS, check_before_decoding, check_finite
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.networks import build_network
@@ -119,6 +120,8 @@ class InferenceOptions:
     rescale: bool = True
     cell_diameter: float | None = None  # px in the inputs (red cell, or the single-cell model's cell); None: found
     pixel_size: float | None = None  # um per pixel of the inputs
+    # Inputs declaring more voxels x channels are refused before decoding (medseg_dfl.io.limits).
+    max_voxels: int = DEFAULT_MAX_VOXELS
 
 
 @dataclass
@@ -159,6 +162,7 @@ class Predictor:
     dtype: torch.dtype = torch.float32
     keep_largest: tuple[int, ...] = ()  # class indices (InferenceOptions.keep_largest)
     cell_scale: dict[str, Any] | None = None  # the checkpoint's ``scale`` entry (2D smears)
+    max_voxels: int = DEFAULT_MAX_VOXELS  # larger inputs are refused before decoding
 
     @classmethod
     def from_checkpoint(
@@ -221,8 +225,14 @@ class Predictor:
         return data
 
     def _read(self, path: str | Path, transforms: Any) -> dict[str, Any]:
+        check_before_decoding(path, self.max_voxels)
         try:
-            data = transforms({"image": str(path)})
+            data = load_steps(transforms)({"image": str(path)})
+            # Before normalising: one NaN would make every value NaN (and the mask background).
+            check_finite(data["image"].numpy(), path)
+            data = post_load_steps(transforms)(data)
+        except DataError:
+            raise
         except Exception:
             # MONAI's LoadImaged reports only "no suitable reader"; load_image names the real reason
             # (DataError "cannot read image"), and a 3D file given to a 2D model fails in the transforms.
@@ -304,7 +314,7 @@ def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions)
                                   half=options.half)
         for p in checkpoints
     ]  # fmt: skip
-    first = predictors[0]
+    first = dataclasses.replace(predictors[0], max_voxels=options.max_voxels)
     if len(predictors) == 1 and not options.tta:
         return dataclasses.replace(first, keep_largest=largest_component_classes(options.keep_largest, first.class_names))
     check_same_preprocessing([p.cfg for p in predictors], checkpoints)

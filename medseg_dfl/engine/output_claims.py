@@ -7,6 +7,9 @@ beside the mask with ``O_CREAT | O_EXCL`` (atomic on local and NFSv3+ file syste
 as done elsewhere, so no input is segmented twice and each run's counts are its own. The claim is
 removed when the input is finished (or failed). A claim left by a killed process on this host
 (its pid is gone) is stale and taken over (by one run only); one from another host is respected.
+
+A whole folder that only one run may write (``train``'s run folder) is claimed the same way
+(:func:`exclusive_folder`: ``.<folder name>.claim`` beside it); a second run is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from medseg_dfl.io.atomic import WRITE_ERRNOS, describe_os_error
 
-__all__ = ["CLAIM_SUFFIX", "check_writable_folder", "claim_output", "claim_path"]
+__all__ = ["CLAIM_SUFFIX", "check_writable_folder", "claim_output", "claim_path", "exclusive_folder"]
 
 CLAIM_SUFFIX = ".claim"
 
@@ -117,3 +120,19 @@ def claim_output(output: Path) -> Iterator[bool]:
         if ours:
             with contextlib.suppress(OSError):
                 claim.unlink()
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: Path, what: str = "run") -> Iterator[None]:
+    """Hold ``folder`` for this process (see module docstring); ``FileExistsError`` naming the
+    holder when another live process holds it. A killed holder's claim is taken over."""
+    folder = Path(os.path.abspath(folder))
+    with claim_output(folder) as ours:
+        if not ours:
+            try:
+                holder = " ".join(claim_path(folder).read_text().split()) or "unknown"
+            except OSError:
+                holder = "unknown"
+            raise FileExistsError(f"{folder}: another {what} is writing to it (host and pid {holder}); wait for it "
+                                  "to finish or choose another output folder")  # fmt: skip
+        yield

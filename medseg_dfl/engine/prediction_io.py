@@ -26,6 +26,7 @@ from medseg_dfl.visualize.overlays import save_overlay
 
 __all__ = [
     "OutputPlan",
+    "check_distinct_outputs",
     "failure_reason",
     "plan_outputs",
     "shard_for_rank",
@@ -97,6 +98,19 @@ def plan_outputs(
             owners[key] = source
         plans.append(plan)
     return plans
+
+
+def check_distinct_outputs(files: Sequence[Path], output_dir: Path, pattern: str) -> None:
+    """``ValueError`` (as :func:`plan_outputs`) when two inputs would write the same file of ``output_dir``:
+    ``pattern`` is an output's name with ``{stem}`` for each input's :func:`file_stem` (``count``
+    writes ``{stem}_cells.png``, so ``a.png`` and ``a.jpg`` would share one)."""
+    owners: dict[str, Path] = {}
+    for source in files:
+        stem = file_stem(source)
+        if stem in owners:
+            raise ValueError(f"{source} and {owners[stem]} would both be written to "
+                             f"{output_dir / pattern.format(stem=stem)}; rename one of them")  # fmt: skip
+        owners[stem] = source
 
 
 def check_name_part(value: str, what: str) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from medseg_dfl.engine.distributed import (
 )
 from medseg_dfl.engine.input_check import check_training_data
 from medseg_dfl.engine.optim import lr_factor
+from medseg_dfl.engine.output_claims import exclusive_folder
 from medseg_dfl.engine.precision import autocast, to_memory_format
 from medseg_dfl.engine.records import close_run_log, open_run_log, read_metrics_rows, write_metrics
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
@@ -359,8 +361,18 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     run_device = requested if requested.index is not None and not ctx.distributed else None
     finished = False
     try:
-        state = _train(cfg, run_dir, resume, run_device or resolve_device(requested.type, ctx.local_rank), progress,
-                       ctx, skip_bad)  # fmt: skip
+        with ExitStack() as held:
+            refused: FileExistsError | None = None
+            if ctx.is_main:  # one run per run folder: a second is refused, a killed one's claim taken over
+                try:
+                    held.enter_context(exclusive_folder(run_dir, "train run"))
+                except FileExistsError as err:
+                    refused = err
+            refused = broadcast_object(refused, ctx)  # every rank stops, not only rank 0
+            if refused is not None:
+                raise refused
+            state = _train(cfg, run_dir, resume, run_device or resolve_device(requested.type, ctx.local_rank),
+                           progress, ctx, skip_bad)  # fmt: skip
         finished = True
     finally:
         # _train has returned, so the DDP wrapper is gone before the process group is.
@@ -382,12 +394,20 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progr
     state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
     state = broadcast_object(state, ctx)
     state.skipped, state.split = skipped, split
+    created = ctx.is_main and not run_dir.exists()
     if ctx.is_main:  # only now: a config or data error leaves no half-made run directory
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(run_dir)  # e.g. a .last.tmp-<pid>-<hex>.pt of a run killed mid-save
         save_config(cfg, run_dir / "config.yaml")
         write_split(run_dir, split.record())  # which cases trained and validated this model (which fold)
-    _run_epochs(cfg, parts, state, run_dir, progress)
+    try:
+        _run_epochs(cfg, parts, state, run_dir, progress)
+    except BaseException:
+        # An error in the first epoch (a loss that cannot be computed, a bad value found late) leaves
+        # no run folder without a checkpoint behind: it would refuse the next run as "already a run".
+        if created and not (run_dir / "last.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return state
 
 

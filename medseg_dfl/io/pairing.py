@@ -16,6 +16,7 @@ Files without an image suffix (``.txt``, ``.json``, ``.DS_Store``...) and hidden
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -123,15 +124,34 @@ def _pairs_cellpose(root: Path) -> list[CasePair]:
     return [CasePair(stem, images[stem], masks_by_base[stem]) for stem in sorted(images)]
 
 
-def _entry_paths(entry: object, root: Path, where: str) -> tuple[Path, Path | None]:
+def _allowed_folders(root: Path, data: dict) -> list[Path]:
+    """Where a dataset.json's entries may lie: its own folder, and for a ``preprocess`` output (which
+    lists absolute paths of its input) the folder its ``"source"`` names."""
+    folders, source = [root], data.get("source")
+    if isinstance(source, str) and Path(source).is_absolute() and Path(source).parent != Path(source):  # never "/"
+        folders.append(Path(source))
+    return [Path(os.path.normpath(os.path.abspath(folder))) for folder in folders]
+
+
+def _inside(root: Path, entry: str, where: str, folders: Sequence[Path]) -> Path:
+    """``root / entry``; ``ValueError`` when it lies outside ``folders`` (an absolute path elsewhere, or
+    ``..`` leading out): a dataset.json lists files of its own data set, never others'."""
+    path = Path(os.path.normpath(os.path.abspath(root / entry)))
+    if "\0" in entry or not any(path.is_relative_to(folder) for folder in folders):
+        raise ValueError(f"{where}: entry {entry!r} lies outside the data folder {root}; entries must be "
+                         "paths relative to it")  # fmt: skip
+    return root / entry
+
+
+def _entry_paths(entry: object, root: Path, where: str, folders: Sequence[Path]) -> tuple[Path, Path | None]:
     if isinstance(entry, str):
-        return root / entry, None
+        return _inside(root, entry, where, folders), None
     if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
         raise ValueError(f"{where}: each entry needs an 'image' path (one file), got {entry!r}")
     label = entry.get("label")
     if label is not None and not isinstance(label, str):
         raise ValueError(f"{where}: 'label' must be one relative path, got {label!r}")
-    return root / entry["image"], (root / label) if label else None
+    return _inside(root, entry["image"], where, folders), _inside(root, label, where, folders) if label else None
 
 
 def _pairs_from_dataset_json(root: Path) -> list[CasePair]:
@@ -141,8 +161,9 @@ def _pairs_from_dataset_json(root: Path) -> list[CasePair]:
     if not entries:
         raise ValueError(f"{where}: no 'training' or 'validation' entries")
     pairs, missing, unlabelled = [], [], []
+    folders = _allowed_folders(root, data)
     for entry in entries:
-        image, label = _entry_paths(entry, root, where)
+        image, label = _entry_paths(entry, root, where, folders)
         missing += [str(p) for p in (image, label) if p is not None and not p.exists()]
         if label is None:
             unlabelled.append(str(image))
@@ -176,9 +197,10 @@ def discover_pairs(root: str | Path) -> list[CasePair]:
 def _validation_images(root: Path) -> set[Path] | None:
     if not has_dataset_json(root):
         return None
-    entries = read_dataset_json(root).get("validation") or []
+    data = read_dataset_json(root)
+    entries, folders = data.get("validation") or [], _allowed_folders(root, data)
     where = str(root / DATASET_JSON)
-    return {_entry_paths(e, root, where)[0].resolve() for e in entries} or None
+    return {_entry_paths(e, root, where, folders)[0].resolve() for e in entries} or None
 
 
 def split_pairs(

@@ -39,6 +39,7 @@ from monai.transforms import EnsureChannelFirstd, LoadImage, LoadImaged, MapTran
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from medseg_dfl.io.errors import DataError
+from medseg_dfl.io.limits import DEFAULT_MAX_VOXELS, check_before_decoding
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -266,16 +267,19 @@ def _short_reason(err: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def load_image(path: str | Path, *, ensure_channel_first: bool = True) -> MetaTensor:
+def load_image(path: str | Path, *, ensure_channel_first: bool = True,
+               max_voxels: int = DEFAULT_MAX_VOXELS) -> MetaTensor:
     """Load one image (or DICOM folder) with MONAI ``LoadImage``: a float32 ``MetaTensor`` (C, spatial...).
 
     Raises ``FileNotFoundError`` for a missing path and :class:`DataError`
-    (``"<path>: cannot read image (<reason>)"``) for an unsupported, truncated or corrupt file.
+    (``"<path>: cannot read image (<reason>)"``) for an unsupported, truncated or corrupt file, one
+    declaring more than ``max_voxels`` voxels x channels, or one stored rotated (``medseg_dfl.io.limits``).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
     reader = reader_for(path)
+    check_before_decoding(path, max_voxels)
     loader = LoadImage(image_only=True, ensure_channel_first=ensure_channel_first)
     try:
         return loader(str(path), reader=reader)

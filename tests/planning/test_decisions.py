@@ -50,9 +50,10 @@ def test_synthetic_ct_volumes_get_nnunet_ct_normalisation_and_median_spacing():
 
 
 def _hippocampus_subset(root: Path, tmp_path: Path, n: int = 24) -> Path:
-    """A dataset.json in tmp_path listing (absolute paths) n of the real cases: nothing copied."""
+    """A dataset.json in tmp_path listing (absolute paths) n of the real cases, its "source": nothing copied."""
     data = json.loads((root / "dataset.json").read_text())
     data["training"] = [{k: str((root / v).resolve()) for k, v in e.items()} for e in data["training"][:n]]
+    data["source"] = str(root.resolve())  # absolute entries must lie in the data folder or its "source"
     (tmp_path / "dataset.json").write_text(json.dumps(data))
     return tmp_path
 
