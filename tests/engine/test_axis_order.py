@@ -19,7 +19,7 @@ from PIL import Image
 
 import medseg_dfl.engine.inference
 from medseg_dfl.bundle import export_bundle
-from medseg_dfl.cells.pipeline import CountOptions, count_cells
+from medseg_dfl.engine.counting import CountOptions, count_cells
 from medseg_dfl.config import config_from_dict, config_to_dict
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES
 from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, save_checkpoint
