@@ -71,8 +71,10 @@ def command(
                           "single platelets are ~0.07-0.15; 1: never split)."),
     ] = None,
 ) -> None:
-    """Count red cells, white cells and platelets in INPUT; write instance maps and CSVs to OUTPUT_DIR
-    (with no MODEL, the blood-smear model that ships with the package)."""
+    """Count red cells, white cells and platelets in INPUT; write instance maps and CSVs to OUTPUT_DIR.
+
+    With no MODEL, the blood-smear model that ships with the package counts (medseg_dfl/models/blood_smear.md).
+    """
     model, input, output_dir = _model_input_output(paths, model_option)
     check_exists(model, "checkpoint")
     check_exists(input, "input")

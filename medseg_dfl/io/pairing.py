@@ -125,11 +125,19 @@ def _pairs_cellpose(root: Path) -> list[CasePair]:
 
 
 def _allowed_folders(root: Path, data: dict) -> list[Path]:
-    """Where a dataset.json's entries may lie: its own folder, and for a ``preprocess`` output (which
-    lists absolute paths of its input) the folder its ``"source"`` names."""
+    """Where a dataset.json's entries may lie: its own folder; for a ``preprocess`` output (which
+    lists absolute paths of its input) the folder its ``"source"`` names; and the sibling folders it
+    declares it draws from (``"include_folders"``: relative paths, e.g. the demo sample listing the
+    synthetic smears beside it). Anything else is refused."""
     folders, source = [root], data.get("source")
     if isinstance(source, str) and Path(source).is_absolute() and Path(source).parent != Path(source):  # never "/"
         folders.append(Path(source))
+    included = data.get("include_folders") or []
+    if not isinstance(included, list) or not all(isinstance(f, str) and f and not Path(f).is_absolute()
+                                                 for f in included):  # fmt: skip
+        raise ValueError(f"{root / DATASET_JSON}: 'include_folders' must be a list of relative folder paths, "
+                         f"got {included!r}")  # fmt: skip
+    folders += [root / folder for folder in included]
     return [Path(os.path.normpath(os.path.abspath(folder))) for folder in folders]
 
 

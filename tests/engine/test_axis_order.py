@@ -19,10 +19,10 @@ from PIL import Image
 
 import medseg_dfl.engine.inference
 from medseg_dfl.bundle import export_bundle
-from medseg_dfl.engine.counting import CountOptions, count_cells
 from medseg_dfl.config import config_from_dict, config_to_dict
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES
 from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, save_checkpoint
+from medseg_dfl.engine.counting import CountOptions, count_cells
 from medseg_dfl.engine.evaluation import evaluate_folders
 from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 from medseg_dfl.io.readers import load_image

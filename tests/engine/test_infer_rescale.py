@@ -181,7 +181,7 @@ def test_contradicting_scale_options_are_refused_before_any_output(tmp_path, sme
 
 
 def test_a_scale_for_a_model_that_records_none_is_refused(tmp_path, smears):
-    with pytest.raises(ValueError, match="records no red-cell scale"):
+    with pytest.raises(ValueError, match="records no scale"):
         predict_folder(_checkpoint(tmp_path / "old.pt", None), smears, tmp_path / "out",
                        InferenceOptions(device="cpu", cell_diameter=40.0))  # fmt: skip
 

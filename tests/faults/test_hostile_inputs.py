@@ -409,3 +409,25 @@ def test_dataset_json_source_admits_its_own_folder_only(tmp_path):
     (pre / "dataset.json").write_text(json.dumps({"source": "/", "training": [entry]}))
     with pytest.raises(ValueError, match="lies outside the data folder"):
         discover_pairs(pre)
+
+
+def test_dataset_json_include_folders_admits_the_declared_sibling_only(tmp_path):
+    import json
+
+    from medseg_dfl.io.pairing import discover_pairs
+
+    root, sibling, other = tmp_path / "data", tmp_path / "synthetic", tmp_path / "other"
+    for folder in (root, sibling, other):
+        folder.mkdir()
+    for path in (sibling / "s.png", sibling / "s_label.png", other / "x.png", other / "x_label.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    listed = {"image": "../synthetic/s.png", "label": "../synthetic/s_label.png"}
+    (root / "dataset.json").write_text(json.dumps({"include_folders": ["../synthetic"], "training": [listed]}))
+    assert [p.image.resolve() for p in discover_pairs(root)] == [(sibling / "s.png").resolve()]
+    stray = {"image": "../other/x.png", "label": "../other/x_label.png"}
+    (root / "dataset.json").write_text(json.dumps({"include_folders": ["../synthetic"], "training": [stray]}))
+    with pytest.raises(ValueError, match="lies outside the data folder"):
+        discover_pairs(root)
+    (root / "dataset.json").write_text(json.dumps({"include_folders": [str(other)], "training": [stray]}))
+    with pytest.raises(ValueError, match="'include_folders' must be a list of relative folder paths"):
+        discover_pairs(root)
