@@ -125,3 +125,34 @@ def test_bad_scale_override_is_refused(smear_run, smears, tmp_path):
     with pytest.raises(RuntimeError, match="ToModelScaled") as raised:  # MONAI's wrapping of our ValueError
         _bundle_masks(bundle, smears, tmp_path / "masks", cell_diameter=-3)
     assert "--cell-diameter must be a positive number of pixels, got -3" in str(raised.value.__cause__)
+
+
+def test_shipped_bundle_rescales_exactly_as_infer(smears, tmp_path):
+    """bundles/blood_smear_dfl/configs/inference.json itself (its network swapped for the hand-built
+    one, which has no weights) against infer on a checkpoint of the config it follows, recording the
+    red-cell scale the shipped config resamples to."""
+    import torch
+    from bundle_helpers import SHIPPED
+
+    from medseg_dfl.config import load_config
+
+    shipped = json.loads((SHIPPED / "configs" / "inference.json").read_text())
+    model_diameter = next(item["model_diameter"] for item in shipped["preprocessing"]["transforms"]
+                          if item["_target_"].endswith("ToModelScaled"))  # fmt: skip
+    cfg = load_config(SHIPPED.parents[1] / "configs" / "blood_smear_2d.yaml")
+    payload = dict.fromkeys(PAYLOAD_KEYS)
+    payload.update(format_version=1, model_state={}, config=config_to_dict(cfg), class_names=list(cfg.data.class_names),
+                   scale={"cell_diameter_px": model_diameter, "source": "test"})  # fmt: skip
+    checkpoint = save_checkpoint(tmp_path / "shipped.pt", payload)
+    names = sorted(p.name for p in smears.iterdir())
+    predict_folder(checkpoint, smears, tmp_path / "infer", InferenceOptions(device="cpu"))
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    torch.save({}, root / "models" / "model.pt")
+    run_bundle(SHIPPED / "configs" / "inference.json", bundle_root=str(root), dataset_dir=str(smears),
+               output_dir=str(tmp_path / "masks"), device="$torch.device('cpu')",
+               network_def={"_target_": "bundle_helpers.EdgeInteriorNet"})  # fmt: skip
+    shares = agreement(tmp_path / "infer", tmp_path / "masks", names)
+    print("shipped bundle vs infer pixel agreement:", shares)
+    assert all(share == 1.0 for share in shares.values()), shares
+    assert all(len(np.unique(read_label_map(tmp_path / "masks" / name))) > 1 for name in names)

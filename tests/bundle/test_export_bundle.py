@@ -29,8 +29,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning"
 def infer_and_bundle(run_dir: Path, dataset: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     """Masks of the validation images by predict_folder and by the exported bundle."""
     images = validation_images(dataset, tmp_path / "images")
-    # The bundle runs each image at its own size: infer's smear rescaling (engine/rescale.py) is not in it.
-    predict_folder(run_dir / "best.pt", images, tmp_path / "infer", InferenceOptions(device="cpu", rescale=False))
+    # A smear run records its red-cell scale: both rescale (engine/rescale.py; the bundle's ToModelScaled).
+    predict_folder(run_dir / "best.pt", images, tmp_path / "infer", InferenceOptions(device="cpu"))
     bundle = export_bundle(run_dir, tmp_path / "bundle")
     run_bundle(bundle / "configs" / "inference.json", bundle_root=str(bundle), dataset_dir=str(images),
                output_dir=str(tmp_path / "masks"), device="$torch.device('cpu')")  # fmt: skip
