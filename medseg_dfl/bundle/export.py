@@ -26,7 +26,7 @@ from medseg_dfl.bundle.metadata import bundle_metadata
 from medseg_dfl.bundle.preprocessing import needs_inversion, preprocessing_items
 from medseg_dfl.config import Config, config_from_dict
 from medseg_dfl.engine.checkpoint import load_checkpoint
-from medseg_dfl.engine.rescale import ModelScale, recorded_model_scale
+from medseg_dfl.engine.rescale import ModelScale, load_steps, recorded_model_scale
 from medseg_dfl.io.atomic import atomic_folder, torch_save, write_json, write_text
 from medseg_dfl.networks import network_spec
 from medseg_dfl.transforms import build_inference_transforms
@@ -72,8 +72,26 @@ def _network_def(cfg: Config) -> dict[str, Any]:
         raise ValueError(f"network.kwargs of {factory.__name__} cannot be written to JSON ({err})") from err
 
 
-def _postprocessing(cfg: Config, transforms: Any, num_classes: int) -> list[dict[str, Any]]:
+def _smear_scale(model_scale: ModelScale | None) -> ModelScale | None:
+    """The red-cell scale the bundle rescales to (as ``infer`` does); None: images at their own size
+    (no scale, or a single-cell model's, whose factor ``infer`` searches with the network)."""
+    return model_scale if model_scale is not None and model_scale.kind == "rbc" else None
+
+
+def _preprocessing(transforms: Any, smear: ModelScale | None) -> list[dict[str, Any]]:
+    items = preprocessing_items(transforms)
+    if smear is not None:  # after the reading, before the normalisation (it may be per image), as in infer
+        items.insert(len(load_steps(transforms).transforms), {
+            "_target_": "medseg_dfl.bundle.transforms.ToModelScaled", "keys": "image",
+            "model_diameter": smear.cell_diameter_px, "cell_diameter": "@cell_diameter", "pixel_size": "@pixel_size",
+        })  # fmt: skip
+    return items
+
+
+def _postprocessing(cfg: Config, transforms: Any, num_classes: int, smear: ModelScale | None = None) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = [{"_target_": "medseg_dfl.bundle.transforms.ClassProbabilitiesd", "keys": "pred"}]
+    if smear is not None:  # probabilities back to the image's own size, as in infer
+        steps.append({"_target_": "medseg_dfl.bundle.transforms.FromModelScaled", "keys": "pred"})
     if needs_inversion(transforms):
         # Probabilities (not labels) are resampled back, linearly, as in infer.
         steps.append({"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
@@ -92,12 +110,21 @@ def _postprocessing(cfg: Config, transforms: Any, num_classes: int) -> list[dict
     return steps
 
 
-def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[str]) -> dict[str, Any]:
+def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[str],
+                     model_scale: ModelScale | None = None) -> dict[str, Any]:  # fmt: skip
     """``configs/inference.json`` for a checkpoint's config (model-zoo keys: ``bundle_root``,
     ``dataset_dir``, ``output_dir``, ``network_def``, ``preprocessing``, ``inferer``,
-    ``postprocessing``, ``evaluator``; ``run`` runs it)."""
+    ``postprocessing``, ``evaluator``; ``run`` runs it).
+
+    ``model_scale``: the checkpoint's :func:`~medseg_dfl.engine.rescale.recorded_model_scale`. A
+    smear model's (red cells) makes the bundle resample each image to it and the probabilities
+    back, as ``infer`` does; its ``cell_diameter`` (px) and ``pixel_size`` (um/px) keys (null: the
+    file's metadata or an estimate) are ``infer``'s ``--cell-diameter`` and ``--pixel-size``.
+    """
     transforms = build_inference_transforms(cfg, fingerprint)
     roi = list(cfg.inference.roi_size or cfg.transforms.patch_size)
+    smear = _smear_scale(model_scale)
+    scale_keys = {"cell_diameter": None, "pixel_size": None} if smear is not None else {}
     return {
         "imports": list(_IMPORTS),
         "bundle_root": ".",
@@ -107,9 +134,10 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
         "datalist": "$[{'image': str(p)} for p in find_images(@dataset_dir)]",
         "device": _DEVICE,
         "class_names": list(class_names),
+        **scale_keys,
         "network_def": _network_def(cfg),
         "network": "$@network_def.to(@device)",
-        "preprocessing": {"_target_": "Compose", "transforms": preprocessing_items(transforms)},
+        "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(transforms, smear)},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
                        "num_workers": 0},  # fmt: skip
@@ -117,7 +145,7 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
             "_target_": "SlidingWindowInferer", "roi_size": roi, "sw_batch_size": cfg.inference.sw_batch_size,
             "overlap": cfg.inference.overlap, "mode": cfg.inference.blend_mode, "sw_device": "@device", "device": "cpu",
         },  # fmt: skip
-        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(cfg, transforms, len(class_names))},
+        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(cfg, transforms, len(class_names), smear)},
         "handlers": [
             {"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/model.pt'",
              "load_dict": {"model": "@network"}, "map_location": "@device"},
@@ -156,17 +184,32 @@ def _check_weights_fit(config: dict[str, Any], state: dict[str, Any], source: Pa
 
 
 def _smear_scale_note(cell_scale: ModelScale | None) -> str:
-    """For a smear model: the bundle does not rescale (``medseg-dfl infer`` and ``count`` do)."""
+    """For a 2D model that records a scale: what the bundle does with an image's magnification."""
     if cell_scale is None:
         return ""
     diameter = cell_scale.cell_diameter_px
+    if cell_scale.kind != "rbc":
+        return f"""
+**Magnification.** This single-cell model was trained on images whose segmented cell is about
+{diameter:.1f} px across (`medseg_dfl.scale.cell_diameter_px` in the metadata). The bundle segments
+each image at its own pixel grid (`medseg-dfl infer --no-rescale`); `medseg-dfl infer` on the run's
+checkpoint searches each input's scale with the network instead.
+"""
     return f"""
 **Magnification.** This is a blood-smear model trained on images whose red cells are about
-{diameter:.1f} px across (`medseg_dfl.scale.cell_diameter_px` in the metadata). The bundle segments
-each image at its own pixel grid, so give it images at that magnification: resize an image whose
-red cells are D px across by {diameter:.1f} / D first. `medseg-dfl infer` and `medseg-dfl count` on
-the run's checkpoint do this for you (scale from `--cell-diameter`, `--pixel-size`, the file's
-metadata or an estimate; at 75 px red cells, unscaled platelet Dice drops from 0.94 to 0.09).
+{diameter:.1f} px across (`medseg_dfl.scale.cell_diameter_px` in the metadata). As `medseg-dfl infer`
+does, the bundle resamples each image so its red cells are that large
+(`medseg_dfl.bundle.transforms.ToModelScaled`, before the intensity normalisation), segments it
+there and resamples the class probabilities back to the image's own size
+(`medseg_dfl.bundle.transforms.FromModelScaled`) before the argmax. An image's red-cell size comes
+from the config keys `cell_diameter` (px) or `pixel_size` (um per px; 7.5 um red cells), as
+`infer --cell-diameter` / `--pixel-size`, else from the file's metadata, else an estimate from the
+image:
+
+```bash
+python -m monai.bundle run --config_file configs/inference.json \\
+    --bundle_root . --dataset_dir /path/to/images --output_dir /path/to/masks --cell_diameter 40
+```
 """
 
 
@@ -187,7 +230,7 @@ python -m monai.bundle run --config_file configs/inference.json \\
 Reads every image in `dataset_dir` (the files `medseg-dfl infer` would read) and writes one label map
 per image (`<stem>.png` for 2D inputs, `<stem>.nii.gz` for 3D), on the input's own grid. The
 preprocessing, sliding window and post-processing are those of `medseg-dfl infer` for the same
-checkpoint without its smear rescaling (`infer --no-rescale`), so the masks are the same. Needs
+checkpoint, smear rescaling included (see below), so the masks are the same. Needs
 `pip install medseg-dfl[bundle]` (MONAI, pytorch-ignite, fire).
 {_smear_scale_note(cell_scale)}
 Masks only (no probability maps or overlays); one checkpoint, without test-time augmentation.
@@ -225,14 +268,14 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str =
         raise ValueError(f"{source}: checkpoint config is not usable ({err})") from err
     class_names = list(payload.get("class_names") or cfg.data.class_names)
     fingerprint = payload.get("fingerprint")
-    config = inference_config(cfg, fingerprint, class_names)
+    cell_scale = recorded_model_scale(payload.get("scale"), class_names, cfg.data.spatial_dims)
+    config = inference_config(cfg, fingerprint, class_names, cell_scale)
     _check_weights_fit(config, payload["model_state"], source)
     roi = list(cfg.inference.roi_size or cfg.transforms.patch_size)
     metadata = bundle_metadata(
         cfg, class_names, roi, fingerprint=fingerprint, loss_state=payload.get("loss_state"),
         best_metric=payload.get("best_metric"), source=str(source),
     )  # fmt: skip
-    cell_scale = recorded_model_scale(payload.get("scale"), class_names, cfg.data.spatial_dims)
     if cell_scale is not None:
         metadata["medseg_dfl"]["scale"]["cell_diameter_px"] = cell_scale.cell_diameter_px
     readme = _readme(cfg, class_names, source, cell_scale)

@@ -1,4 +1,9 @@
-"""Post-processing transforms for MONAI bundles that give the masks ``medseg-dfl infer`` gives.
+"""Transforms for MONAI bundles that give the masks ``medseg-dfl infer`` gives.
+
+A smear model's bundle resamples each image to the model's red-cell scale before the intensity
+normalisation (:class:`ToModelScaled`) and the class probabilities back to the image's own size
+before the argmax (:class:`FromModelScaled`), with the functions ``infer`` uses
+(:mod:`medseg_dfl.engine.rescale`, :func:`medseg_dfl.cells.scale.resolve_scale`).
 
 A bundle's evaluator hands each decollated item (``"pred"``: logits, C x spatial) to its
 ``postprocessing`` Compose. The first two dictionary transforms apply *the same functions* as
@@ -19,9 +24,80 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, SaveImaged
 
+from medseg_dfl.cells.scale import resolve_scale
+from medseg_dfl.choices import check_scale_flags
 from medseg_dfl.engine.postprocess import background_fill_and_argmax_, label_dtype, softmax_
+from medseg_dfl.engine.rescale import resample_to_model_scale, resize_rows_first
 
-__all__ = ["ClassProbabilitiesd", "ProbabilitiesToLabelsd", "SaveRowsFirstd"]
+__all__ = ["SOURCE_SIZE_KEY", "ClassProbabilitiesd", "FromModelScaled", "ProbabilitiesToLabelsd", "SaveRowsFirstd",
+           "ToModelScaled"]  # fmt: skip
+
+# The data-dict key where ToModelScaled leaves each image's own (H, W) for FromModelScaled. Not
+# "image_...": MONAI's Spacingd takes every such key for the image's meta dict.
+SOURCE_SIZE_KEY = "source_size"
+
+
+def _plain(value: Any) -> torch.Tensor:
+    return value.as_tensor() if isinstance(value, MetaTensor) else torch.as_tensor(value)
+
+
+class ToModelScaled(MapTransform):
+    """A raw (C, H, W) smear image (before the intensity normalisation) resampled so its red cells are
+    ``model_diameter`` px across, as ``medseg-dfl infer`` does: the image's own red-cell diameter from
+    ``cell_diameter`` (px), ``pixel_size`` (um/px), the file's metadata (the image's
+    ``filename_or_obj``) or an estimate (:func:`~medseg_dfl.cells.scale.resolve_scale`; no cells
+    found: no resampling), and the resampling of :func:`~medseg_dfl.engine.rescale.resample_to_model_scale`.
+    The image's own (H, W) goes to ``d[size_key]`` (for :class:`FromModelScaled`).
+    """
+
+    def __init__(
+        self, keys: KeysCollection, model_diameter: float, cell_diameter: float | None = None,
+        pixel_size: float | None = None, size_key: str = SOURCE_SIZE_KEY, allow_missing_keys: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__(keys, allow_missing_keys)
+        if not model_diameter or not model_diameter > 0:
+            raise ValueError(f"model_diameter must be a positive number of pixels, got {model_diameter}")
+        check_scale_flags(cell_diameter, pixel_size)
+        self.model_diameter = float(model_diameter)
+        self.cell_diameter = None if cell_diameter is None else float(cell_diameter)
+        self.pixel_size = None if pixel_size is None else float(pixel_size)
+        self.size_key = size_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            plain = _plain(image).to(torch.float32)
+            if plain.ndim != 3:
+                raise ValueError(f"ToModelScaled: expected a (C, H, W) image, got shape {tuple(plain.shape)}")
+            path = image.meta.get("filename_or_obj") if isinstance(image, MetaTensor) else None
+            scale = resolve_scale(plain.permute(1, 2, 0).numpy(), path or None, self.cell_diameter, self.pixel_size,
+                                  self.model_diameter)  # fmt: skip
+            resized = resample_to_model_scale(plain, scale.cell_diameter_px, self.model_diameter)
+            d[key] = MetaTensor(resized, meta=image.meta) if isinstance(image, MetaTensor) else resized
+            d[self.size_key] = torch.tensor(plain.shape[-2:], dtype=torch.int64)
+        return d
+
+
+class FromModelScaled(MapTransform):
+    """(classes, h, w) probabilities at the model's scale -> (classes, H, W) at the image's own size
+    (``d[size_key]``, left there by :class:`ToModelScaled`), with ``infer``'s
+    :func:`~medseg_dfl.engine.rescale.resize_rows_first`. Before :class:`ProbabilitiesToLabelsd`."""
+
+    def __init__(self, keys: KeysCollection, size_key: str = SOURCE_SIZE_KEY, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.size_key = size_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        size = tuple(int(v) for v in torch.as_tensor(d[self.size_key]).reshape(-1).tolist())
+        if len(size) != 2:
+            raise ValueError(f"FromModelScaled: {self.size_key} must be (H, W), got {size}")
+        for key in self.key_iterator(d):
+            probs = d[key]
+            back = resize_rows_first(_plain(probs).detach().to("cpu", torch.float32), size)
+            d[key] = MetaTensor(back, meta=probs.meta) if isinstance(probs, MetaTensor) else back
+        return d
 
 
 class ClassProbabilitiesd(MapTransform):

@@ -49,6 +49,7 @@ __all__ = [
     "post_load_steps",
     "predict_at_model_scale",
     "recorded_model_scale",
+    "resample_to_model_scale",
     "resize_rows_first",
     "to_model_scale",
     "write_scale_records",
@@ -175,13 +176,20 @@ def post_load_steps(transforms: Compose) -> Compose:
     return Compose([t for t in transforms.transforms if not isinstance(t, _LOAD_STEPS)])
 
 
+def resample_to_model_scale(image: torch.Tensor, cell_diameter_px: float, model_diameter: float) -> torch.Tensor:
+    """A raw (C, H, W) image whose red cells are ``cell_diameter_px`` px, resampled so they are
+    ``model_diameter`` px (each side at least 8 px). ``infer`` and the bundles' ``ToModelScaled``."""
+    height, width = image.shape[-2:]
+    factor = model_diameter / cell_diameter_px
+    return resize_rows_first(image, (max(8, round(height * factor)), max(8, round(width * factor))))
+
+
 def to_model_scale(transforms: Compose, image: torch.Tensor, scale: CellScale, model_diameter: float) -> ScaledInput:
     """Resample a raw (C, H, W) image so its red cells are ``model_diameter`` px, and normalise it."""
     height, width = image.shape[-2:]
-    factor = model_diameter / scale.cell_diameter_px
-    resized = resize_rows_first(image, (max(8, round(height * factor)), max(8, round(width * factor))))
+    resized = resample_to_model_scale(image, scale.cell_diameter_px, model_diameter)
     data = post_load_steps(transforms)({"image": MetaTensor(resized)})
-    return ScaledInput(data, (height, width), scale, factor)
+    return ScaledInput(data, (height, width), scale, model_diameter / scale.cell_diameter_px)
 
 
 def predict_at_model_scale(predictor: ScaledPredictor, scaled: ScaledInput) -> tuple[torch.Tensor, tuple[float, float]]:

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_data"
@@ -59,3 +61,17 @@ def check_metadata(meta: dict, class_names: list[str], in_channels: int, spatial
     assert pred["channel_def"] == {str(i): name for i, name in enumerate(class_names)}
     assert meta["medseg_dfl"]["class_names"] == class_names
     assert "target_spacing" in meta["medseg_dfl"]["scale"]
+
+
+class EdgeInteriorNet(torch.nn.Module):
+    """A hand-built scale-dependent smear network (no weights; as in tests/engine/test_infer_rescale.py):
+    (B, 3, H, W) RGB in [0, 1] -> logits of background / interior (1) / edge (2) / nothing (3). A
+    stained pixel is class 1 where a 9 x 9 window around it is all stained, else class 2, so an
+    image seen at another magnification gives another mask. Bundle configs build it as
+    ``bundle_helpers.EdgeInteriorNet``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stained = torch.sigmoid((0.84 - x.mean(1, keepdim=True)) * 40)
+        interior = -F.max_pool2d(-stained, 9, stride=1, padding=4)
+        scores = [1 - stained, stained * interior, stained * (1 - interior), torch.zeros_like(stained)]
+        return 20 * torch.cat(scores, 1)

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning"
 def infer_and_bundle(run_dir: Path, dataset: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     """Masks of the validation images by predict_folder and by the exported bundle."""
     images = validation_images(dataset, tmp_path / "images")
-    # The bundle runs each image at its own size: infer's smear rescaling (engine/rescale.py) is not in it.
-    predict_folder(run_dir / "best.pt", images, tmp_path / "infer", InferenceOptions(device="cpu", rescale=False))
+    # A smear run records its red-cell scale: both rescale (engine/rescale.py; the bundle's ToModelScaled).
+    predict_folder(run_dir / "best.pt", images, tmp_path / "infer", InferenceOptions(device="cpu"))
     bundle = export_bundle(run_dir, tmp_path / "bundle")
     run_bundle(bundle / "configs" / "inference.json", bundle_root=str(bundle), dataset_dir=str(images),
                output_dir=str(tmp_path / "masks"), device="$torch.device('cpu')")  # fmt: skip
@@ -40,7 +40,8 @@ def infer_and_bundle(run_dir: Path, dataset: Path, tmp_path: Path) -> tuple[Path
 def test_exported_2d_bundle_reproduces_infer_exactly(smear_run, tmp_path):
     images, infer_dir, bundle_dir = infer_and_bundle(smear_run, SAMPLE / "blood_smear", tmp_path)
     names = sorted(p.name for p in images.iterdir())
-    assert sorted(p.name for p in bundle_dir.iterdir()) == names == sorted(p.name for p in infer_dir.iterdir())
+    assert sorted(p.name for p in bundle_dir.iterdir()) == names
+    assert sorted(p.name for p in infer_dir.iterdir()) == sorted([*names, "scale.json"])  # infer's scales
     for name in names:
         ours, theirs = read_label_map(infer_dir / name), read_label_map(bundle_dir / name)
         assert ours.shape == theirs.shape == (1, 256, 256)

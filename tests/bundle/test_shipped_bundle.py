@@ -39,13 +39,27 @@ def test_shipped_bundle_layout_and_no_weights_committed():
     assert "trainer" in train["train"] and "evaluator" in train["validate"]
 
 
+def shipped_model_scale(class_names: list[str]):
+    """The red-cell scale a model trained by train.json records: training_scale of its training slides
+    (as medseg-dfl train records it), which the shipped inference.json resamples each image to."""
+    from medseg_dfl.cells.scale import training_scale
+    from medseg_dfl.engine.rescale import recorded_model_scale
+
+    dataset = SAMPLE / "blood_smear"
+    training = json.loads((dataset / "dataset.json").read_text())["training"]
+    return recorded_model_scale(training_scale([dataset / item["image"] for item in training]), class_names, 2)
+
+
 def test_shipped_inference_config_is_what_export_writes_for_the_2d_config():
     """So the shipped bundle infers exactly as exported ones (and as medseg-dfl infer) do."""
     from medseg_dfl.bundle import inference_config
     from medseg_dfl.config import load_config
 
     cfg = load_config(SHIPPED.parents[1] / "configs" / "blood_smear_2d.yaml")
-    expected = inference_config(cfg, None, cfg.data.class_names)
+    scale = shipped_model_scale(cfg.data.class_names)
+    meta = json.loads((SHIPPED / "configs" / "metadata.json").read_text())
+    assert meta["medseg_dfl"]["scale"]["cell_diameter_px"] == scale.cell_diameter_px
+    expected = inference_config(cfg, None, cfg.data.class_names, scale)
     shipped = json.loads((SHIPPED / "configs" / "inference.json").read_text())
     assert shipped.pop("dataset_dir") == "$@bundle_root + '/../../sample_data/blood_smear/images'"
     expected.pop("dataset_dir")
