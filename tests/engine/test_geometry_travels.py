@@ -3,6 +3,7 @@ probabilities and overlay all need its geometry (and the overlay its pixels)."""
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,16 @@ SPACING, SLICE = (0.5, 0.75), 2.5
 
 
 def write_series(folder: Path, volume_zyx: np.ndarray, uid: str) -> Path:
-    """One DICOM file per z slice, with position, orientation and spacing tags."""
+    """One DICOM file per z slice, with position, orientation and spacing tags. GDCM's writer sets
+    the process locale to "C" (Python's default text encoding then becomes ASCII): restored after."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        return _write_series(folder, volume_zyx, uid)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_series(folder: Path, volume_zyx: np.ndarray, uid: str) -> Path:
     folder.mkdir(parents=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import locale
 
 import nibabel as nib
 import numpy as np
@@ -104,15 +105,19 @@ def test_dicom_series_folder(files, rng):
     volume = rng.integers(0, 1000, size=(3, 4, 5)).astype(np.int16)  # z, y, x
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    for z in range(volume.shape[0]):
-        slice_ = sitk.GetImageFromArray(volume[z])
-        slice_.SetSpacing((0.5, 0.5))
-        for tag, value in [("0008|0060", "CT"), ("0020|000e", "1.2.826.0.1.3680043.2.1125.1"),
-                           ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0032", f"0\\0\\{2.5 * z}"),
-                           ("0020|0013", str(z))]:
-            slice_.SetMetaData(tag, value)
-        writer.SetFileName(str(files.path(f"series/{z:03d}.dcm")))
-        writer.Execute(slice_)
+    saved_locale = locale.setlocale(locale.LC_ALL)  # GDCM's writer sets "C": later read_text() would be ASCII
+    try:
+        for z in range(volume.shape[0]):
+            slice_ = sitk.GetImageFromArray(volume[z])
+            slice_.SetSpacing((0.5, 0.5))
+            for tag, value in [("0008|0060", "CT"), ("0020|000e", "1.2.826.0.1.3680043.2.1125.1"),
+                               ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0032", f"0\\0\\{2.5 * z}"),
+                               ("0020|0013", str(z))]:
+                slice_.SetMetaData(tag, value)
+            writer.SetFileName(str(files.path(f"series/{z:03d}.dcm")))
+            writer.Execute(slice_)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved_locale)
     img = load_image(files.path("series"))
     assert tuple(img.shape) == (1, 5, 4, 3)
     np.testing.assert_array_equal(img[0].numpy(), volume.T.astype(np.float32))
