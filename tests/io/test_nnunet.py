@@ -190,3 +190,25 @@ def test_hippocampus_in_nnunet_layout(tmp_path):
 
     survey = survey_dataset(root)
     assert survey.json_labels == ["background", "Anterior", "Posterior"]
+
+
+def test_preprocess_takes_class_names_from_labels(nnunet, tmp_path):
+    out = tmp_path / "pre"
+    result = runner.invoke(app, ["preprocess", str(nnunet), str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((out / "dataset.json").read_text())
+    assert written["labels"] == {"0": "background", "1": "outer", "2": "inner"}
+    assert len(written["training"]) + len(written.get("validation") or []) == 4
+
+
+def test_evaluate_cli_on_the_dataset_folder_draws_its_images(nnunet, tmp_path):
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for label in sorted((nnunet / "labelsTr").iterdir()):
+        shutil.copy(label, preds / label.name)
+    result = runner.invoke(app, ["evaluate", str(preds), str(nnunet), "-o", str(tmp_path / "r.csv")])
+    assert result.exit_code == 0, result.output
+    assert "outer" in result.output and (tmp_path / "r.html").is_file()
+    from medseg_dfl.engine.evaluation_report import _image_for
+
+    assert _image_for("vol_001", nnunet / "imagesTr") == nnunet / "imagesTr" / "vol_001_0000.nii.gz"
