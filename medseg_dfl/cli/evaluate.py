@@ -16,7 +16,7 @@ def command(
         Path, typer.Argument(metavar="PRED_DIR", help="Folder of predicted label maps (<stem>[_seg].<ext>).")
     ],
     truth_dir: Annotated[
-        Path, typer.Argument(metavar="TRUTH_DIR", help="Folder of ground-truth label maps with the same stems.")
+        Path, typer.Argument(metavar="TRUTH_DIR", help="Folder of ground-truth label maps with the same stems (or an nnU-Net DatasetXXX_Name: its labelsTr/ and labels).")
     ],
     classes: Annotated[
         str | None,

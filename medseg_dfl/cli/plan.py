@@ -14,7 +14,7 @@ from medseg_dfl.cli._common import user_errors
 
 @user_errors
 def command(
-    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="Data folder: images/+labels/, *_masks files or a Decathlon dataset.json.")],
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="Data folder: images/+labels/, *_masks files, a Decathlon dataset.json or an nnU-Net v2 DatasetXXX_Name.")],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Config to write (default: <data folder name>.yaml here).")
     ] = None,

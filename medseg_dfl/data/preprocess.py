@@ -37,6 +37,7 @@ from medseg_dfl.io.dataset_json import (
     write_dataset_json,
 )
 from medseg_dfl.io.errors import DataError
+from medseg_dfl.io.nnunet import is_nnunet_raw, read_nnunet_dataset
 from medseg_dfl.io.pairing import discover_pairs, split_pairs
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.progress import ProgressCallback, report
@@ -163,6 +164,9 @@ def preprocess_dataset(
 def _dataset_json_hints(input_dir: Path) -> tuple[list[str] | None, str | None]:
     """Class names and modality from INPUT_DIR/dataset.json when it has them."""
     path = dataset_json_path(input_dir)
+    if is_nnunet_raw(input_dir):  # nnU-Net v2: labels name -> value, channel_names for the modality
+        nnunet = read_nnunet_dataset(input_dir, cases=False)
+        return nnunet.class_names, _MODALITIES.get(nnunet.channel_names[0].lower())
     data = read_dataset_json(input_dir) if has_dataset_json(input_dir) else {}
     labels = data.get("labels") if isinstance(data, dict) else None
     names = None

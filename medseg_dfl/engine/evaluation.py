@@ -33,6 +33,7 @@ from medseg_dfl.engine.metrics import dice_iou
 from medseg_dfl.io.atomic import write_json, write_text
 from medseg_dfl.io.limits import check_finite
 from medseg_dfl.io.names import NON_MASK_SUFFIXES, file_stem
+from medseg_dfl.io.nnunet import nnunet_root_of, read_nnunet_dataset
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import PIL_SUFFIXES, TIFF_SUFFIXES, file_suffix, load_image
 from medseg_dfl.io.spreadsheet import safe_rows
@@ -165,6 +166,15 @@ def _case_id_of_prediction(path: Path, truth_ids: set[str]) -> str | None:
     return stem.removesuffix(_MASK_SUFFIX)
 
 
+def _nnunet_truth(truth_dir: Path) -> tuple[Path, list[str] | None]:
+    """An nnU-Net raw dataset (or its ``labelsTr/``) as truth: ``labelsTr/`` and the class names of
+    its ``labels``; any other folder as it is, without names."""
+    root = nnunet_root_of(truth_dir) if truth_dir.is_dir() else None
+    if root is None or (truth_dir != root and truth_dir.name != "labelsTr"):
+        return truth_dir, None
+    return root / "labelsTr", read_nnunet_dataset(root, cases=False).class_names
+
+
 def pair_predictions(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
     """(case id, prediction, truth) triples matched by file stem; errors name unmatched files."""
     for folder, what in ((pred_dir, "prediction"), (truth_dir, "truth")):
@@ -242,12 +252,17 @@ def evaluate_folders(
 ) -> EvaluationReport:
     """Score every prediction in ``pred_dir`` against the same-stem file in ``truth_dir``.
 
+    ``truth_dir`` may be an nnU-Net raw dataset (``DatasetXXX_Name``) or its ``labelsTr/``: the truths
+    are ``labelsTr/CASE<file_ending>`` and, without ``class_names``, the names are its ``labels``.
+
     ``class_names`` lists all classes, background first; None = ``class_<i>`` up to the highest
     label found. With ``output`` (a ``.csv`` path) the report is written there and as JSON beside it.
     """
     if class_names is not None and len(class_names) < 2:
         raise ValueError(f"need at least 2 class names (background + one), got {class_names}")
-    pairs = pair_predictions(Path(pred_dir), Path(truth_dir))
+    truth_dir, nnunet_names = _nnunet_truth(Path(truth_dir))
+    class_names = class_names if class_names is not None else nnunet_names
+    pairs = pair_predictions(Path(pred_dir), truth_dir)
     raw: list[tuple[str, Path, Path, dict[str, np.ndarray]]] = []
     for done, (case_id, pred_path, truth_path) in enumerate(pairs):
         report_progress(progress, done, len(pairs), case_id)

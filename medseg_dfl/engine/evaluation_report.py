@@ -79,7 +79,8 @@ def _volume(path: Path) -> tuple[np.ndarray, list[float]]:
 def _image_for(case_id: str, images_dir: Path | None) -> Path | None:
     if images_dir is None or not images_dir.is_dir():
         return None
-    return next((p for p in find_images(images_dir) if file_stem(p) == case_id), None)
+    # an nnU-Net images folder holds CASE_0000<ending> (its single channel)
+    return next((p for p in find_images(images_dir) if file_stem(p) in (case_id, f"{case_id}_0000")), None)
 
 
 def _case_figure(case: CaseResult, images_dir: Path | None, size: int) -> CaseFigure:
@@ -144,7 +145,8 @@ def write_html_report(
     if not report.cases:
         raise ValueError("the evaluation has no cases to report")
     truth_dir = Path(report.cases[0].truth).parent
-    images = Path(images_dir) if images_dir is not None else truth_dir.parent / "images"
+    beside = "imagesTr" if truth_dir.name == "labelsTr" else "images"  # nnU-Net/Decathlon: labelsTr/ + imagesTr/
+    images = Path(images_dir) if images_dir is not None else truth_dir.parent / beside
     if images_dir is not None and not images.is_dir():
         raise NotADirectoryError(f"images folder not found: {images}")
     summary = [SummaryRow(name, {m: (s["mean"], s["std"], s["n"]) for m, s in per.items()})

@@ -72,6 +72,7 @@ from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.geometry import ImageGeometry
 from medseg_dfl.io.limits import DEFAULT_MAX_VOXELS, check_before_decoding, check_finite
+from medseg_dfl.io.nnunet import nnunet_images_folder
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.networks import build_network
@@ -340,7 +341,7 @@ def predict_folder(
     ``checkpoint``: a file, a run folder, a folder of fold runs, or a list of them (an ensemble).
     """
     options = options or InferenceOptions()
-    input_path, output_dir = Path(input), Path(output_dir)
+    input_path, output_dir = nnunet_images_folder(input), Path(output_dir)  # DatasetXXX_Name -> imagesTs/
     # Resolved first, also when every output exists: a wrong path is never "done".
     checkpoints = resolve_checkpoints([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
     rank, world_size = torchrun_rank()

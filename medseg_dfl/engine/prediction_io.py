@@ -3,7 +3,9 @@
 Output naming (``medseg_dfl.io.writers.output_name``): ``<stem><suffix><family extension>`` for the
 mask, ``<stem>_probabilities<ext>`` for probability maps and ``<stem>_overlay.png`` for overlays.
 Inputs found under a folder keep their sub-folder below ``output_dir``, so equal stems in different
-folders never collide. Outputs that exist are never replaced without ``overwrite``; every file is
+folders never collide. Inputs from an nnU-Net raw dataset's ``imagesTs``/``imagesTr``
+(``CASE_0000.nii.gz``) give ``CASE<suffix>.nii.gz``, as nnU-Net names its predictions
+(``{case}{file_ending}``), so nnU-Net's own evaluation and viewers pick them up. Outputs that exist are never replaced without ``overwrite``; every file is
 written under a temporary name and renamed (``medseg_dfl.io.writers.atomic_path``).
 """
 
@@ -20,6 +22,7 @@ import numpy as np
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.geometry import ImageGeometry
 from medseg_dfl.io.names import OVERLAY_SUFFIX, PROBABILITIES_SUFFIX, file_stem
+from medseg_dfl.io.nnunet import IMAGE_FOLDERS, nnunet_case_id, nnunet_root_of, read_nnunet_dataset
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.io.writers import output_name, write_mask_like, write_probabilities_like
 from medseg_dfl.visualize.overlays import save_overlay
@@ -78,14 +81,21 @@ def plan_outputs(
     owners: dict[Path, Path] = {}
     sources = {Path(os.path.abspath(f)) for f in files}
     root = Path(os.path.abspath(output_dir))
+    file_ending = _nnunet_file_ending(input_root)
     for source in files:
         folder = output_dir / _relative_parent(source, input_root)
+        case = nnunet_case_id(source, file_ending) if file_ending else None
         probs_name = output_name(source, PROBABILITIES_SUFFIX, probabilities=True) if probabilities else None
+        mask_name = output_name(source, suffix)
+        if case is not None:  # nnU-Net: CASE_0000.nii.gz -> CASE.nii.gz
+            stem = file_stem(source)
+            mask_name = case + mask_name[len(stem):]
+            probs_name = case + probs_name[len(stem):] if probs_name else None
         plan = OutputPlan(
             source=source,
-            mask=folder / output_name(source, suffix),
+            mask=folder / mask_name,
             probabilities=folder / probs_name if probs_name else None,
-            overlay=folder / f"{file_stem(source)}{OVERLAY_SUFFIX}.png" if overlay else None,
+            overlay=folder / f"{case or file_stem(source)}{OVERLAY_SUFFIX}.png" if overlay else None,
         )
         for out in plan.requested():
             key = Path(os.path.abspath(out))
@@ -111,6 +121,15 @@ def check_distinct_outputs(files: Sequence[Path], output_dir: Path, pattern: str
             raise ValueError(f"{source} and {owners[stem]} would both be written to "
                              f"{output_dir / pattern.format(stem=stem)}; rename one of them")  # fmt: skip
         owners[stem] = source
+
+
+def _nnunet_file_ending(input_root: Path) -> str | None:
+    """The ``file_ending`` when ``input_root`` is (a file in) an nnU-Net raw ``imagesTs``/``imagesTr``."""
+    folder = input_root if input_root.is_dir() else input_root.parent
+    nnunet = nnunet_root_of(folder)
+    if nnunet is None or folder.name not in IMAGE_FOLDERS:
+        return None
+    return read_nnunet_dataset(nnunet, cases=False).file_ending  # refuses regions and several channels
 
 
 def check_name_part(value: str, what: str) -> None:

@@ -3,7 +3,8 @@
 Who uses it: :mod:`medseg_dfl.io.pairing` reads the ``"training"``/``"validation"`` lists of a data
 folder, :mod:`medseg_dfl.data.preprocess` writes one into its output folder (absolute paths) and
 reads the ``"labels"``/``"modality"`` hints of an input folder, :mod:`medseg_dfl.data.synthetic`
-writes one beside the sample data, and :mod:`medseg_dfl.data.datasets` recognises a ``preprocess``
+writes one beside the sample data, :mod:`medseg_dfl.io.nnunet` reads an nnU-Net v2 one
+(``channel_names``, ``labels`` name -> value, ``file_ending``), and :mod:`medseg_dfl.data.datasets` recognises a ``preprocess``
 output folder by it.
 """
 

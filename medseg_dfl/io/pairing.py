@@ -8,6 +8,10 @@ Layouts :func:`discover_pairs` understands, tried in this order under ``root``:
    ``<stem>_seg``, ``<stem>_label``, ``<stem>_labels``, ``<stem>_mask`` or ``<stem>_masks``.
 3. Cellpose style, one folder: ``x.png`` + ``x_masks.png`` (any supported suffixes).
 
+An nnU-Net v2 raw dataset (``DatasetXXX_Name``: ``dataset.json`` with ``channel_names`` and
+``file_ending``, ``imagesTr/CASE_0000<ending>`` + ``labelsTr/CASE<ending>``) is read first, by
+:mod:`medseg_dfl.io.nnunet`; its case ids are the ``CASE`` part.
+
 Files without an image suffix (``.txt``, ``.json``, ``.DS_Store``...) and hidden files are ignored
 (logged at debug level). Image files left unpaired, or two files with one stem (``x.png`` and
 ``x.tif``), are a ``ValueError`` that lists them all.
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from medseg_dfl.io.dataset_json import DATASET_JSON, has_dataset_json, read_dataset_json
 from medseg_dfl.io.names import file_stem
+from medseg_dfl.io.nnunet import is_nnunet_raw, read_nnunet_dataset
 from medseg_dfl.io.readers import IMAGE_SUFFIXES, file_suffix, is_dicom_dir
 
 __all__ = ["LABEL_STEM_SUFFIXES", "CasePair", "discover_pairs", "find_images", "split_pairs"]
@@ -189,7 +194,9 @@ def discover_pairs(root: str | Path) -> list[CasePair]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
-    if has_dataset_json(root):
+    if is_nnunet_raw(root):
+        pairs = [CasePair(case, image, label) for case, image, label in read_nnunet_dataset(root).training]
+    elif has_dataset_json(root):
         pairs = _pairs_from_dataset_json(root)
     elif (root / "images").is_dir():
         pairs = _pairs_from_folders(root)
