@@ -158,7 +158,7 @@ def test_exported_bundle_writes_the_blob_top_right(tmp_path, run_dir, smears):
     bundle = export_bundle(run_dir, tmp_path / "bundle")
     monai.bundle.run(config_file=str(bundle / "configs" / "inference.json"), logging_file=False,
                      bundle_root=str(bundle), dataset_dir=str(smears), output_dir=str(tmp_path / "out"),
-                     device="$torch.device('cpu')",
+                     device="$torch.device('cpu')", cell_diameter=DIAMETER,  # the scale infer is given above
                      **{"network_def#_target_": f"{__name__}.ThresholdUNet"})  # fmt: skip
     for stem in ("smear", "smear_tiff"):
         mask = _rows_first(tmp_path / "out" / f"{stem}.png")
