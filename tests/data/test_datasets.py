@@ -71,7 +71,7 @@ def test_preprocessed_root_uses_its_cache_and_fingerprint(tmp_path):
     out = tmp_path / "pre"
     out.mkdir()
     entries = [{"image": str(raw / f"images/s{i}.png"), "label": str(raw / f"labels/s{i}.png")} for i in range(5)]
-    (out / "dataset.json").write_text(json.dumps({"training": entries[:4], "validation": entries[4:]}))
+    (out / "dataset.json").write_text(json.dumps({"source": str(raw), "training": entries[:4], "validation": entries[4:]}))
     (out / "fingerprint.json").write_text(json.dumps({"class_frequencies": [0.7, 0.2, 0.05, 0.05]}))
     assert is_preprocessed(out) and not is_preprocessed(raw)
     cfg = _cfg(out, cache="disk")

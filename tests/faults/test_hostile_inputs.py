@@ -409,3 +409,34 @@ def test_dataset_json_source_admits_its_own_folder_only(tmp_path):
     (pre / "dataset.json").write_text(json.dumps({"source": "/", "training": [entry]}))
     with pytest.raises(ValueError, match="lies outside the data folder"):
         discover_pairs(pre)
+
+
+# --------------------------------------------------------------------------- 12. NIfTI without geometry
+
+
+def _zero_affine_nifti(path: Path) -> Path:
+    """sform and qform both unusable: an all-zero sform (code 1), zero quaternion and pixdims."""
+    volume = np.zeros((12, 12, 8), np.float32)
+    header = nib.Nifti1Header()
+    header.set_data_shape(volume.shape)
+    header.set_data_dtype(np.float32)
+    header["sform_code"], header["qform_code"] = 1, 1
+    for row in ("srow_x", "srow_y", "srow_z"):
+        header[row] = 0
+    header["pixdim"] = [1, 0, 0, 0, 0, 0, 0, 0]
+    header["vox_offset"] = 352
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header.binaryblock + b"\0" * 4 + volume.tobytes())
+    return path
+
+
+def test_a_nifti_without_usable_affine_is_skipped_in_one_line(ckpt3d, tmp_path):
+    folder = tmp_path / "in"
+    _zero_affine_nifti(folder / "zero.nii")
+    _volume(folder / "good.nii.gz")
+    result = runner.invoke(app, ["infer", str(ckpt3d), str(folder), str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    lines = _skipped_lines(result.output, "zero.nii")
+    assert len(lines) == 1 and "affine (sform, else qform) is singular or not finite" in lines[0], result.output
+    assert (tmp_path / "out" / "good.nii.gz").is_file() and not list((tmp_path / "out").glob("zero*"))
+    assert "Traceback" not in result.output
