@@ -440,3 +440,18 @@ def test_a_nifti_without_usable_affine_is_skipped_in_one_line(ckpt3d, tmp_path):
     assert len(lines) == 1 and "affine (sform, else qform) is singular or not finite" in lines[0], result.output
     assert (tmp_path / "out" / "good.nii.gz").is_file() and not list((tmp_path / "out").glob("zero*"))
     assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- 15. resume after editing config.yaml
+
+
+def test_resume_refuses_to_overwrite_an_edited_run_config(tmp_path):
+    config, run = _train_config(tmp_path), tmp_path / "run"
+    assert _train(config, "-o", str(run)).exit_code == 0
+    assert _train(config, "-o", str(run), "--resume", "--set", "train.epochs=2").exit_code == 0  # unedited: fine
+    edited = (run / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.01")
+    assert edited != (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(edited)
+    line = _one_error_line(_train(config, "-o", str(run), "--resume", "--set", "train.epochs=3"))
+    assert f"{run / 'config.yaml'} was edited after the run's last checkpoint; --resume uses the CONFIG given" in line
+    assert (run / "config.yaml").read_text() == edited  # the edit is kept
