@@ -110,7 +110,7 @@ def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(safe_rows(rows))  # a file named '=...' must not become a formula
+    writer.writerows(safe_rows(rows, ("image",)))  # a file named '=...' must not become a formula
     return buffer.getvalue()
 
 

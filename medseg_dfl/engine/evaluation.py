@@ -300,7 +300,7 @@ def write_report(report: EvaluationReport, output: Path) -> tuple[Path, Path]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["case", "class", *METRIC_NAMES], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(safe_rows(report.rows()))  # case names starting '=' must not become formulas
+    writer.writerows(safe_rows(report.rows(), ("case",)))  # case names starting '=' must not become formulas
     summary = {
         c: {m: {k: _json_number(v) for k, v in stats.items()} for m, stats in per.items()}
         for c, per in report.summary().items()

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from monai.data.utils import set_rnd
 
 from medseg_dfl.config import Config, config_from_dict, config_to_dict, save_config
@@ -42,6 +43,7 @@ from medseg_dfl.engine.precision import autocast, to_memory_format
 from medseg_dfl.engine.records import close_run_log, open_run_log, read_metrics_rows, write_metrics
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
+from medseg_dfl.io.yaml_safe import load_yaml_text
 from medseg_dfl.networks import check_input_size
 from medseg_dfl.progress import ProgressCallback, report
 from medseg_dfl.visualize.curves import plot_training_curves
@@ -203,6 +205,23 @@ def _check_resume_config(cfg: Config, payload: dict[str, Any], run_dir: Path) ->
         raise ValueError(f"cannot resume {run_dir}: the config differs from its last.pt in {details}")
 
 
+def _check_run_config_unedited(run_dir: Path, payload: dict[str, Any]) -> None:
+    """``ValueError`` when RUN_DIR/config.yaml no longer says what the run trained with (last.pt's
+    config): resume would silently overwrite the edit with the CONFIG given on the command line."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    saved = yaml.safe_load(yaml.safe_dump(config_to_dict(config_from_dict(payload["config"])), sort_keys=False))
+    try:
+        current = load_yaml_text(path.read_text())
+    except ValueError:
+        current = None
+    if current != saved:
+        raise ValueError(f"{path} was edited after the run's last checkpoint; --resume uses the CONFIG given (checked "
+                         "against last.pt), not this file, and would overwrite it: undo the edit, or pass the "
+                         "changes as CONFIG / --set (train.epochs may change)")  # fmt: skip
+
+
 def _open_run_dir(cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any] | None:
     """Rank 0's check of RUN_DIR: the checkpoint to resume from, or None for a fresh run."""
     last = run_dir / "last.pt"
@@ -211,6 +230,7 @@ def _open_run_dir(cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any] | 
             raise FileNotFoundError(f"--resume: {last} does not exist (nothing to resume)")
         payload = load_checkpoint(last)
         _check_resume_config(cfg, payload, run_dir)
+        _check_run_config_unedited(run_dir, payload)
         return payload
     if last.exists():
         raise FileExistsError(f"{run_dir} already holds a run ({last.name}); pass --resume to continue it "

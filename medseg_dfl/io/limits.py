@@ -8,6 +8,8 @@
 - :func:`check_orientation`: a JPEG/PNG/TIFF whose EXIF orientation is not "upright" is stored
   rotated or mirrored relative to what every viewer shows; a mask of its stored pixels would not
   match the picture people look at, so it is refused.
+- :func:`check_geometry`: a NIfTI whose voxel-to-world matrix (sform, else qform) is singular or not
+  finite (an all-zero sform) has no geometry to resample it by or to write a mask with; refused.
 - :func:`check_finite`: one NaN or Inf pixel turns a normalised image into NaN and the mask into
   background, silently; inference refuses such a file, naming the number of non-finite values.
 
@@ -28,7 +30,7 @@ from PIL import Image
 
 from medseg_dfl.io.errors import DataError
 
-__all__ = ["DEFAULT_MAX_VOXELS", "check_before_decoding", "check_declared_size", "check_finite",
+__all__ = ["DEFAULT_MAX_VOXELS", "check_before_decoding", "check_declared_size", "check_finite", "check_geometry",
            "check_orientation", "declared_size"]  # fmt: skip
 
 DEFAULT_MAX_VOXELS = 2**30
@@ -128,10 +130,27 @@ def check_orientation(path: str | Path) -> None:
                               "upright first (e.g. Pillow's ImageOps.exif_transpose or `exiftran -ai`)")  # fmt: skip
 
 
+def check_geometry(path: str | Path) -> None:
+    """``DataError`` for a NIfTI whose affine is singular or not finite (see module docstring)."""
+    path = Path(path)
+    if _kind(path) != "nifti":
+        return
+    try:
+        affine = np.asarray(nib.load(path).affine, dtype=np.float64)  # header only
+    except Exception:  # unreadable header: the reader reports the file
+        return
+    spatial = affine[:3, :3]
+    if not np.isfinite(affine).all() or abs(np.linalg.det(spatial)) <= 1e-12 * max(1.0, np.abs(spatial).max()) ** 3:
+        raise DataError(path, "its affine (sform, else qform) is singular or not finite, so it has no usable voxel "
+                              "geometry; fix the header (e.g. nibabel's set_sform/set_qform) first")  # fmt: skip
+
+
 def check_before_decoding(path: str | Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> None:
-    """:func:`check_declared_size` and :func:`check_orientation`: what every image read checks first."""
+    """:func:`check_declared_size`, :func:`check_orientation` and :func:`check_geometry`: what every
+    image read checks first."""
     check_declared_size(path, max_voxels)
     check_orientation(path)
+    check_geometry(path)
 
 
 def check_finite(array: np.ndarray, path: str | Path, what: str = "image") -> None:

@@ -8,7 +8,7 @@ injection" advice); numbers, negative ones included, are written as they are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 __all__ = ["FORMULA_STARTS", "safe_cell", "safe_rows"]
@@ -23,6 +23,7 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
-def safe_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every row of a ``csv.DictWriter`` with :func:`safe_cell` applied to each value."""
-    return [{key: safe_cell(value) for key, value in row.items()} for row in rows]
+def safe_rows(rows: Iterable[Mapping[str, Any]], columns: Collection[str]) -> list[dict[str, Any]]:
+    """Rows of a ``csv.DictWriter`` with :func:`safe_cell` applied to ``columns``: those holding names
+    from outside (file names, case ids); our own values (``--pixel-size`` as a scale source) stay."""
+    return [{key: safe_cell(value) if key in columns else value for key, value in row.items()} for row in rows]

@@ -431,3 +431,49 @@ def test_dataset_json_include_folders_admits_the_declared_sibling_only(tmp_path)
     (root / "dataset.json").write_text(json.dumps({"include_folders": [str(other)], "training": [stray]}))
     with pytest.raises(ValueError, match="'include_folders' must be a list of relative folder paths"):
         discover_pairs(root)
+
+
+# --------------------------------------------------------------------------- 12. NIfTI without geometry
+
+
+def _zero_affine_nifti(path: Path) -> Path:
+    """sform and qform both unusable: an all-zero sform (code 1), zero quaternion and pixdims."""
+    volume = np.zeros((12, 12, 8), np.float32)
+    header = nib.Nifti1Header()
+    header.set_data_shape(volume.shape)
+    header.set_data_dtype(np.float32)
+    header["sform_code"], header["qform_code"] = 1, 1
+    for row in ("srow_x", "srow_y", "srow_z"):
+        header[row] = 0
+    header["pixdim"] = [1, 0, 0, 0, 0, 0, 0, 0]
+    header["vox_offset"] = 352
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header.binaryblock + b"\0" * 4 + volume.tobytes())
+    return path
+
+
+def test_a_nifti_without_usable_affine_is_skipped_in_one_line(ckpt3d, tmp_path):
+    folder = tmp_path / "in"
+    _zero_affine_nifti(folder / "zero.nii")
+    _volume(folder / "good.nii.gz")
+    result = runner.invoke(app, ["infer", str(ckpt3d), str(folder), str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    lines = _skipped_lines(result.output, "zero.nii")
+    assert len(lines) == 1 and "affine (sform, else qform) is singular or not finite" in lines[0], result.output
+    assert (tmp_path / "out" / "good.nii.gz").is_file() and not list((tmp_path / "out").glob("zero*"))
+    assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- 15. resume after editing config.yaml
+
+
+def test_resume_refuses_to_overwrite_an_edited_run_config(tmp_path):
+    config, run = _train_config(tmp_path), tmp_path / "run"
+    assert _train(config, "-o", str(run)).exit_code == 0
+    assert _train(config, "-o", str(run), "--resume", "--set", "train.epochs=2").exit_code == 0  # unedited: fine
+    edited = (run / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.01")
+    assert edited != (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(edited)
+    line = _one_error_line(_train(config, "-o", str(run), "--resume", "--set", "train.epochs=3"))
+    assert f"{run / 'config.yaml'} was edited after the run's last checkpoint; --resume uses the CONFIG given" in line
+    assert (run / "config.yaml").read_text() == edited  # the edit is kept
