@@ -48,7 +48,7 @@ def test_counts_row_and_csv(tmp_path):
         rows = list(csv.DictReader(handle))
     assert list(rows[0])[:6] == ["image", "rbc", "wbc", "platelet", "wbc_per_100_rbc", "platelets_per_rbc"]
     assert list(rows[0]) == count_columns(CLASSES)
-    assert rows[0]["rbc"] == "4" and rows[0]["scale_source"] == "'--pixel-size"  # neutralised: spreadsheets run a leading -
+    assert rows[0]["rbc"] == "4" and rows[0]["scale_source"] == "--pixel-size"
 
 
 def test_cell_rows_measure_each_cell(tmp_path):
