@@ -97,6 +97,7 @@ def write_sample(source: Path, out: Path, count: int = 20, also: Path | None = N
         "name": "BCCD sample (weak masks)", "licence": "MIT", "source": SAMPLE_SOURCE, "tensorImageSize": "2D",
         "modality": {"0": "microscopy"}, "labels": {str(i): n for i, n in enumerate(CLASS_NAMES)},
         "numTraining": len(lists["training"]), "numValidation": len(lists["validation"]), **lists,
+        **({"data_folders": [Path(os.path.relpath(also, out)).as_posix()]} if also is not None else {}),
         "sample": {"images": names, "source_cell_diameter_px": round(diameter, 2),
                    "target_cell_diameter_px": params.target_diameter,
                    "unboxed_stained_blobs_as_platelets": params.unboxed_platelets},

@@ -125,12 +125,16 @@ def _pairs_cellpose(root: Path) -> list[CasePair]:
 
 
 def _allowed_folders(root: Path, data: dict) -> list[Path]:
-    """Where a dataset.json's entries may lie: its own folder, and for a ``preprocess`` output (which
-    lists absolute paths of its input) the folder its ``"source"`` names."""
-    folders, source = [root], data.get("source")
-    if isinstance(source, str) and Path(source).is_absolute() and Path(source).parent != Path(source):  # never "/"
+    """Where a dataset.json's entries may lie: its own folder; for a ``preprocess`` output (which lists
+    absolute paths of its input) the folder its ``"source"`` names; the folders it declares in
+    ``"data_folders"`` (relative to it: a sample that adds another data set's files). Never ``/``."""
+    folders, source, declared = [root], data.get("source"), data.get("data_folders")
+    if isinstance(source, str) and Path(source).is_absolute():  # (a data set's "source" may also be a URL)
         folders.append(Path(source))
-    return [Path(os.path.normpath(os.path.abspath(folder))) for folder in folders]
+    if isinstance(declared, list):
+        folders += [root / folder for folder in declared if isinstance(folder, str)]
+    folders = [Path(os.path.normpath(os.path.abspath(folder))) for folder in folders]
+    return [folder for folder in folders if folder.parent != folder]
 
 
 def _inside(root: Path, entry: str, where: str, folders: Sequence[Path]) -> Path:
