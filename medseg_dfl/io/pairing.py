@@ -142,8 +142,8 @@ def _allowed_folders(root: Path, data: dict) -> list[Path]:
                                                  for f in included):  # fmt: skip
         raise ValueError(f"{root / DATASET_JSON}: 'include_folders' must be a list of relative folder paths, "
                          f"got {included!r}")  # fmt: skip
-    folders += [root / folder for folder in included]
-    return [Path(os.path.normpath(os.path.abspath(folder))) for folder in folders]
+    folders = [Path(os.path.normpath(os.path.abspath(folder))) for folder in [*folders, *(root / f for f in included)]]
+    return [folder for folder in folders if folder.parent != folder]  # the filesystem root admits nothing
 
 
 def _inside(root: Path, entry: str, where: str, folders: Sequence[Path]) -> Path:

@@ -477,3 +477,22 @@ def test_resume_refuses_to_overwrite_an_edited_run_config(tmp_path):
     line = _one_error_line(_train(config, "-o", str(run), "--resume", "--set", "train.epochs=3"))
     assert f"{run / 'config.yaml'} was edited after the run's last checkpoint; --resume uses the CONFIG given" in line
     assert (run / "config.yaml").read_text() == edited  # the edit is kept
+
+
+def test_dataset_json_may_draw_on_folders_it_declares(tmp_path):
+    import json
+
+    from medseg_dfl.io.pairing import discover_pairs
+
+    other, sample = tmp_path / "other", tmp_path / "sample"
+    for folder in (other, sample):
+        folder.mkdir()
+    for name in ("a.png", "a_label.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(other / name)
+    entry = {"image": "../other/a.png", "label": "../other/a_label.png"}
+    (sample / "dataset.json").write_text(json.dumps({"include_folders": ["../other"], "training": [entry]}))
+    assert [p.case_id for p in discover_pairs(sample)] == ["a"]
+    (sample / "dataset.json").write_text(json.dumps({"include_folders": ["../../../../../../../.."],
+                                                     "training": [{"image": "/etc/hostname"}]}))  # fmt: skip
+    with pytest.raises(ValueError, match="lies outside the data folder"):
+        discover_pairs(sample)
