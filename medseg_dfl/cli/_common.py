@@ -10,7 +10,7 @@ import functools
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,6 +28,14 @@ KNOWN_ERRORS: tuple[type[BaseException], ...] = (
 
 # Shared help texts: train and infer take the same --device values.
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
+# --max-voxels of the commands that read images a user hands them (infer, count); the limit is
+# medseg_dfl.io.limits.DEFAULT_MAX_VOXELS, not imported here to keep --help fast.
+MaxVoxelsOption = Annotated[
+    int,
+    typer.Option("--max-voxels", min=1, metavar="N",
+                 help="Refuse inputs whose header declares more voxels x channels (default 2**30; "
+                      "docs/input_limits.md)."),
+]
 SET_HELP = "Override a config key, e.g. --set train.epochs=1 --set loss.name=ce (repeatable)."
 
 

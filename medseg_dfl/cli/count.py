@@ -10,6 +10,7 @@ import typer
 from medseg_dfl.choices import check_overlap, check_scale_flags
 from medseg_dfl.cli._common import (
     DEVICE_HELP,
+    MaxVoxelsOption,
     check_exists,
     check_output_folder,
     fail,
@@ -58,12 +59,7 @@ def command(
                      help="Drop platelets whose mean platelet probability is lower (0: off; default: the "
                           "model's own rule, 0 for a model without one)."),
     ] = None,
-    max_voxels: Annotated[
-        int,
-        typer.Option("--max-voxels", min=1, metavar="N",
-                     help="Refuse inputs whose header declares more voxels x channels (default 2**30; "
-                          "docs/input_limits.md)."),
-    ] = 2**30,
+    max_voxels: MaxVoxelsOption = 2**30,
     platelet_clump: Annotated[
         float | None,
         typer.Option("--platelet-clump", min=0.0,

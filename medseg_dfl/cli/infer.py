@@ -10,6 +10,7 @@ import typer
 from medseg_dfl.choices import check_overlap, check_scale_flags
 from medseg_dfl.cli._common import (
     DEVICE_HELP,
+    MaxVoxelsOption,
     check_exists,
     check_output_folder,
     fail,
@@ -76,12 +77,7 @@ def command(
         typer.Option("--no-rescale", help="2D microscopy models: run every input at its own pixel size, not at "
                                           "the training scale."),
     ] = False,
-    max_voxels: Annotated[
-        int,
-        typer.Option("--max-voxels", min=1, metavar="N",
-                     help="Refuse inputs whose header declares more voxels x channels (default 2**30; "
-                          "docs/input_limits.md)."),
-    ] = 2**30,
+    max_voxels: MaxVoxelsOption = 2**30,
     also: Annotated[
         list[Path] | None,
         typer.Option("--also", metavar="CHECKPOINT", help="Another checkpoint or run folder to ensemble with (repeatable)."),
