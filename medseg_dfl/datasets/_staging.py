@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+MAX_ARCHIVE_BYTES = 20 * 1024**3  # extracted size refused beyond this (an archive bomb)
+MAX_ARCHIVE_FILES = 200_000
 
 
 class FetchError(RuntimeError):
@@ -51,13 +53,16 @@ def work_folder(out_dir: Path) -> contextlib.AbstractContextManager[Path]:
     return scratch_folder(out_dir)
 
 
-def source_folder(source: Path | None, work: Path, url: str, archive_name: str, *, md5: str | None = None) -> Path:
+def source_folder(source: Path | None, work: Path, url: str, archive_name: str, *, md5: str | None = None,
+                  max_bytes: int = MAX_ARCHIVE_BYTES, max_files: int = MAX_ARCHIVE_FILES) -> Path:
     """The folder to convert from: ``source`` itself, ``source`` extracted when it is an archive, or the
-    archive at ``url`` downloaded (MD5 checked when given) and extracted into ``work``."""
+    archive at ``url`` downloaded (MD5 checked when given) and extracted into ``work``; an archive
+    larger than ``max_bytes`` / ``max_files`` once extracted is refused (see :func:`extract_archive`)."""
+    limits = {"max_bytes": max_bytes, "max_files": max_files}
     if source is None:
-        return extract_archive(download(url, work / archive_name, md5=md5), work / "extracted")
+        return extract_archive(download(url, work / archive_name, md5=md5), work / "extracted", **limits)
     if is_archive(source):
-        return extract_archive(source, work / "extracted")
+        return extract_archive(source, work / "extracted", **limits)
     return source
 
 
@@ -65,20 +70,85 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def extract_archive(archive: Path, dest: Path) -> Path:
-    """Extract a tar/zip archive into ``dest``; a truncated or corrupt one is a one-line ``FetchError``."""
+def _too_big(archive: Path, what: str, max_bytes: int) -> ValueError:
+    return ValueError(f"{archive}: archive {what} more than {max_bytes:,} bytes extracted (limit max_bytes); "
+                      "refusing to extract it")
+
+
+def _check_declared(archive: Path, n_files: int, n_bytes: int, max_bytes: int, max_files: int) -> None:
+    if n_files > max_files:
+        raise ValueError(f"{archive}: archive has {n_files:,} members, more than the limit of {max_files:,} "
+                         "(max_files); refusing to extract it")
+    if n_bytes > max_bytes:
+        raise _too_big(archive, f"declares {n_bytes:,} bytes,", max_bytes)
+
+
+def _zip_target(dest: Path, name: str) -> Path | None:
+    """Where zip member ``name`` goes under ``dest`` (as ``ZipFile.extract`` would: no absolute paths, no ``..``)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    return dest.joinpath(*parts) if parts else None
+
+
+def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_files: int) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        _check_declared(archive, len(infos), sum(i.file_size for i in infos), max_bytes, max_files)
+        bad = zf.testzip()
+        if bad is not None:
+            raise FetchError(f"{archive}: corrupt archive (bad CRC in {bad})")
+        dest.mkdir(parents=True, exist_ok=True)
+        written = 0
+        for info in infos:
+            target = _zip_target(dest, info.filename)
+            if target is None:
+                continue
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:  # counting copy: stop at the limit
+                while chunk := src.read(1 << 20):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise _too_big(archive, "holds", max_bytes)
+                    out.write(chunk)
+
+
+def _extract_tar(archive: Path, dest: Path, max_bytes: int, max_files: int) -> None:
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        _check_declared(archive, len(members), sum(m.size for m in members if m.isfile()), max_bytes, max_files)
+        dest.mkdir(parents=True, exist_ok=True)
+        written = 0
+        for member in members:
+            if member.isfile():
+                written += member.size  # a tar member's data is exactly its size
+                if written > max_bytes:
+                    raise _too_big(archive, "holds", max_bytes)
+            tf.extract(member, dest, filter="data")  # "data": no absolute paths, links out or devices
+
+
+def extract_archive(archive: Path, dest: Path, *, max_bytes: int = MAX_ARCHIVE_BYTES,
+                    max_files: int = MAX_ARCHIVE_FILES) -> Path:
+    """Extract a tar/zip archive into ``dest``; a truncated or corrupt one is a one-line ``FetchError``.
+
+    An archive whose members declare more than ``max_bytes`` in all, or number more than ``max_files``,
+    is refused (``ValueError`` naming it) before anything is written; extraction also stops with that
+    error once the bytes written pass ``max_bytes``. A tar entry that would land outside ``dest`` (or
+    link outside it) is a ``FetchError`` saying so.
+    """
     if not archive.is_file():
         raise FileNotFoundError(f"archive not found: {archive}")
     try:
         if archive.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf:
-                bad = zf.testzip()
-                if bad is not None:
-                    raise FetchError(f"{archive}: corrupt archive (bad CRC in {bad})")
-                zf.extractall(dest)
+            _extract_zip(archive, dest, max_bytes, max_files)
         else:
-            with tarfile.open(archive) as tf:
-                tf.extractall(dest, filter="data")  # "data": no absolute paths, links out or devices
+            _extract_tar(archive, dest, max_bytes, max_files)
+    except tarfile.FilterError as err:  # before TarError, of which it is one: not a corrupt archive
+        entry = err.tarinfo.name if getattr(err, "tarinfo", None) is not None else "?"
+        outside = (tarfile.OutsideDestinationError, tarfile.AbsolutePathError, tarfile.LinkOutsideDestinationError)
+        what = "would land outside the folder it is extracted to" if isinstance(err, outside) else "is not allowed"
+        raise FetchError(f"{archive}: entry {entry!r} {what} ({err}); refusing to extract it") from err
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
         raise FetchError(f"{archive}: truncated or corrupt archive ({err})") from err
     return dest

@@ -496,3 +496,81 @@ def test_dataset_json_may_draw_on_folders_it_declares(tmp_path):
                                                      "training": [{"image": "/etc/hostname"}]}))  # fmt: skip
     with pytest.raises(ValueError, match="lies outside the data folder"):
         discover_pairs(sample)
+
+
+def _zeros_zip(path: Path, n_bytes: int) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("bomb/zeros.bin", "w", force_zip64=True) as member:
+            chunk = bytes(1 << 20)
+            for _ in range(n_bytes >> 20):
+                member.write(chunk)
+    return path
+
+
+def test_archive_declaring_too_many_bytes_is_refused_before_extracting(tmp_path):
+    from medseg_dfl.datasets._staging import extract_archive
+
+    archive, dest = _zeros_zip(tmp_path / "bomb.zip", 50 << 20), tmp_path / "dest"
+    assert archive.stat().st_size < 1 << 20  # highly compressible
+    with pytest.raises(ValueError, match=r"bomb\.zip: archive declares 52,428,800 bytes") as err:
+        extract_archive(archive, dest, max_bytes=10 << 20)
+    assert "\n" not in str(err.value)
+    assert not dest.exists()  # nothing written
+    assert extract_archive(archive, dest) == dest and (dest / "bomb" / "zeros.bin").stat().st_size == 50 << 20
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_archive_with_too_many_members_is_refused_before_extracting(tmp_path, kind):
+    import io
+    import tarfile
+    import zipfile
+
+    from medseg_dfl.datasets._staging import extract_archive
+
+    archive, dest = tmp_path / f"many.{kind}", tmp_path / "dest"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            for i in range(20):
+                zf.writestr(f"f{i}.txt", "x")
+    else:
+        with tarfile.open(archive, "w") as tf:
+            for i in range(20):
+                info = tarfile.TarInfo(f"f{i}.txt")
+                info.size = 1
+                tf.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ValueError, match=rf"many\.{kind}: archive has 20 members, more than the limit of 10"):
+        extract_archive(archive, dest, max_files=10)
+    assert not dest.exists()
+
+
+def test_archive_bytes_written_are_capped_even_when_sizes_are_not_declared_up_front(tmp_path, monkeypatch):
+    from medseg_dfl.datasets import _staging
+
+    archive, dest = _zeros_zip(tmp_path / "bomb.zip", 3 << 20), tmp_path / "dest"
+    monkeypatch.setattr(_staging, "_check_declared", lambda *args: None)  # as if the header lied
+    with pytest.raises(ValueError, match=r"bomb\.zip: archive holds more than 2,097,152 bytes"):
+        _staging.extract_archive(archive, dest, max_bytes=2 << 20)
+    assert sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) <= 2 << 20
+
+
+def test_tar_entry_landing_outside_is_reported_as_such(tmp_path):
+    import io
+    import tarfile
+
+    from medseg_dfl.datasets import FetchError
+    from medseg_dfl.datasets._staging import extract_archive
+
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tf:
+        info = tarfile.TarInfo("../evil.txt")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    (tmp_path / "work").mkdir()
+    with pytest.raises(FetchError) as err:
+        extract_archive(archive, tmp_path / "work" / "dest")
+    message = str(err.value)
+    assert "entry '../evil.txt' would land outside the folder" in message
+    assert "truncated or corrupt" not in message
+    assert not (tmp_path / "work" / "evil.txt").exists()
