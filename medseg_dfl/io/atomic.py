@@ -209,9 +209,12 @@ def atomic_folder(out_dir: str | Path, *, overwrite: bool = False) -> Iterator[P
 
     The folder analogue of :func:`atomic_path`: a failure leaves ``out_dir`` as it was and no
     partial folder behind. A non-empty ``out_dir`` raises ``FileExistsError`` unless ``overwrite``;
-    the old folder is kept until the new one is in place.
+    the old folder is kept until the new one is in place. A symbolic link ``out_dir`` is refused
+    (``ValueError``) before anything is done.
     """
     out_dir = Path(out_dir)
+    if out_dir.is_symlink():  # replacing it would swap the link for a real folder and orphan the target
+        raise ValueError(f"OUTPUT {out_dir} is a symbolic link (to {os.readlink(out_dir)}); give its target")
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:

@@ -574,3 +574,18 @@ def test_tar_entry_landing_outside_is_reported_as_such(tmp_path):
     assert "entry '../evil.txt' would land outside the folder" in message
     assert "truncated or corrupt" not in message
     assert not (tmp_path / "work" / "evil.txt").exists()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_fetch_refuses_a_symlinked_output_folder(tmp_path, overwrite):
+    target, link = tmp_path / "target", tmp_path / "out"
+    target.mkdir()
+    link.symlink_to(target)
+    source = tmp_path / "src"
+    source.mkdir()
+    args = ["datasets", "fetch", "bccd", str(link), "--from", str(source), "--quiet"]
+    line = _one_error_line(runner.invoke(app, [*args, "--overwrite"] if overwrite else args))
+    assert f"OUTPUT {link} is a symbolic link (to {target}); give its target" in line
+    assert link.is_symlink() and link.resolve() == target.resolve() and target.is_dir()
+    assert not any(target.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src", "target"]  # no .old / .partial left
