@@ -39,9 +39,15 @@ MaxVoxelsOption = Annotated[
 SET_HELP = "Override a config key, e.g. --set train.epochs=1 --set loss.name=ce (repeatable)."
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name, say) shown as escapes, so a
+    message stays one line and a name cannot forge another."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print ``message`` (plain text: never read as markup) as one red line and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", markup=True)
+    err_console.print(f"[bold red]error:[/bold red] {escape(one_line(message))}", markup=True)
     raise typer.Exit(code)
 
 
@@ -50,7 +56,7 @@ def print_bad_files(bad: Iterable[tuple[Path, str]], title: str | None = None) -
     if title:
         err_console.print(title, markup=False)
     for path, reason in bad:
-        err_console.print(f"  {path}: {reason}", markup=False)
+        err_console.print(one_line(f"  {path}: {reason}"), markup=False)
 
 
 def os_error_line(err: OSError) -> str | None:

@@ -14,6 +14,7 @@ from medseg_dfl.cli._common import (
     check_exists,
     check_output_folder,
     fail,
+    one_line,
     user_errors,
     warn_unusual_scales,
 )
@@ -98,7 +99,7 @@ def command(
         counts = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("image", "scale_source") and v != "")
         console.print(f"{row['image']}: {counts} (scale: {row['scale_source']})", markup=False, soft_wrap=True)
     for path, reason in summary.failed:
-        console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
+        console.print(one_line(f"skipped {path}: {reason}"), markup=False, soft_wrap=True)
     warn_unusual_scales(console, unusual_estimates(summary.scales), UNUSUAL_SCALE)
     console.print(f"{len(summary.counts)} counted, {len(summary.failed)} failed -> {output_dir}/counts.csv, cells.csv", markup=False)
     if summary.failed:

@@ -14,6 +14,7 @@ from medseg_dfl.cli._common import (
     check_exists,
     check_output_folder,
     fail,
+    one_line,
     user_errors,
     warn_unusual_scales,
 )
@@ -125,7 +126,7 @@ def command(
         summary = predict_folder([checkpoint, *(also or [])], input, output_dir, options, progress=report)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     for path, reason in summary.failed:
-        console.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(reason)}")
+        console.print(f"[yellow]skipped[/yellow] {escape(one_line(f'{path}: {reason}'))}")
     if summary.model_scale is not None and summary.scales:
         console.print(_scale_line(summary.model_scale, list(summary.scales.values()), output_dir), markup=False)
         if summary.model_scale.kind == "rbc":  # white cells differ in size by type: a searched spread is expected

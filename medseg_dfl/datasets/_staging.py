@@ -171,15 +171,17 @@ def download(url: str, dest: Path, *, md5: str | None = None) -> Path:
     return dest
 
 
-def find_root(base: Path, is_root: Callable[[Path], bool], what: str) -> Path:
-    """``base`` or one folder below it (an archive's top folder) that ``is_root``; else FileNotFoundError."""
+def find_root(base: Path, is_root: Callable[[Path], bool], what: str, shown: str | Path | None = None) -> Path:
+    """``base`` or one folder below it (an archive's top folder) that ``is_root``; else
+    FileNotFoundError naming ``shown`` (what the user gave: ``--from`` or the download address), not
+    the scratch folder an archive was extracted to, which is gone by the time the error is read."""
     if is_root(base):
         return base
     below = [p for p in sorted(base.iterdir()) if p.is_dir() and not p.name.startswith(".")] if base.is_dir() else []
     found = [p for p in below if is_root(p)]
     if len(found) == 1:
         return found[0]
-    raise FileNotFoundError(f"{base}: not {what} (nor is any folder directly inside it)")
+    raise FileNotFoundError(f"{shown or base}: not {what} (nor is any folder directly inside it)")
 
 
 def write_provenance(out: Path, *, title: str, source: str, licence: str, citation: str, notes: str,

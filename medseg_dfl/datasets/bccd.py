@@ -61,7 +61,8 @@ def _is_bccd(path: Path) -> bool:
 
 def bccd_source_root(source: Path | None, work: Path) -> Path:
     base = source_folder(source, work, ARCHIVE_URL, "BCCD_Dataset.zip")
-    repo = find_root(base, lambda p: _is_bccd(p) or _is_bccd(p / "BCCD"), "the BCCD layout (JPEGImages/ + Annotations/)")
+    repo = find_root(base, lambda p: _is_bccd(p) or _is_bccd(p / "BCCD"), "the BCCD layout (JPEGImages/ + Annotations/)",
+                     source or ARCHIVE_URL)
     return repo if _is_bccd(repo) else repo / "BCCD"
 
 

@@ -41,7 +41,8 @@ def _is_task_folder(path: Path) -> bool:
 
 def _source_root(source: Path | None, work: Path) -> Path:
     base = source_folder(source, work, DecathlonDataset.resource[TASK], f"{TASK}.tar", md5=DecathlonDataset.md5[TASK])
-    return find_root(base, _is_task_folder, f"a {TASK} folder (dataset.json + imagesTr/)")
+    return find_root(base, _is_task_folder, f"a {TASK} folder (dataset.json + imagesTr/)",
+                     source or DecathlonDataset.resource[TASK])
 
 
 def _rel(entry: str) -> str:

@@ -74,7 +74,7 @@ def _convert_pair(image_path: Path, mask_path: Path, out: Path, case: str) -> tu
 def _source_root(source: Path | None, work: Path) -> Path:
     base = source_folder(source, work, ARCHIVE_URL, "segmentation_WBC.zip")
     return find_root(base, lambda p: any((p / name).is_dir() for name in SUBSETS),
-                     "the segmentation_WBC repository ('Dataset 1/' and/or 'Dataset 2/')")
+                     "the segmentation_WBC repository ('Dataset 1/' and/or 'Dataset 2/')", source or ARCHIVE_URL)
 
 
 def _entry(case: str) -> dict[str, str]:

@@ -589,3 +589,31 @@ def test_fetch_refuses_a_symlinked_output_folder(tmp_path, overwrite):
     assert link.is_symlink() and link.resolve() == target.resolve() and target.is_dir()
     assert not any(target.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src", "target"]  # no .old / .partial left
+
+
+def test_messages_stay_one_line_whatever_the_file_name(tmp_path):
+    from medseg_dfl.cli._common import one_line
+
+    assert one_line("bad\nname.png: unreadable") == "bad\\nname.png: unreadable"
+    assert one_line("tab\there \x1b[31m") == "tab\\there \\x1b[31m"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "evil\nerror: forged.png").write_bytes(b"not an image")
+    result = CliRunner().invoke(app, ["count", str(folder), str(tmp_path / "out"), "--device", "cpu"],
+                                env={"COLUMNS": "400"})  # fmt: skip
+    assert result.exit_code == 1
+    assert "evil\\nerror: forged.png" in result.output and "\nerror: forged.png" not in result.output
+
+
+def test_a_wrong_dataset_names_what_the_user_gave_not_a_scratch_folder(tmp_path):
+    import zipfile
+
+    from medseg_dfl.datasets.registry import fetch_dataset
+
+    archive = tmp_path / "wrong.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("something/readme.txt", "not the data set")
+    with pytest.raises(FileNotFoundError) as info:
+        fetch_dataset("wbc", tmp_path / "out", source=archive)
+    assert str(info.value).startswith(f"{archive}: not the segmentation_WBC repository")
+    assert ".work" not in str(info.value) and "extracted" not in str(info.value)
