@@ -61,21 +61,8 @@ def test_each_magnification_reaches_the_network_at_the_training_scale_and_comes_
 
 
 @pytest.fixture
-def tiny_checkpoint(tmp_path):
-    from medseg_dfl.config import config_from_dict, config_to_dict
-    from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, save_checkpoint
-    from medseg_dfl.networks import build_network
-
-    cfg = config_from_dict({
-        "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": CLASSES},
-        "transforms": {"patch_size": [32, 32]},
-        "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
-    })  # fmt: skip
-    torch.manual_seed(0)
-    payload = dict.fromkeys(PAYLOAD_KEYS)
-    payload.update(format_version=1, model_state=build_network(cfg).state_dict(), config=config_to_dict(cfg),
-                   class_names=CLASSES, scale={"cell_diameter_px": 25.0, "source": "test"})  # fmt: skip
-    return save_checkpoint(tmp_path / "best.pt", payload)
+def tiny_checkpoint(tmp_path, write_smear_checkpoint):
+    return write_smear_checkpoint(tmp_path / "best.pt")
 
 
 def test_count_cli_writes_instance_maps_csvs_and_overlays(tmp_path, tiny_checkpoint):

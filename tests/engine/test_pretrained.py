@@ -10,29 +10,18 @@ import torch
 from typer.testing import CliRunner
 
 from medseg_dfl.cli.main import app
-from medseg_dfl.config import config_from_dict, config_to_dict
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES
-from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, load_checkpoint, release_checkpoint, save_checkpoint
+from medseg_dfl.engine.checkpoint import load_checkpoint, release_checkpoint
 from medseg_dfl.engine.counting import SmearCounter
-from medseg_dfl.networks import build_network
 from medseg_dfl.pretrained import DEFAULT_SMEAR_MODEL, PRETRAINED, model_card, resolve_model
 
 CLASSES = list(SMEAR_CLASSES)
 
 
 @pytest.fixture
-def training_checkpoint(tmp_path) -> Path:
-    cfg = config_from_dict({
-        "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": CLASSES},
-        "transforms": {"patch_size": [32, 32]},
-        "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
-    })  # fmt: skip
-    torch.manual_seed(0)
-    payload = dict.fromkeys(PAYLOAD_KEYS)
-    payload.update(format_version=1, model_state=build_network(cfg).state_dict(), config=config_to_dict(cfg),
-                   class_names=CLASSES, scale={"cell_diameter_px": 25.0, "source": "test"},
-                   optimizer_state={"state": {}, "big": torch.zeros(1000)}, epoch=3)  # fmt: skip
-    return save_checkpoint(tmp_path / "best.pt", payload)
+def training_checkpoint(tmp_path, write_smear_checkpoint) -> Path:
+    return write_smear_checkpoint(tmp_path / "best.pt", optimizer_state={"state": {}, "big": torch.zeros(1000)},
+                                  epoch=3)  # fmt: skip
 
 
 def test_release_keeps_what_inference_needs_and_the_rules_and_count_uses_them(tmp_path, training_checkpoint):
