@@ -230,7 +230,8 @@ def _cheaper(cfg: Config, survey: DatasetSurvey, steps: float, r: dict) -> dict:
         extra = {"train": {"batch_size": smaller_batch}, "inference": {"sw_batch_size": min(smaller_batch, 4)}}
         factor *= batch / smaller_batch  # step time ~ patches per step
         r["train.batch_size"] += f"; then {batch} -> {smaller_batch} for more steps in the --time-budget"
-    patch = _smaller_patch(cfg, survey, factor) if factor < 1 else None
+    # A smaller patch re-plans DynUNet's topology; another network (--set network.name) keeps its patch.
+    patch = _smaller_patch(cfg, survey, factor) if factor < 1 and cfg.network.name == "DynUNet" else None
     if patch is not None:
         old, new = _fmt(cfg.transforms.patch_size), _fmt(patch["transforms"]["patch_size"])
         extra = _merge(extra, patch)
@@ -306,8 +307,9 @@ def plan_experiment(
     survey = survey_dataset(data_dir, progress)
     values, warnings = _base_values(survey, data_root or str(data_dir), memory_gb, torch_device, reasons)
     reasons["train.batch_size"] += f" (budget: {memory_why})"
-    if time_budget_min is not None:
-        timed_cfg = config_from_dict(_merge(values, {"data": {"root": str(data_dir)}}))
+    if time_budget_min is not None:  # timed with the overrides: --set network.name=UNet fits that network's steps
+        timed = apply_overrides(config_to_dict(config_from_dict(values)), overrides)
+        timed_cfg = config_from_dict(_merge(timed, {"data": {"root": str(data_dir)}}))
         values = _merge(values, _fit_time(timed_cfg, survey, time_budget_min, torch_device, reasons))
     for item in overrides or []:
         reasons[item.split("=", 1)[0].strip()] = "set by --set"

@@ -53,6 +53,24 @@ def test_time_budget_times_steps_and_fits_the_epochs(tmp_path):
     assert "s per step measured" in plan.reasons["train.epochs"]
 
 
+def test_time_budget_times_the_network_the_user_set(tmp_path, monkeypatch):
+    import medseg_dfl.planning.plan as plan_module
+
+    timed = []
+
+    def fake_step(cfg, device):  # what the budget is fitted to: the overridden network, not the planned one
+        timed.append(cfg.network.name)
+        return 0.5 if cfg.network.name == "UNet" else 5.0
+
+    monkeypatch.setattr(plan_module, "time_training_step", fake_step)
+    monkeypatch.setattr(plan_module, "time_validation_case", lambda cfg, device, shape: 0.01)
+    unet = ["network.name=UNet", "network.kwargs={channels: [8, 16], strides: [2], num_res_units: 0}"]
+    plan = plan_experiment(write_rgb(tmp_path / "w", n=5, size=32), time_budget_min=1.0, overrides=unet)
+    assert set(timed) == {"UNet"}
+    assert "0.50 s per step" in plan.reasons["train.epochs"] or "network 0.50 s" in plan.reasons["train.epochs"]
+    assert plan.config.network.name == "UNet"
+
+
 def test_plan_command_writes_and_refuses_to_overwrite(tmp_path):
     data, out = write_rgb(tmp_path / "w"), tmp_path / "wbc.yaml"
     runner = CliRunner()
