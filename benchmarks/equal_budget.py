@@ -1,11 +1,14 @@
 """Training ingredients and networks compared at an equal wall-clock budget (issue 21).
 
-    python benchmarks/equal_budget.py data/hippocampus --minutes 5 --out bench_runs/hippo_eq
-    python benchmarks/equal_budget.py data/hippocampus --minutes 5 --only base sgd-poly
+    medseg-dfl plan data/hippocampus --time-budget 5 -o hippo5.yaml
+    python benchmarks/equal_budget.py hippo5.yaml --out bench_runs/hippo_eq
+    python benchmarks/equal_budget.py hippo5.yaml --only base sgd-poly
 
-Each variant is ``medseg-dfl plan DATA --time-budget MIN --set ...`` (the planner times the
-variant's own training step, so a costlier ingredient gets fewer epochs: equal minutes, not equal
-epochs) followed by ``medseg-dfl train``. The score is the run's validation mean foreground Dice
+Each variant is the planned config (``BASE``, planned with ``--time-budget``) with the variant's
+``--set`` overrides, trained for the base plan's epochs times the ratio of the two training steps'
+costs (base / variant), timed back to back in this process: a costlier ingredient gets fewer
+epochs (equal compute, not equal epochs). A ratio of two steps timed together is robust to the
+load of the machine, where two plans timed minutes apart are not. The score is the run's validation mean foreground Dice
 (sliding window over the whole validation cases, as ``train`` computes it): the best epoch and the
 last one. Results go to ``OUT/results.json`` after every variant, so an interrupted comparison
 resumes where it stopped (finished variants are skipped); ``OUT/results.md`` is the table, with
@@ -18,10 +21,16 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import torch
+
+from medseg_dfl.config import Config, load_config
+from medseg_dfl.planning.timing import time_training_step
 
 # name -> (what it is, plan --set overrides). "base" is the plan as shipped.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -61,32 +70,42 @@ def _scores(run: Path) -> dict:
             "train_seconds": sum(float(r["seconds"]) for r in rows)}
 
 
-def _planned(config: Path) -> str:
-    for line in config.read_text().splitlines():
-        if "per step measured" in line:
-            return line.strip("# ").split(":", 1)[1].split(",")[0].strip()
-    return ""
+def step_cost_ratio(base: Config, variant: Config, rounds: int = 3) -> tuple[float, float, float]:
+    """(variant / base cost of one training step, base s, variant s): medians of alternate timings."""
+    if base.network == variant.network and base.loss == variant.loss \
+            and base.train.batch_size == variant.train.batch_size:
+        return 1.0, 0.0, 0.0  # the same network, loss and batch: the same step
+    device = torch.device("cpu")
+    times: dict[str, list[float]] = {"base": [], "variant": []}
+    for _ in range(rounds):
+        for key, cfg in (("base", base), ("variant", variant)):
+            times[key].append(time_training_step(cfg, device, steps=2))
+    b, v = statistics.median(times["base"]), statistics.median(times["variant"])
+    return v / b, b, v
 
 
-def run_variant(cli: list[str], data: Path, minutes: float, out: Path, name: str) -> dict:
+def run_variant(cli: list[str], base_path: Path, out: Path, name: str) -> dict:
     what, overrides = VARIANTS[name]
-    config, run = out / f"{name}.yaml", out / "runs" / name
-    sets = [a for o in [*overrides, f"experiment.name={name}"] for a in ("--set", o)]
+    run = out / "runs" / name
+    base = load_config(base_path)
+    variant = load_config(base_path, overrides)
+    ratio, base_s, variant_s = step_cost_ratio(base, variant)
+    epochs = max(1, round(base.train.epochs / ratio))
+    sets = [a for o in [*overrides, f"experiment.name={name}", f"train.epochs={epochs}"] for a in ("--set", o)]
     load_before, start = _load(), time.time()
-    subprocess.run([*cli, "plan", str(data), "--time-budget", f"{minutes:g}", "-o", str(config), "--overwrite", *sets],
-                   check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*cli, "train", str(config), "-o", str(run), "--no-progress"], check=True,
+    subprocess.run([*cli, "train", str(base_path), "-o", str(run), "--no-progress", *sets], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - start
-    return {"variant": name, "what": what, "overrides": overrides, "step": _planned(config),
+    step = f"x{ratio:.2f}" + (f" ({variant_s:.2f} s vs {base_s:.2f} s)" if base_s else "")
+    return {"variant": name, "what": what, "overrides": overrides, "step": step,
             **_scores(run), "wall_minutes": wall / 60, "load_before": load_before, "load_after": _load()}
 
 
-def write_table(results: list[dict], out: Path, minutes: float) -> None:
+def write_table(results: list[dict], out: Path, base_path: Path) -> None:
     base = next((r["best_dice"] for r in results if r["variant"] == "base"), None)
-    lines = [f"Equal budget: `plan --time-budget {minutes:g}` per variant, then `train`; validation mean "
-             "foreground Dice (best epoch / last epoch).", "",
-             "| variant | what | planned step | epochs | best Dice | last Dice | vs base | wall min | load before / after |",
+    lines = [f"Equal compute: `{base_path.name}`'s epochs x the step-cost ratio per variant, then `train`; "
+             "validation mean foreground Dice (best epoch / last epoch).", "",
+             "| variant | what | step cost vs base | epochs | best Dice | last Dice | vs base | wall min | load before / after |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         delta = f"{r['best_dice'] - base:+.4f}" if base is not None else ""
@@ -97,8 +116,7 @@ def write_table(results: list[dict], out: Path, minutes: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", type=Path)
-    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("base", type=Path, help="a config planned with plan --time-budget")
     parser.add_argument("--out", type=Path, default=Path("bench_runs/equal_budget"))
     parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants to run (default: all)")
     args = parser.parse_args()
@@ -112,12 +130,12 @@ def main() -> None:
             continue
         print(f"{name}: {VARIANTS[name][0]} (load {_load()})", flush=True)
         try:
-            results.append(run_variant(cli, args.data, args.minutes, args.out, name))
+            results.append(run_variant(cli, args.base, args.out, name))
         except subprocess.CalledProcessError as err:
             print(f"{name}: failed ({err}); skipped", flush=True)
             continue
         store.write_text(json.dumps(results, indent=2))
-        write_table(results, args.out, args.minutes)
+        write_table(results, args.out, args.base)
         r = results[-1]
         print(f"{name}: best {r['best_dice']:.4f} last {r['last_dice']:.4f} epochs {r['epochs']} "
               f"({r['wall_minutes']:.1f} min)", flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ __all__ = [
     "load_config",
     "save_config",
 ]
+
+
+# A number in exponent notation without a dot (1e-3, 3E-5): plain YAML 1.1 leaves it a string.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
 
 
 def _choices(*values: str) -> dict[str, tuple[str, ...]]:
@@ -276,6 +281,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ValueError(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 3e-5 (no dot) as a string; everyone means the number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{path}: expected a number, got {value!r}")
         return float(value)

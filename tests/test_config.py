@@ -137,3 +137,13 @@ def test_key_help_is_one_table_with_every_key_and_no_stale_one():
     assert sorted(leaves - set(KEY_HELP)) == []  # every key says what it does
     assert sorted(set(KEY_HELP) - leaves - sections) == []  # and no help outlives its key
     assert all(text and "\n" not in text for text in KEY_HELP.values())
+
+
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-3 as a string; a config or --set saying it means the number.
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1e-3\n")
+    cfg = load_config(path, ["optim.weight_decay=3E-5"])
+    assert (cfg.optim.lr, cfg.optim.weight_decay) == (0.001, 3e-05)
+    with pytest.raises(ValueError, match="optim.lr: expected a number, got '1e-3x'"):
+        load_config(None, ["optim.lr=1e-3x"])

@@ -34,6 +34,7 @@ __all__ = [
     "choose_factor",
     "largest_object_diameter",
     "refine_factors",
+    "single_object_core_class",
     "training_object_scale",
 ]
 
@@ -60,13 +61,36 @@ def training_object_scale(label_paths: Sequence[Path], max_images: int = 64) -> 
     if not paths:
         return None
     picked = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, min(max_images, len(paths))).astype(int))]
-    diameters = [d for d in (largest_object_diameter(np.asarray(load_image(p))) for p in picked) if d is not None]
+    maps = [np.asarray(load_image(p)) for p in picked]
+    diameters = [d for d in (largest_object_diameter(m) for m in maps) if d is not None]
     if not diameters:
         return None
-    return {
+    entry: dict[str, Any] = {
         "object_diameter_px": round(float(np.median(diameters)), 3),
         "object_source": f"largest foreground component of {len(diameters)} training label maps",
     }
+    core = single_object_core_class(maps)
+    if core is not None:
+        entry["core_class"] = core
+    return entry
+
+
+def single_object_core_class(label_maps: Sequence[np.ndarray]) -> int | None:
+    """When every label map holds exactly one connected foreground object (white-cell crops): the
+    class deepest inside it (the largest mean distance to the background; the nucleus), which marks
+    the object at inference (:func:`medseg_dfl.engine.postprocess.keep_core_object`). None when a
+    map holds no object or several, or the object has a single class."""
+    depth: dict[int, list[float]] = {}
+    for mask in label_maps:
+        mask = np.squeeze(np.asarray(mask))
+        if mask.ndim != 2 or ndimage.label(mask > 0)[1] != 1:
+            return None
+        distance = ndimage.distance_transform_edt(mask > 0)
+        for value in np.unique(mask[mask > 0]):
+            depth.setdefault(int(value), []).append(float(distance[mask == value].mean()))
+    if len(depth) < 2:
+        return None
+    return max(depth, key=lambda value: float(np.mean(depth[value])))
 
 
 def choose_factor(diameters: dict[float, float | None], target: float) -> float | None:

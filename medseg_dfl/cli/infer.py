@@ -78,6 +78,11 @@ def command(
         typer.Option("--no-rescale", help="2D microscopy models: run every input at its own pixel size, not at "
                                           "the training scale."),
     ] = False,
+    all_objects: Annotated[
+        bool,
+        typer.Option("--all-objects", help="White-cell models trained on one cell per crop: keep every object "
+                                           "segmented, not only the cell the nucleus marks (split from what touches it)."),
+    ] = False,
     max_voxels: MaxVoxelsOption = 2**30,
     also: Annotated[
         list[Path] | None,
@@ -120,6 +125,7 @@ def command(
         rescale=not no_rescale,
         cell_diameter=cell_diameter,
         pixel_size=pixel_size,
+        single_object=not all_objects,
         max_voxels=max_voxels,
     )
     with cli_progress("segmenting", every=10) as report:  # a bar on a terminal, else a line per 10 files

@@ -46,7 +46,12 @@ from medseg_dfl.engine.ensemble import (
     resolve_checkpoints,
 )
 from medseg_dfl.engine.output_claims import check_writable_folder, claim_output
-from medseg_dfl.engine.postprocess import labels_from_probabilities, largest_component_classes, softmax_
+from medseg_dfl.engine.postprocess import (
+    keep_core_object,
+    labels_from_probabilities,
+    largest_component_classes,
+    softmax_,
+)
 from medseg_dfl.engine.precision import half_dtype
 from medseg_dfl.engine.prediction_io import (
     OutputPlan,
@@ -120,6 +125,9 @@ class InferenceOptions:
     # False: every input runs at its own pixel size. 3D models are never rescaled.
     rescale: bool = True
     cell_diameter: float | None = None  # px in the inputs (red cell, or the single-cell model's cell); None: found
+    # Single-cell models trained on crops of one object each (white cells): keep that object, split
+    # from what touches it (engine.postprocess.keep_core_object). False: every segmented object.
+    single_object: bool = True
     pixel_size: float | None = None  # um per pixel of the inputs
     # Inputs declaring more voxels x channels are refused before decoding (medseg_dfl.io.limits).
     max_voxels: int = DEFAULT_MAX_VOXELS
@@ -368,7 +376,8 @@ def predict_folder(
     try:
         predictor = load_predictor(checkpoints, options)
         read, summary.model_scale = inference_reader(predictor, options.rescale, options.cell_diameter,
-                                                     options.pixel_size, keep_loaded=options.overlay)  # fmt: skip
+                                                     options.pixel_size, keep_loaded=options.overlay,
+                                                     single_object=options.single_object)  # fmt: skip
     except (ValueError, OSError):
         if created and not any(output_dir.iterdir()):
             output_dir.rmdir()  # a bad checkpoint or option leaves no empty output folder behind
@@ -414,8 +423,11 @@ def _segment(predictor: Predictor, loaded: Any, keep: bool) -> tuple[PredictionR
         probs = predict_at_model_scale(predictor, loaded)[0].numpy()
         return predictor.result_from_probabilities(probs, keep), loaded.geometry, loaded.loaded, loaded.scale
     if isinstance(loaded, ObjectInput):
-        found = predict_at_object_scale(predictor, loaded.image, loaded.target, loaded.object_diameter)
+        found = predict_at_object_scale(predictor, loaded.image, loaded.target, loaded.object_diameter,
+                                        loaded.core_class)  # fmt: skip
         result = predictor.result_from_probabilities(found.probabilities.numpy(), keep)
+        if loaded.core_class is not None:  # the one object training crops hold, without what touches it
+            result.mask = keep_core_object(result.mask, loaded.core_class)
         return result, loaded.geometry, loaded.loaded, found.scale
     result = predictor.predict_preprocessed(loaded, probabilities=keep)
     return result, loaded[GEOMETRY_KEY], loaded.get(LOADED_KEY), None

@@ -14,9 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.transforms import KeepLargestConnectedComponent
+from scipy import ndimage
+from skimage.feature import peak_local_max
+from skimage.segmentation import watershed
 
 __all__ = [
     "background_fill_and_argmax_",
+    "keep_core_object",
     "keep_largest_components",
     "label_dtype",
     "labels_from_probabilities",
@@ -71,6 +75,32 @@ def keep_largest_components(mask: np.ndarray, classes: Sequence[int]) -> np.ndar
         return mask
     keep = KeepLargestConnectedComponent(applied_labels=list(classes), independent=True)
     return np.asarray(keep(mask[None])[0], dtype=mask.dtype)
+
+
+def keep_core_object(mask: np.ndarray, core_class: int) -> np.ndarray:
+    """The one object of a single-object image (a white-cell crop), without what touches it.
+
+    Another lab's red cells, pressed against the white cell and coloured like its cytoplasm, come
+    out as one foreground blob with it. The blob is split where its width narrows (watershed of the
+    distance to the background): the core class (the nucleus) seeds the object, and every
+    distance maximum farther than half the core's radius from the core seeds a competitor (a red
+    cell's centre); only the core's basin is kept, the rest becomes background. The half radius is
+    scale-free: cytoplasm thinner than that stays attached to the nucleus. A mask without the core
+    class is returned unchanged.
+    """
+    core = mask == core_class
+    if not core.any():
+        return mask
+    foreground = mask > 0
+    radius = float(np.sqrt(core.sum() / np.pi))
+    distance = ndimage.distance_transform_edt(foreground)
+    near_core = ndimage.distance_transform_edt(~core) <= 0.5 * radius
+    markers = core.astype(np.int32)
+    peaks = peak_local_max(distance, min_distance=max(1, int(0.5 * radius)), exclude_border=False)
+    peaks = peaks[~near_core[tuple(peaks.T)]] if len(peaks) else peaks
+    markers[tuple(peaks.T)] = np.arange(2, len(peaks) + 2)
+    basins = watershed(-distance, markers, mask=foreground)
+    return np.where(basins == 1, mask, 0).astype(mask.dtype)
 
 
 def labels_from_probabilities(probs: np.ndarray, num_classes: int, keep_largest: Sequence[int] = ()) -> np.ndarray:

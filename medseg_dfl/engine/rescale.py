@@ -88,6 +88,9 @@ class ModelScale:
     cell_diameter_px: float
     source: str
     kind: str = "rbc"
+    # Single-object models whose training crops each hold one object: the class that marks it (the
+    # nucleus; medseg_dfl.cells.object_scale.single_object_core_class). None: keep every object.
+    core_class: int | None = None
 
 
 @dataclass
@@ -99,6 +102,7 @@ class ObjectInput:
     object_diameter: float | None  # --cell-diameter: the object's diameter in the input (None: search)
     geometry: ImageGeometry | None = None
     loaded: torch.Tensor | None = None
+    core_class: int | None = None  # ModelScale.core_class: only that object is kept (None: every one)
 
 
 @dataclass
@@ -125,7 +129,9 @@ def recorded_model_scale(entry: dict[str, Any] | None, class_names: Sequence[str
         return ModelScale(float(entry["cell_diameter_px"]), f"checkpoint ({entry.get('source', 'recorded')})")
     if entry.get("object_diameter_px"):
         source = f"checkpoint ({entry.get('object_source', 'recorded')})"
-        return ModelScale(float(entry["object_diameter_px"]), source, kind="object")
+        core = entry.get("core_class")
+        return ModelScale(float(entry["object_diameter_px"]), source, kind="object",
+                          core_class=None if core is None else int(core))  # fmt: skip
     return None
 
 
@@ -203,7 +209,7 @@ def predict_at_model_scale(predictor: ScaledPredictor, scaled: ScaledInput) -> t
 
 def inference_reader(
     predictor: ScaledPredictor, rescale: bool = True, cell_diameter: float | None = None,
-    pixel_size: float | None = None, keep_loaded: bool = False,
+    pixel_size: float | None = None, keep_loaded: bool = False, single_object: bool = True,
 ) -> tuple[Callable[[Path], Any], ModelScale | None]:
     """``infer``'s preprocessing of one input file, and the scale it rescales to (None: none).
 
@@ -211,13 +217,16 @@ def inference_reader(
     found (:func:`~medseg_dfl.cells.scale.resolve_scale`; the model's own where no cell is found,
     i.e. no resampling), and it comes as a :class:`ScaledInput`. Others: ``predictor.preprocess``.
     Either carries the file's geometry; ``keep_loaded``: also the image as loaded (for overlays).
+    ``single_object=False``: a single-object model's inputs keep every object it segments.
     """
     model = inference_model_scale(predictor.cell_scale, predictor.class_names, predictor.cfg.data.spatial_dims,
                                   rescale, cell_diameter, pixel_size)  # fmt: skip
     if model is None:
         return functools.partial(predictor.preprocess, keep_loaded=keep_loaded), None
     if model.kind == "object":
-        return functools.partial(_read_object_input, predictor, model.cell_diameter_px, cell_diameter, keep_loaded), model
+        core = model.core_class if single_object else None
+        return functools.partial(_read_object_input, predictor, model.cell_diameter_px, cell_diameter, keep_loaded,
+                                 core), model  # fmt: skip
 
     def read(path: Path) -> ScaledInput:
         loaded = predictor.load(path)
@@ -234,11 +243,12 @@ def inference_reader(
 
 
 def _read_object_input(predictor: ScaledPredictor, target: float, object_diameter: float | None,
-                       keep_loaded: bool, path: Path) -> ObjectInput:  # fmt: skip
+                       keep_loaded: bool, core_class: int | None, path: Path) -> ObjectInput:  # fmt: skip
     loaded = predictor.load(path)
     image = loaded["image"]
     plain = (image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)).to(torch.float32)
-    return ObjectInput(plain, target, object_diameter, loaded.get(GEOMETRY_KEY), plain.clone() if keep_loaded else None)
+    return ObjectInput(plain, target, object_diameter, loaded.get(GEOMETRY_KEY), plain.clone() if keep_loaded else None,
+                       core_class)  # fmt: skip
 
 
 def write_scale_records(

@@ -22,6 +22,7 @@ from medseg_dfl.cells.object_scale import (
     refine_factors,
 )
 from medseg_dfl.cells.scale import CellScale
+from medseg_dfl.engine.postprocess import keep_core_object
 from medseg_dfl.engine.rescale import ScaledPredictor, predict_at_model_scale, to_model_scale
 
 __all__ = ["ObjectScaleResult", "predict_at_object_scale"]
@@ -35,31 +36,36 @@ class ObjectScaleResult:
     tried: dict[float, float | None]  # factor -> object diameter at the model's scale (None: none found)
 
 
-def _run(predictor: ScaledPredictor, image: torch.Tensor, factor: float, target: float) -> tuple[torch.Tensor, float | None]:
+def _run(predictor: ScaledPredictor, image: torch.Tensor, factor: float, target: float,
+         core_class: int | None) -> tuple[torch.Tensor, float | None]:  # fmt: skip
     scaled = to_model_scale(predictor.transforms, image, CellScale(target / factor, None, "search"), target)
     probs, _ = predict_at_model_scale(predictor, scaled)
-    diameter = largest_object_diameter(probs.argmax(dim=0).numpy())
+    mask = probs.argmax(dim=0).numpy()
+    # The object measured is the one kept (without the red cells that touch it), as training measured it.
+    diameter = largest_object_diameter(mask if core_class is None else keep_core_object(mask, core_class))
     return probs, None if diameter is None else diameter * scaled.factor
 
 
 def predict_at_object_scale(
-    predictor: ScaledPredictor, image: torch.Tensor, target: float, object_diameter: float | None = None
+    predictor: ScaledPredictor, image: torch.Tensor, target: float, object_diameter: float | None = None,
+    core_class: int | None = None,
 ) -> ObjectScaleResult:
     """Probabilities of a raw (C, H, W) image at the factor that makes its object ``target`` px
-    across: ``target / object_diameter`` when that is given, else searched (module docstring)."""
+    across: ``target / object_diameter`` when that is given, else searched (module docstring).
+    ``core_class``: the object is the one that class marks (:func:`keep_core_object`)."""
     if object_diameter is not None:
         factor = target / object_diameter
-        probs, found = _run(predictor, image, factor, target)
+        probs, found = _run(predictor, image, factor, target, core_class)
         return ObjectScaleResult(probs, CellScale(float(object_diameter), None, "--cell-diameter"), factor,
                                  {factor: found})  # fmt: skip
     results: dict[float, tuple[torch.Tensor, float | None]] = {}
     for factor in SEARCH_FACTORS:
-        results[factor] = _run(predictor, image, factor, target)
+        results[factor] = _run(predictor, image, factor, target, core_class)
     best = choose_factor({f: r[1] for f, r in results.items()}, target)
     if best is None:  # nothing segmented at any size: the input's own size
         best = 1.0
     for factor in refine_factors(best, list(results)):
-        results[factor] = _run(predictor, image, factor, target)
+        results[factor] = _run(predictor, image, factor, target, core_class)
     tried = {f: r[1] for f, r in results.items()}
     best = choose_factor(tried, target) or best
     return ObjectScaleResult(results[best][0], CellScale(target / best, None, "searched (object size)"), best, tried)

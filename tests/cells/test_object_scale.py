@@ -15,6 +15,7 @@ from medseg_dfl.cells.object_scale import (
     choose_factor,
     largest_object_diameter,
     refine_factors,
+    single_object_core_class,
     training_object_scale,
 )
 
@@ -84,3 +85,13 @@ def test_a_runs_scale_entry_records_the_object_size_of_its_training_label_maps_o
     entry = scale_from_config(cfg)
     assert sorted(read) == ["c0", "c1", "c2", "c3"]
     assert entry["object_diameter_px"] == pytest.approx(30, abs=1.0)
+
+
+def test_the_core_class_is_recorded_only_when_every_crop_holds_one_object():
+    cell = _disc(64, 40) + _disc(64, 20)  # cytoplasm 1 with a nucleus 2 inside
+    assert single_object_core_class([cell, cell]) == 2
+    inverted = np.where(cell == 2, 1, np.where(cell == 1, 2, 0)).astype(np.uint8)
+    assert single_object_core_class([inverted]) == 1  # the deepest class, whatever its value
+    two = cell + _disc(64, 8, value=1, centre=(4, 4))
+    assert single_object_core_class([cell, two]) is None
+    assert single_object_core_class([_disc(64, 40)]) is None  # one class: nothing marks the object
