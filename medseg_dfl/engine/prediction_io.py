@@ -4,8 +4,8 @@ Output naming (``medseg_dfl.io.writers.output_name``): ``<stem><suffix><family e
 mask, ``<stem>_probabilities<ext>`` for probability maps and ``<stem>_overlay.png`` for overlays.
 Inputs found under a folder keep their sub-folder below ``output_dir``, so equal stems in different
 folders never collide. Inputs from an nnU-Net raw dataset's ``imagesTs``/``imagesTr``
-(``CASE_0000.nii.gz``) give ``CASE<suffix>.nii.gz``, as nnU-Net names its predictions
-(``{case}{file_ending}``), so nnU-Net's own evaluation and viewers pick them up. Outputs that exist are never replaced without ``overwrite``; every file is
+(``CASE_0000.nii.gz``, the first of a case's channel files) give ``CASE<suffix>.nii.gz``, as nnU-Net
+names its predictions (``{case}{file_ending}``), so nnU-Net's own evaluation and viewers pick them up. Outputs that exist are never replaced without ``overwrite``; every file is
 written under a temporary name and renamed (``medseg_dfl.io.writers.atomic_path``).
 """
 
@@ -129,7 +129,7 @@ def _nnunet_file_ending(input_root: Path) -> str | None:
     nnunet = nnunet_root_of(folder)
     if nnunet is None or folder.name not in IMAGE_FOLDERS:
         return None
-    return read_nnunet_dataset(nnunet, cases=False).file_ending  # refuses regions and several channels
+    return read_nnunet_dataset(nnunet, cases=False).file_ending  # refuses regions
 
 
 def check_name_part(value: str, what: str) -> None:
