@@ -306,7 +306,8 @@ def _prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Itera
 
 
 def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
-    return nnunet_case_inputs(input_path, sorted(find_images(input_path, recursive=recursive)))  # a case: one input
+    # an nnU-Net case of several channel files is one input, its _0000 file
+    return nnunet_case_inputs(input_path, sorted(find_images(input_path, recursive=recursive)))
 
 
 def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:

@@ -299,14 +299,15 @@ def _load_channel_files(paths: list[Path], max_voxels: int) -> MetaTensor:
         raise ValueError("no channel files to load")
     images = [load_image(p, max_voxels=max_voxels) for p in paths]
     first, first_affine = images[0], np.asarray(images[0].affine)
+    agree = "the channel files of one case must have the same shape and geometry"
     for path, image in zip(paths[1:], images[1:], strict=True):
         shape, affine = tuple(image.shape[1:]), np.asarray(image.affine)
         if shape != tuple(first.shape[1:]):
-            raise DataError(path, f"channel file of shape {shape}, {paths[0].name} has {tuple(first.shape[1:])}; "
-                                  "the channel files of one case must have the same shape and geometry")  # fmt: skip
+            raise DataError(path, f"channel file {path.name} of shape {shape}, {paths[0].name} has "
+                                  f"{tuple(first.shape[1:])}; {agree}")  # fmt: skip
         if affine.shape != first_affine.shape or not np.allclose(affine, first_affine):
-            raise DataError(path, f"channel file with another geometry (affine) than {paths[0].name}; the channel "
-                                  "files of one case must have the same shape and geometry")  # fmt: skip
+            raise DataError(path, f"channel file {path.name} with another geometry (affine) than {paths[0].name}; "
+                                  f"{agree}")  # fmt: skip
     return torch.cat(images, dim=0) if len(images) > 1 else first
 
 
