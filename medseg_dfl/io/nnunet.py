@@ -35,6 +35,7 @@ __all__ = [
     "nnunet_case_id",
     "nnunet_case_inputs",
     "nnunet_channel_files",
+    "nnunet_images_dataset",
     "nnunet_images_folder",
     "nnunet_root_of",
     "read_nnunet_dataset",
@@ -201,7 +202,7 @@ def nnunet_images_folder(path: str | Path) -> Path:
     return path
 
 
-def _images_folder_dataset(path: Path) -> NnUNetDataset | None:
+def nnunet_images_dataset(path: Path) -> NnUNetDataset | None:
     """The dataset (names only) when ``path`` is (a file in) an nnU-Net ``imagesTr``/``imagesTs``."""
     folder = path if path.is_dir() else path.parent
     root = nnunet_root_of(folder)
@@ -213,9 +214,9 @@ def _images_folder_dataset(path: Path) -> NnUNetDataset | None:
 def nnunet_channel_files(path: str | Path) -> tuple[Path, ...]:
     """The channel files (``_0000`` first) of the case whose ``_0000`` file is ``path``, when ``path``
     lies in the ``imagesTr``/``imagesTs`` of a dataset with several channels; else ``(path,)``.
-    ``FileNotFoundError`` naming the first missing channel file."""
+    ``FileNotFoundError`` naming the case's missing channel files."""
     path = Path(path)
-    dataset = _images_folder_dataset(path)
+    dataset = nnunet_images_dataset(path)
     if dataset is None or len(dataset.channel_names) == 1:
         return (path,)
     case = nnunet_case_id(path, dataset.file_ending)
@@ -235,7 +236,7 @@ def nnunet_case_inputs(folder: str | Path, files: list[Path]) -> list[Path]:
     dataset with several channels, each case's ``_0000`` file (:func:`nnunet_channel_files` gives
     the others), after checking every case has exactly its channels; elsewhere ``files`` as given."""
     folder = Path(folder)
-    dataset = _images_folder_dataset(folder)
+    dataset = nnunet_images_dataset(folder)
     if dataset is None or len(dataset.channel_names) == 1 or not folder.is_dir():
         return files
     cases = _image_cases(folder, dataset.file_ending, len(dataset.channel_names))
