@@ -31,6 +31,7 @@ from medseg_dfl.config import Config
 from medseg_dfl.data.fingerprint import FINGERPRINT_NAME, load_fingerprint
 from medseg_dfl.data.folds import Split, training_split
 from medseg_dfl.io.dataset_json import has_dataset_json
+from medseg_dfl.io.pairing import CasePair
 from medseg_dfl.transforms import build_train_transforms, build_val_transforms
 
 __all__ = [
@@ -58,11 +59,11 @@ def _stamp(path: Path) -> str:
     return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
-def pair_to_item(pair: Any) -> dict[str, str]:
+def pair_to_item(pair: CasePair) -> dict[str, Any]:
     """The data dict of a ``CasePair``; ``"stamp"`` (mtime + size of the files) makes the disk cache
     key change when a file is replaced in place."""
-    item = {"image": str(pair.image), "case_id": str(pair.case_id)}
-    stamps = [_stamp(Path(pair.image))]
+    item: dict[str, Any] = {"image": pair.image_source, "case_id": str(pair.case_id)}  # channel files: a list
+    stamps = [_stamp(Path(f)) for f in pair.image_files]
     if pair.label is not None:
         item["label"] = str(pair.label)
         stamps.append(_stamp(Path(pair.label)))

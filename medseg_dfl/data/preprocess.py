@@ -85,8 +85,12 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
 
 
 def _dataset_json(cfg: Config, input_dir: Path, train: Sequence[Any], val: Sequence[Any]) -> dict[str, Any]:
-    def entries(pairs: Sequence[Any]) -> list[dict[str, str]]:
-        return [{"image": str(Path(p.image).resolve()), "label": str(Path(p.label).resolve())} for p in pairs]
+    def image(pair: Any) -> str | list[str]:  # several channel files (an nnU-Net case): a list
+        files = [str(Path(f).resolve()) for f in pair.image_files]
+        return files if len(files) > 1 else files[0]
+
+    def entries(pairs: Sequence[Any]) -> list[dict[str, Any]]:
+        return [{"image": image(p), "label": str(Path(p.label).resolve())} for p in pairs]
 
     return {
         "name": input_dir.name,
@@ -185,7 +189,7 @@ def _first_readable_image(pairs: Sequence[Any]) -> Any:
     first_error: DataError | None = None
     for pair in pairs:
         try:
-            return load_image(pair.image)
+            return load_image(pair.image_files)
         except DataError as err:
             first_error = first_error or err
     raise first_error if first_error is not None else ValueError("no images to infer a config from")

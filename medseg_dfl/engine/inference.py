@@ -77,7 +77,7 @@ from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.geometry import ImageGeometry
 from medseg_dfl.io.limits import DEFAULT_MAX_VOXELS, check_before_decoding, check_finite
-from medseg_dfl.io.nnunet import nnunet_images_folder
+from medseg_dfl.io.nnunet import nnunet_case_inputs, nnunet_channel_files, nnunet_images_folder
 from medseg_dfl.io.pairing import find_images
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.networks import build_network
@@ -234,9 +234,11 @@ class Predictor:
         return data
 
     def _read(self, path: str | Path, transforms: Any) -> dict[str, Any]:
-        check_before_decoding(path, self.max_voxels)
+        files = nnunet_channel_files(path)  # an nnU-Net case's _0000 file: all its channel files
+        for file in files:
+            check_before_decoding(file, self.max_voxels)
         try:
-            data = load_steps(transforms)({"image": str(path)})
+            data = load_steps(transforms)({"image": [str(f) for f in files] if len(files) > 1 else str(path)})
             # Before normalising: one NaN would make every value NaN (and the mask background).
             check_finite(data["image"].numpy(), path)
             data = post_load_steps(transforms)(data)
@@ -245,7 +247,7 @@ class Predictor:
         except Exception:
             # MONAI's LoadImaged reports only "no suitable reader"; load_image names the real reason
             # (DataError "cannot read image"), and a 3D file given to a 2D model fails in the transforms.
-            self._check_dims(path, load_image(path).ndim - 1)
+            self._check_dims(path, load_image(files).ndim - 1)
             raise
         image = data["image"]
         self._check_dims(path, image.ndim - 1)
@@ -312,7 +314,8 @@ def _prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Itera
 
 
 def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
-    return sorted(find_images(input_path, recursive=recursive))
+    # an nnU-Net case of several channel files is one input, its _0000 file
+    return nnunet_case_inputs(input_path, sorted(find_images(input_path, recursive=recursive)))
 
 
 def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:

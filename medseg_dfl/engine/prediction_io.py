@@ -4,8 +4,8 @@ Output naming (``medseg_dfl.io.writers.output_name``): ``<stem><suffix><family e
 mask, ``<stem>_probabilities<ext>`` for probability maps and ``<stem>_overlay.png`` for overlays.
 Inputs found under a folder keep their sub-folder below ``output_dir``, so equal stems in different
 folders never collide. Inputs from an nnU-Net raw dataset's ``imagesTs``/``imagesTr``
-(``CASE_0000.nii.gz``) give ``CASE<suffix>.nii.gz``, as nnU-Net names its predictions
-(``{case}{file_ending}``), so nnU-Net's own evaluation and viewers pick them up. Outputs that exist are never replaced without ``overwrite``; every file is
+(``CASE_0000.nii.gz``, the first of a case's channel files) give ``CASE<suffix>.nii.gz``, as nnU-Net
+names its predictions (``{case}{file_ending}``), so nnU-Net's own evaluation and viewers pick them up. Outputs that exist are never replaced without ``overwrite``; every file is
 written under a temporary name and renamed (``medseg_dfl.io.writers.atomic_path``).
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.geometry import ImageGeometry
 from medseg_dfl.io.names import OVERLAY_SUFFIX, PROBABILITIES_SUFFIX, file_stem
-from medseg_dfl.io.nnunet import IMAGE_FOLDERS, nnunet_case_id, nnunet_root_of, read_nnunet_dataset
+from medseg_dfl.io.nnunet import nnunet_case_id, nnunet_images_dataset
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.io.writers import output_name, write_mask_like, write_probabilities_like
 from medseg_dfl.visualize.overlays import save_overlay
@@ -125,11 +125,8 @@ def check_distinct_outputs(files: Sequence[Path], output_dir: Path, pattern: str
 
 def _nnunet_file_ending(input_root: Path) -> str | None:
     """The ``file_ending`` when ``input_root`` is (a file in) an nnU-Net raw ``imagesTs``/``imagesTr``."""
-    folder = input_root if input_root.is_dir() else input_root.parent
-    nnunet = nnunet_root_of(folder)
-    if nnunet is None or folder.name not in IMAGE_FOLDERS:
-        return None
-    return read_nnunet_dataset(nnunet, cases=False).file_ending  # refuses regions and several channels
+    dataset = nnunet_images_dataset(input_root)  # refuses regions
+    return dataset.file_ending if dataset is not None else None
 
 
 def check_name_part(value: str, what: str) -> None:

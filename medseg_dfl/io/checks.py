@@ -138,7 +138,7 @@ def validate_pair(
     ``allow_channels``: a 4D NIfTI / multi-component ITK volume's extra dimension is read as channels
     instead of being an error (2D images may always have colour channels).
     """
-    image = load_image(pair.image)
+    image = load_image(pair.image_files)
     spatial = tuple(int(s) for s in image.shape[1:])
     array = image.numpy()
     affine = np.asarray(image.affine, dtype=np.float64)
@@ -202,7 +202,7 @@ def _file_key(path: Path) -> list[Any]:
 
 
 def _pair_key(pair: CasePair, settings: list[Any]) -> str:
-    files = [_file_key(Path(pair.image))] + ([_file_key(Path(pair.label))] if pair.label else [])
+    files = [_file_key(Path(f)) for f in pair.image_files] + ([_file_key(Path(pair.label))] if pair.label else [])
     return json.dumps([files, settings])
 
 

@@ -11,9 +11,13 @@ The format, as nnU-Net's ``documentation/dataset_format.md`` describes it::
 
 ``labels`` maps a class name to its integer value; the values must be 0..K-1 (background 0), which
 gives the class names in order. nnU-Net "regions" (a list of values, ``"whole": [1, 2]``) are refused
-in one line. So are several channels per case (``_0000`` + ``_0001`` ...): medseg-dfl reads one file
-per case image, so only single-channel datasets are read here. Predictions for an nnU-Net
-``imagesTs``/``imagesTr`` folder are named ``{CASE}{file_ending}``, as nnU-Net writes them.
+in one line. Several channels per case (``_0000``, ``_0001``, ... one file each, in the order of
+``channel_names``) make one multi-channel image: a case's image is the tuple of its channel files,
+which the readers stack as (C, spatial...) with the geometry of the ``_0000`` file
+(:func:`medseg_dfl.io.readers.load_image` refuses, naming the file, channel files whose shape or
+geometry differ from it). Predictions for an nnU-Net ``imagesTs``/``imagesTr`` folder are one per
+case, named ``{CASE}{file_ending}``, as nnU-Net writes them (:func:`nnunet_case_inputs` lists the
+``_0000`` file of each case, :func:`nnunet_channel_files` gives the rest of it).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ __all__ = [
     "NnUNetDataset",
     "is_nnunet_raw",
     "nnunet_case_id",
+    "nnunet_case_inputs",
+    "nnunet_channel_files",
+    "nnunet_images_dataset",
     "nnunet_images_folder",
     "nnunet_root_of",
     "read_nnunet_dataset",
@@ -40,15 +47,15 @@ _CHANNEL_DIGITS = 4
 
 @dataclass(frozen=True)
 class NnUNetDataset:
-    """What a ``DatasetXXX_Name`` folder holds: training cases ``(case, image, label)`` and test
-    cases ``(case, image)``, each image the case's one channel file."""
+    """What a ``DatasetXXX_Name`` folder holds: training cases ``(case, images, label)`` and test
+    cases ``(case, images)``, ``images`` the case's channel files in channel order (``_0000`` first)."""
 
     root: Path
     channel_names: list[str]
     class_names: list[str]
     file_ending: str
-    training: list[tuple[str, Path, Path]] = field(default_factory=list)
-    test: list[tuple[str, Path]] = field(default_factory=list)
+    training: list[tuple[str, tuple[Path, ...], Path]] = field(default_factory=list)
+    test: list[tuple[str, tuple[Path, ...]]] = field(default_factory=list)
 
 
 def _looks_nnunet(data: dict[str, Any]) -> bool:
@@ -118,12 +125,16 @@ def nnunet_case_id(path: str | Path, file_ending: str) -> str | None:
     return case
 
 
+def _channel_index(path: Path, file_ending: str) -> int:
+    return int(path.name[: -len(file_ending)].rpartition("_")[2])
+
+
 def _files(folder: Path, file_ending: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.endswith(file_ending))
 
 
-def _image_cases(folder: Path, file_ending: str, n_channels: int) -> dict[str, Path]:
-    """``{case: its _0000 file}`` of an images folder; errors name files not ``CASE_XXXX{file_ending}``
+def _image_cases(folder: Path, file_ending: str, n_channels: int) -> dict[str, tuple[Path, ...]]:
+    """``{case: its channel files, _0000 first}`` of an images folder; errors name files not ``CASE_XXXX{file_ending}``
     and cases without all their channels."""
     cases: dict[str, dict[int, Path]] = {}
     odd = []
@@ -132,29 +143,20 @@ def _image_cases(folder: Path, file_ending: str, n_channels: int) -> dict[str, P
         if case is None:
             odd.append(path.name)
             continue
-        channel = int(path.name[: -len(file_ending)].rpartition("_")[2])
-        cases.setdefault(case, {})[channel] = path
+        cases.setdefault(case, {})[_channel_index(path, file_ending)] = path
     if odd:
         raise ValueError(f"{folder}: not named CASE_XXXX{file_ending} (XXXX the channel, 0000...): {', '.join(odd)}")
     wrong = [c for c, chans in cases.items() if sorted(chans) != list(range(n_channels))]
     if wrong:
         listed = ", ".join(f"{c} ({', '.join(f'{i:04d}' for i in sorted(cases[c]))})" for c in sorted(wrong))
         raise ValueError(f"{folder}: cases without exactly the channels 0000..{n_channels - 1:04d}: {listed}")
-    return {case: chans[0] for case, chans in sorted(cases.items())}
-
-
-def _refuse_channels(root: Path, channel_names: list[str]) -> None:
-    if len(channel_names) > 1:
-        raise ValueError(
-            f"{dataset_json_path(root)}: {len(channel_names)} channels ({', '.join(channel_names)}) in separate files per "
-            "case are not supported; only single-channel nnU-Net datasets (_0000 only) are read"
-        )
+    return {case: tuple(chans[i] for i in range(n_channels)) for case, chans in sorted(cases.items())}
 
 
 def read_nnunet_dataset(folder: str | Path, *, cases: bool = True) -> NnUNetDataset:
     """Read ``folder`` (an nnU-Net v2 raw dataset): names, file ending and (with ``cases``) the
-    training and test cases. ``ValueError`` in one line for regions, several channels, odd names,
-    and images without a label or labels without an image."""
+    training and test cases. ``ValueError`` in one line for regions, odd names, cases without all
+    their channels, and images without a label or labels without an image."""
     root = Path(folder)
     where = dataset_json_path(root)
     data = read_dataset_json(root)
@@ -167,7 +169,6 @@ def read_nnunet_dataset(folder: str | Path, *, cases: bool = True) -> NnUNetData
         raise ValueError(f"{where}: a 'dataset' file list is not supported; use the imagesTr/labelsTr layout")
     channels = _channel_names(data.get("channel_names"), where)
     classes = _class_names(data.get("labels"), where)
-    _refuse_channels(root, channels)
     dataset = NnUNetDataset(root=root, channel_names=channels, class_names=classes, file_ending=file_ending)
     if not cases:
         return dataset
@@ -177,7 +178,7 @@ def read_nnunet_dataset(folder: str | Path, *, cases: bool = True) -> NnUNetData
             raise ValueError(f"{root}: nnU-Net dataset without {needed.name}/")
     images = _image_cases(images_dir, file_ending, len(channels))
     labels = {p.name[: -len(file_ending)]: p for p in _files(labels_dir, file_ending)}
-    no_label = [images[c].name for c in images if c not in labels]
+    no_label = [images[c][0].name for c in images if c not in labels]
     no_image = [labels[c].name for c in labels if c not in images]
     if no_label or no_image:
         parts = [f"images without a label in labelsTr/: {', '.join(no_label)}"] if no_label else []
@@ -199,3 +200,45 @@ def nnunet_images_folder(path: str | Path) -> Path:
             raise ValueError(f"{path}: nnU-Net dataset without imagesTs/; give the images folder to predict")
         return path / "imagesTs"
     return path
+
+
+def nnunet_images_dataset(path: Path) -> NnUNetDataset | None:
+    """The dataset (names only) when ``path`` is (a file in) an nnU-Net ``imagesTr``/``imagesTs``."""
+    folder = path if path.is_dir() else path.parent
+    root = nnunet_root_of(folder)
+    if root is None or folder.name not in IMAGE_FOLDERS:
+        return None
+    return read_nnunet_dataset(root, cases=False)
+
+
+def nnunet_channel_files(path: str | Path) -> tuple[Path, ...]:
+    """The channel files (``_0000`` first) of the case whose ``_0000`` file is ``path``, when ``path``
+    lies in the ``imagesTr``/``imagesTs`` of a dataset with several channels; else ``(path,)``.
+    ``FileNotFoundError`` naming the case's missing channel files."""
+    path = Path(path)
+    dataset = nnunet_images_dataset(path)
+    if dataset is None or len(dataset.channel_names) == 1:
+        return (path,)
+    case = nnunet_case_id(path, dataset.file_ending)
+    if case is None or _channel_index(path, dataset.file_ending) != 0:
+        return (path,)
+    files = tuple(path.with_name(f"{case}_{i:0{_CHANNEL_DIGITS}d}{dataset.file_ending}")
+                  for i in range(len(dataset.channel_names)))  # fmt: skip
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path.parent}: case {case} has no channel file {', '.join(missing)} "
+                                f"({len(files)} channels: {', '.join(dataset.channel_names)})")  # fmt: skip
+    return files
+
+
+def nnunet_case_inputs(folder: str | Path, files: list[Path]) -> list[Path]:
+    """``files`` found in ``folder`` with one entry per case: in the ``imagesTr``/``imagesTs`` of a
+    dataset with several channels, each case's ``_0000`` file (:func:`nnunet_channel_files` gives
+    the others), after checking every case has exactly its channels; elsewhere ``files`` as given."""
+    folder = Path(folder)
+    dataset = nnunet_images_dataset(folder)
+    if dataset is None or len(dataset.channel_names) == 1 or not folder.is_dir():
+        return files
+    cases = _image_cases(folder, dataset.file_ending, len(dataset.channel_names))
+    first = {channels[0].resolve() for channels in cases.values()}
+    return [f for f in files if f.resolve() in first]

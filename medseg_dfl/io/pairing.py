@@ -3,14 +3,17 @@
 Layouts :func:`discover_pairs` understands, tried in this order under ``root``:
 
 1. ``root/dataset.json`` (MONAI/Decathlon): ``"training"`` + ``"validation"`` lists of
-   ``{"image": rel, "label": rel}``; both lists together are the pairs (``"test"`` is ignored).
+   ``{"image": rel, "label": rel}`` (``"image"`` may list several files: one image of their channels,
+   as ``preprocess`` writes a multi-channel nnU-Net case); both lists together are the pairs
+   (``"test"`` is ignored).
 2. ``root/images/`` + ``root/labels/``: same stem (``.nii.gz`` is one suffix), or a label stem
    ``<stem>_seg``, ``<stem>_label``, ``<stem>_labels``, ``<stem>_mask`` or ``<stem>_masks``.
 3. Cellpose style, one folder: ``x.png`` + ``x_masks.png`` (any supported suffixes).
 
 An nnU-Net v2 raw dataset (``DatasetXXX_Name``: ``dataset.json`` with ``channel_names`` and
 ``file_ending``, ``imagesTr/CASE_0000<ending>`` + ``labelsTr/CASE<ending>``) is read first, by
-:mod:`medseg_dfl.io.nnunet`; its case ids are the ``CASE`` part.
+:mod:`medseg_dfl.io.nnunet`; its case ids are the ``CASE`` part, and a case with several channel
+files (``CASE_0000``, ``CASE_0001``...) is one pair whose ``channel_files`` are all of them.
 
 Files without an image suffix (``.txt``, ``.json``, ``.DS_Store``...) and hidden files are ignored
 (logged at debug level). Image files left unpaired, or two files with one stem (``x.png`` and
@@ -40,9 +43,23 @@ LABEL_STEM_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_masks")
 
 @dataclass(frozen=True)
 class CasePair:
+    """One case. ``image`` is its image file, or the first of ``channel_files`` when the image is
+    several single-channel files (an nnU-Net case's ``_0000``, ``_0001``...; empty otherwise)."""
+
     case_id: str
     image: Path
     label: Path | None
+    channel_files: tuple[Path, ...] = ()
+
+    @property
+    def image_files(self) -> tuple[Path, ...]:
+        """Every file of the image, in channel order (what ``load_image`` takes)."""
+        return self.channel_files or (self.image,)
+
+    @property
+    def image_source(self) -> str | list[str]:
+        """The image as MONAI's ``LoadImaged`` takes it: one file name, or the channel files' names."""
+        return [str(p) for p in self.channel_files] if self.channel_files else str(self.image)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -156,15 +173,19 @@ def _inside(root: Path, entry: str, where: str, folders: Sequence[Path]) -> Path
     return root / entry
 
 
-def _entry_paths(entry: object, root: Path, where: str, folders: Sequence[Path]) -> tuple[Path, Path | None]:
+def _entry_paths(entry: object, root: Path, where: str, folders: Sequence[Path]) -> tuple[list[Path], Path | None]:
+    """(image files, label) of one entry: ``"image"`` is one path or a list of channel files."""
     if isinstance(entry, str):
-        return _inside(root, entry, where, folders), None
-    if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
-        raise ValueError(f"{where}: each entry needs an 'image' path (one file), got {entry!r}")
+        return [_inside(root, entry, where, folders)], None
+    image = entry.get("image") if isinstance(entry, dict) else None
+    images = [image] if isinstance(image, str) else image
+    if not isinstance(images, list) or not images or not all(isinstance(i, str) for i in images):
+        raise ValueError(f"{where}: each entry needs an 'image' path (one file, or a list of channel files), "
+                         f"got {entry!r}")  # fmt: skip
     label = entry.get("label")
     if label is not None and not isinstance(label, str):
         raise ValueError(f"{where}: 'label' must be one relative path, got {label!r}")
-    return _inside(root, entry["image"], where, folders), _inside(root, label, where, folders) if label else None
+    return [_inside(root, i, where, folders) for i in images], _inside(root, label, where, folders) if label else None
 
 
 def _pairs_from_dataset_json(root: Path) -> list[CasePair]:
@@ -176,11 +197,11 @@ def _pairs_from_dataset_json(root: Path) -> list[CasePair]:
     pairs, missing, unlabelled = [], [], []
     folders = _allowed_folders(root, data)
     for entry in entries:
-        image, label = _entry_paths(entry, root, where, folders)
-        missing += [str(p) for p in (image, label) if p is not None and not p.exists()]
+        images, label = _entry_paths(entry, root, where, folders)
+        missing += [str(p) for p in (*images, label) if p is not None and not p.exists()]
         if label is None:
-            unlabelled.append(str(image))
-        pairs.append(CasePair(file_stem(image), image, label))
+            unlabelled.append(str(images[0]))
+        pairs.append(CasePair(file_stem(images[0]), images[0], label, tuple(images) if len(images) > 1 else ()))
     if missing:
         raise FileNotFoundError(f"{where}: listed files not found: {', '.join(missing)}")
     if unlabelled:
@@ -195,7 +216,8 @@ def discover_pairs(root: str | Path) -> list[CasePair]:
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
     if is_nnunet_raw(root):
-        pairs = [CasePair(case, image, label) for case, image, label in read_nnunet_dataset(root).training]
+        pairs = [CasePair(case, images[0], label, images if len(images) > 1 else ())
+                 for case, images, label in read_nnunet_dataset(root).training]
     elif has_dataset_json(root):
         pairs = _pairs_from_dataset_json(root)
     elif (root / "images").is_dir():
@@ -215,7 +237,7 @@ def _validation_images(root: Path) -> set[Path] | None:
     data = read_dataset_json(root)
     entries, folders = data.get("validation") or [], _allowed_folders(root, data)
     where = str(root / DATASET_JSON)
-    return {_entry_paths(e, root, where, folders)[0].resolve() for e in entries} or None
+    return {_entry_paths(e, root, where, folders)[0][0].resolve() for e in entries} or None
 
 
 def split_pairs(

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 import tifffile
+import torch
 from monai.data import ImageReader, MetaTensor, NibabelReader, PILReader
 from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.data.utils import orientation_ras_lps
@@ -267,14 +268,20 @@ def _short_reason(err: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def load_image(path: str | Path, *, ensure_channel_first: bool = True,
+def load_image(path: str | Path | Sequence[str | Path], *, ensure_channel_first: bool = True,
                max_voxels: int = DEFAULT_MAX_VOXELS) -> MetaTensor:
     """Load one image (or DICOM folder) with MONAI ``LoadImage``: a float32 ``MetaTensor`` (C, spatial...).
+
+    A sequence of files (the channel files of an nnU-Net case, ``_0000`` first) is one image, their
+    channels stacked in that order, with the first file's meta data (as ``LoadImaged`` stacks a list);
+    a file whose spatial shape or affine differs from the first's is a :class:`DataError` naming it.
 
     Raises ``FileNotFoundError`` for a missing path and :class:`DataError`
     (``"<path>: cannot read image (<reason>)"``) for an unsupported, truncated or corrupt file, one
     declaring more than ``max_voxels`` voxels x channels, or one stored rotated (``medseg_dfl.io.limits``).
     """
+    if not isinstance(path, (str, Path)):
+        return _load_channel_files([Path(p) for p in path], max_voxels)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
@@ -285,6 +292,23 @@ def load_image(path: str | Path, *, ensure_channel_first: bool = True,
         return loader(str(path), reader=reader)
     except Exception as err:  # any library's decode error becomes one line naming the file
         raise DataError(path, f"cannot read image ({_short_reason(err)})") from err
+
+
+def _load_channel_files(paths: list[Path], max_voxels: int) -> MetaTensor:
+    if not paths:
+        raise ValueError("no channel files to load")
+    images = [load_image(p, max_voxels=max_voxels) for p in paths]
+    first, first_affine = images[0], np.asarray(images[0].affine)
+    agree = "the channel files of one case must have the same shape and geometry"
+    for path, image in zip(paths[1:], images[1:], strict=True):
+        shape, affine = tuple(image.shape[1:]), np.asarray(image.affine)
+        if shape != tuple(first.shape[1:]):
+            raise DataError(path, f"channel file {path.name} of shape {shape}, {paths[0].name} has "
+                                  f"{tuple(first.shape[1:])}; {agree}")  # fmt: skip
+        if affine.shape != first_affine.shape or not np.allclose(affine, first_affine):
+            raise DataError(path, f"channel file {path.name} with another geometry (affine) than {paths[0].name}; "
+                                  f"{agree}")  # fmt: skip
+    return torch.cat(images, dim=0) if len(images) > 1 else first
 
 
 def load_transforms(keys: Sequence[str] | str) -> list[MapTransform]:

@@ -159,7 +159,7 @@ def survey_case(pair: CasePair) -> CaseSurvey:
     """Read one image/label pair (``ValueError`` naming the file when it cannot be used)."""
     if pair.label is None:
         raise ValueError(f"{pair.image}: has no label (planning needs labelled cases)")
-    image = load_image(pair.image)
+    image = load_image(pair.image_files)
     shape, spacing = _geometry(image)
     array = np.asarray(image)
     if not np.all(np.isfinite(array)):

@@ -1,5 +1,6 @@
 """nnU-Net v2 raw datasets (``DatasetXXX_Name``): read by discover_pairs, plan, preprocess, train,
-infer (outputs ``CASE.nii.gz``) and evaluate; regions and several channels refused in one line."""
+infer (outputs ``CASE.nii.gz``) and evaluate; regions refused in one line; several channel files per
+case grouped (the multi-channel run end to end: tests/engine/test_nnunet_multichannel.py)."""
 
 from __future__ import annotations
 
@@ -103,11 +104,26 @@ def test_regions_are_refused_in_one_line(tmp_path):
     assert result.exit_code != 0 and "regions (whole) are not supported" in result.output
 
 
-def test_several_channels_are_refused_in_one_line(tmp_path):
-    root = make_nnunet(tmp_path / "Dataset004_Two", n_train=1, n_test=0)
-    shutil.copy(root / "imagesTr" / "vol_000_0000.nii.gz", root / "imagesTr" / "vol_000_0001.nii.gz")
+def test_channel_files_are_grouped_per_case(tmp_path):
+    root = make_nnunet(tmp_path / "Dataset004_Two", n_train=2, n_test=1)
+    for folder in ("imagesTr", "imagesTs"):
+        for first in sorted((root / folder).glob("*_0000.nii.gz")):
+            shutil.copy(first, first.with_name(first.name.replace("_0000", "_0001")))
     _dataset_json(root, channel_names={"0": "T2", "1": "ADC"})
-    with pytest.raises(ValueError, match="2 channels .T2, ADC. in separate files per case are not supported"):
+    data = read_nnunet_dataset(root)
+    assert data.channel_names == ["T2", "ADC"]
+    assert [(c, [f.name for f in files]) for c, files, _ in data.training] == [
+        ("vol_000", ["vol_000_0000.nii.gz", "vol_000_0001.nii.gz"]),
+        ("vol_001", ["vol_001_0000.nii.gz", "vol_001_0001.nii.gz"]),
+    ]
+    assert [(c, [f.name for f in files]) for c, files in data.test] == [
+        ("vol_002", ["vol_002_0000.nii.gz", "vol_002_0001.nii.gz"])
+    ]
+    pair = discover_pairs(root)[1]
+    assert (pair.case_id, pair.image.name, pair.label.name) == ("vol_001", "vol_001_0000.nii.gz", "vol_001.nii.gz")
+    assert pair.image_source == [str(root / "imagesTr" / f"vol_001_{i:04d}.nii.gz") for i in (0, 1)]
+    (root / "imagesTr" / "vol_001_0001.nii.gz").unlink()
+    with pytest.raises(ValueError, match=r"cases without exactly the channels 0000\.\.0001: vol_001 \(0000\)"):
         discover_pairs(root)
 
 
