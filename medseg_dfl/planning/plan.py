@@ -306,8 +306,9 @@ def plan_experiment(
     survey = survey_dataset(data_dir, progress)
     values, warnings = _base_values(survey, data_root or str(data_dir), memory_gb, torch_device, reasons)
     reasons["train.batch_size"] += f" (budget: {memory_why})"
-    if time_budget_min is not None:
-        timed_cfg = config_from_dict(_merge(values, {"data": {"root": str(data_dir)}}))
+    if time_budget_min is not None:  # timed with the overrides: --set network.name=UNet fits that network's steps
+        timed = apply_overrides(config_to_dict(config_from_dict(values)), overrides)
+        timed_cfg = config_from_dict(_merge(timed, {"data": {"root": str(data_dir)}}))
         values = _merge(values, _fit_time(timed_cfg, survey, time_budget_min, torch_device, reasons))
     for item in overrides or []:
         reasons[item.split("=", 1)[0].strip()] = "set by --set"
