@@ -1,8 +1,9 @@
 """``plan_experiment``: a complete, explained :class:`~medseg_dfl.config.Config` from a data folder.
 
 The decisions (and the rules behind them) live in :mod:`.decisions` (classes, modality,
-normalisation, spacing), :mod:`.topology` (patch, DynUNet kernels/strides, batch) and :mod:`.timing`
-(epochs that fit a time budget); this module puts them together and records *why* for each key.
+normalisation, spacing), :mod:`.topology` (patch, DynUNet kernels/strides, batch), :mod:`.candidates`
+(the network timed and chosen for a time budget) and :mod:`.timing` (epochs that fit a time budget);
+this module puts them together and records *why* for each key.
 """
 
 from __future__ import annotations
