@@ -287,7 +287,8 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def _sets_network(overrides: list[str] | None) -> bool:
     """Whether ``--set`` chose the network (``network.name``, ``network.kwargs...``): the user's wins."""
-    return any(item.split("=", 1)[0].strip().startswith("network.") for item in overrides or [])
+    keys = [item.split("=", 1)[0].strip() for item in overrides or []]
+    return any(key == "network" or key.startswith("network.") for key in keys)
 
 
 def _summary(survey: DatasetSurvey, cfg: Config) -> list[str]:

@@ -168,3 +168,17 @@ def test_a_network_set_by_the_user_or_no_candidates_times_only_that_one(tmp_path
     assert [c[0] for c in fake_timer] == (["dynunet-resenc"] if overrides else ["dynunet"])
     assert plan.config.network.name == "DynUNet" and plan.config.network.kwargs["res_block"] is bool(overrides)
     assert "timed on" not in plan.reasons["network.name"]
+
+
+def test_plan_command_no_network_candidates_times_the_dynunet_only(tmp_path, fake_timer):
+    from typer.testing import CliRunner
+
+    from medseg_dfl.cli.main import app
+    from medseg_dfl.config import load_config
+
+    out = tmp_path / "p.yaml"
+    args = ["plan", str(write_rgb(tmp_path / "w", n=5, size=32)), "-o", str(out), "--time-budget", "10",
+            "--no-network-candidates"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [c[0] for c in fake_timer] == ["dynunet"] and load_config(out).network.name == "DynUNet"
