@@ -33,6 +33,11 @@ def command(
         list[str] | None, typer.Option("--set", help="Override a planned key: --set train.epochs=5 (repeatable).")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda for the timed steps (default: auto).")] = None,
+    network_candidates: Annotated[
+        bool,
+        typer.Option("--network-candidates/--no-network-candidates",
+                     help="With --time-budget: time a few candidate networks and choose one for the budget (else DynUNet)."),
+    ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Plan a training config from the data; its comments say why each value was chosen.
@@ -50,7 +55,7 @@ def command(
         raise FileExistsError(f"{output} exists; choose another --output or pass --overwrite")
     plan = plan_experiment(
         data_dir, time_budget_min=time_budget, memory_budget_gb=memory_budget, data_root=data_root,
-        device=device, overrides=set_,
+        device=device, overrides=set_, network_candidates=network_candidates,
     )
     command_line = "medseg-dfl plan " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     written = write_plan(plan, output, command=command_line, overwrite=overwrite)

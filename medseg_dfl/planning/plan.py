@@ -1,8 +1,9 @@
 """``plan_experiment``: a complete, explained :class:`~medseg_dfl.config.Config` from a data folder.
 
 The decisions (and the rules behind them) live in :mod:`.decisions` (classes, modality,
-normalisation, spacing), :mod:`.topology` (patch, DynUNet kernels/strides, batch) and :mod:`.timing`
-(epochs that fit a time budget); this module puts them together and records *why* for each key.
+normalisation, spacing), :mod:`.topology` (patch, DynUNet kernels/strides, batch), :mod:`.candidates`
+(the network timed and chosen for a time budget) and :mod:`.timing` (epochs that fit a time budget);
+this module puts them together and records *why* for each key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from medseg_dfl.config import Config, apply_overrides, config_from_dict, config_to_dict
 from medseg_dfl.data.datasets import split_items
 from medseg_dfl.engine.distributed import resolve_device
+from medseg_dfl.planning.candidates import choose_candidate, time_candidates, with_candidate
 from medseg_dfl.planning.decisions import (
     class_names_hint,
     decide_classes,
@@ -239,15 +241,28 @@ def _cheaper(cfg: Config, survey: DatasetSurvey, steps: float, r: dict) -> dict:
     return extra
 
 
-def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r: dict) -> dict:
+def _choose_network(cfg: Config, items: list[dict], minutes: float, device: Any, r: dict) -> tuple[str, StepTiming]:
+    """Times the candidate networks (planning.candidates) and picks one; its name and timing."""
+    timed = time_candidates(cfg, items, device)
+    chosen, r["network.name"] = choose_candidate(timed, minutes, device, cfg.train.batch_size * cfg.transforms.num_samples)
+    for key in [k for k in r if k.startswith("network.kwargs.") and k.split(".")[2] not in chosen.kwargs]:
+        del r[key]  # a DynUNet reason where another network was chosen
+    r.update(chosen.reasons)
+    return chosen.name, next(t for c, t in timed if c is chosen)
 
+
+def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r: dict, choose: bool) -> dict:
+    """Epochs (and, with ``choose``, the network) that fit ``minutes``; ``cfg`` holds the planned DynUNet
+    (or, without ``choose``, the user's network)."""
     train_items, val_items = split_items(cfg)
-    timing = _timed(cfg, train_items, device)
+    name, timing = _choose_network(cfg, train_items, minutes, device, r) if choose else (None, _timed(cfg, train_items, device))
     steps = minutes * 60 / timing.per_step(cfg.train.batch_size)
     extra = _cheaper(cfg, survey, steps, r) if steps < MIN_STEPS else {}
-    if extra:  # re-timed with the cheaper steps
+    if extra:  # re-timed with the cheaper steps; the chosen network re-derived from the smaller DynUNet
         r["train.epochs"] = f"{steps:.0f} steps of {timing.per_step(cfg.train.batch_size):.1f} s would fit"
         cfg = config_from_dict(_merge(config_to_dict(cfg), extra))
+    cfg = with_candidate(cfg, name) if name else cfg
+    if extra:
         timing = _timed(cfg, train_items, device)
     median = _median_shape_at(survey, cfg.transforms.target_spacing)
     timing = dataclasses.replace(timing, val_case_s=time_validation_case(cfg, device, median))  # one real pass
@@ -257,7 +272,8 @@ def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r
     r["train.steps_per_epoch"] = f"one pass over the {len(train_items)} training cases (at most 250 steps, nnU-Net)"
     r["train.val_every"] = "validation kept to about a quarter of the training time"
     r["optim.warmup_epochs"] = "one warm-up epoch when there are 10 or more, else none"
-    return _merge(extra, {
+    network = {"network": {"name": cfg.network.name, "kwargs": cfg.network.kwargs}} if name else {}
+    return _merge(_merge(extra, network), {
         "train": {"epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch, "val_every": budget.val_every},
         "optim": {"warmup_epochs": 1 if budget.epochs >= 10 else 0},
     })
@@ -268,6 +284,12 @@ def _merge(base: dict, extra: dict) -> dict:
     for key, value in extra.items():
         out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) and key != "kwargs" else value
     return out
+
+
+def _sets_network(overrides: list[str] | None) -> bool:
+    """Whether ``--set`` chose the network (``network.name``, ``network.kwargs...``): the user's wins."""
+    keys = [item.split("=", 1)[0].strip() for item in overrides or []]
+    return any(key == "network" or key.startswith("network.") for key in keys)
 
 
 def _summary(survey: DatasetSurvey, cfg: Config) -> list[str]:
@@ -284,14 +306,16 @@ def _summary(survey: DatasetSurvey, cfg: Config) -> list[str]:
 def plan_experiment(
     data_dir: str | Path, *, time_budget_min: float | None = None, memory_budget_gb: float | None = None,
     data_root: str | None = None, device: str | None = None, overrides: list[str] | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressCallback | None = None, network_candidates: bool = True,
 ) -> Plan:
     """Survey ``data_dir`` and plan a config for it (see the package docstring for the rules).
 
     ``time_budget_min``: fit epochs/steps to this many minutes of training on ``device`` (a few
     steps are timed); ``memory_budget_gb``: what one training step may use (default: 85 % of the GPU,
     else a quarter of the RAM up to 8 GB); ``data_root``: the path written as ``data.root`` (default
-    ``data_dir`` as given); ``overrides``: ``key=value`` applied on top (as ``train --set``).
+    ``data_dir`` as given); ``overrides``: ``key=value`` applied on top (as ``train --set``);
+    ``network_candidates``: with a time budget, time the candidate networks of
+    :mod:`.candidates` and let its rule choose (not when ``overrides`` set ``network.*``: theirs is timed).
     """
 
     data_dir = Path(data_dir)
@@ -310,7 +334,8 @@ def plan_experiment(
     if time_budget_min is not None:  # timed with the overrides: --set network.name=UNet fits that network's steps
         timed = apply_overrides(config_to_dict(config_from_dict(values)), overrides)
         timed_cfg = config_from_dict(_merge(timed, {"data": {"root": str(data_dir)}}))
-        values = _merge(values, _fit_time(timed_cfg, survey, time_budget_min, torch_device, reasons))
+        choose = network_candidates and not _sets_network(overrides)
+        values = _merge(values, _fit_time(timed_cfg, survey, time_budget_min, torch_device, reasons, choose))
     for item in overrides or []:
         reasons[item.split("=", 1)[0].strip()] = "set by --set"
     cfg = config_from_dict(apply_overrides(config_to_dict(config_from_dict(values)), overrides))

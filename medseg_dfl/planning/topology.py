@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Topology", "estimate_step_bytes", "filters_for", "plan_patch_and_batch", "pool_and_conv"]
+__all__ = ["MAX_FILTERS", "Topology", "estimate_step_bytes", "filters_for", "plan_patch_and_batch", "pool_and_conv"]
 
 MIN_FEATURE_MAP = 4
 MAX_POOLINGS = 5
 MIN_BATCH = 2
 MAX_BATCH_SHARE = 0.05
 _INITIAL_CAP = {2: 2048, 3: 256}
-_MAX_FILTERS = {2: 512, 3: 320}
+MAX_FILTERS = {2: 512, 3: 320}  # nnU-Net's cap on a stage's feature maps (and the wide candidate's)
 # Tensors kept per voxel and feature map for backward in one DynUNet stage (conv, norm and activation
 # outputs of two convs in the encoder, the same plus the up-convolution and the concatenation in the
 # decoder), and float32. An estimate: it decides the batch and patch, not an allocator's exact peak.
@@ -75,7 +75,7 @@ def pool_and_conv(spacing: list[float], patch: list[int]) -> Topology:
 
 def filters_for(topology: Topology, base: int) -> list[int]:
     """Feature maps per stage: ``base`` doubled per stage, capped as nnU-Net (320 in 3D, 512 in 2D)."""
-    cap = _MAX_FILTERS[len(topology.patch)]
+    cap = MAX_FILTERS[len(topology.patch)]
     return [min(base * 2**i, cap) for i in range(len(topology.strides))]
 
 
