@@ -47,6 +47,7 @@ from medseg_dfl.engine import training
 from medseg_dfl.engine.components import Components, build_components
 from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.training import seed_epoch, train_one_epoch
+from medseg_dfl.losses.deep_supervision import supervised_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loss_speed import Competitor  # noqa: E402 - the same competing process as the loss benchmark
@@ -66,7 +67,7 @@ def _bare_loop(parts: Components, model: torch.nn.Module, optimizer: torch.optim
             waited += time.perf_counter() - fetch
             inputs, labels = batch["image"].to(parts.device), batch["label"].to(parts.device)
             optimizer.zero_grad()
-            loss = parts.loss_fn(model(inputs), labels)
+            loss = supervised_loss(parts.loss_fn, model(inputs), labels)  # a deep-supervision config too
             loss.backward()
             optimizer.step()
             loss.item()

@@ -90,6 +90,7 @@ class AugmentConfig:
     color_jitter: bool = True
     noise: bool = True
     stain: bool = False
+    low_resolution: bool = False  # nnU-Net's low-resolution simulation and gamma (medseg_dfl.transforms)
 
 
 @dataclass
@@ -207,6 +208,10 @@ KEY_HELP: dict[str, str] = {
     "transforms.augment.stain": (
         "RGB microscopy: HED stain jitter, brightness, gamma, blur and scale jitter of the whole image before "
         "its intensity normalisation (medseg_dfl.stain)"
+    ),
+    "transforms.augment.low_resolution": (
+        "nnU-Net's low-resolution simulation (down- and upsampling, zoom 0.5-1, p 0.25) and gamma (p 0.3, "
+        "inverted image p 0.1) of the image"
     ),
     "network.name": "a MONAI network (UNet, BasicUNet, AttentionUnet, SegResNet, DynUNet, UNETR, SwinUNETR)",
     "network.kwargs": "keyword arguments of the MONAI network",

@@ -13,7 +13,8 @@ Every pipeline is ``deterministic prefix + random suffix`` so that MONAI's ``Cac
   no geometry) get no orientation/spacing/crop.
 - train suffix: ``SpatialPadd`` to the patch size, ``RandCropByLabelClassesd`` (class-balanced:
   ``cfg.transforms.class_ratios``, uniform over classes when None), then the augmentations enabled
-  in ``cfg.transforms.augment`` (flips, rot90, small affine, intensity/stain jitter, noise).
+  in ``cfg.transforms.augment`` (flips, rot90, small affine, intensity/stain jitter, noise; optionally
+  nnU-Net's low-resolution simulation and gamma).
 
 Labels are resampled with ``nearest`` everywhere and leave the train/val pipelines as ``torch.long``
 (B,1,spatial after collation); images are float32. The inference pipeline (key "image" only) is
@@ -48,6 +49,7 @@ from monai.transforms import (
     RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
+    RandSimulateLowResolutiond,
     ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
     Spacingd,
@@ -248,6 +250,24 @@ def _intensity_augment(cfg: Config) -> list[Transform]:
         ]
     if aug.noise:
         steps.append(RandGaussianNoised(keys=IMAGE, prob=0.15, mean=0.0, std=0.1))
+    if aug.low_resolution:
+        steps += _low_resolution_and_gamma(cfg)
+    return steps
+
+
+def _low_resolution_and_gamma(cfg: Config) -> list[Transform]:
+    """nnU-Net's low-resolution simulation and gamma, on the image only (the label keeps its detail:
+    the network learns to segment finely from a blurred input). Its gamma keeps the patch's mean and
+    std (retain_stats), and is also applied to the inverted image (dark structures get the shift
+    bright ones get). color_jitter already draws the plain gamma: it is added here only without it."""
+    upsample = "trilinear" if cfg.data.spatial_dims == 3 else "bilinear"  # MONAI's default is 3D only
+    steps: list[Transform] = [
+        RandSimulateLowResolutiond(keys=IMAGE, prob=0.25, zoom_range=(0.5, 1.0), downsample_mode="nearest",
+                                   upsample_mode=upsample),  # fmt: skip
+        RandAdjustContrastd(keys=IMAGE, prob=0.1, gamma=(0.7, 1.5), invert_image=True, retain_stats=True),
+    ]
+    if not cfg.transforms.augment.color_jitter:
+        steps.append(RandAdjustContrastd(keys=IMAGE, prob=0.3, gamma=(0.7, 1.5), retain_stats=True))
     return steps
 
 

@@ -44,6 +44,7 @@ from medseg_dfl.engine.records import close_run_log, open_run_log, read_metrics_
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
 from medseg_dfl.io.yaml_safe import load_yaml_text
+from medseg_dfl.losses.deep_supervision import supervised_loss
 from medseg_dfl.networks import check_input_size
 from medseg_dfl.progress import ProgressCallback, report
 from medseg_dfl.visualize.curves import plot_training_curves
@@ -118,7 +119,7 @@ def _train_step(parts: Components, cfg: Config, batch: dict[str, Any]) -> torch.
     label = plain_tensor(batch["label"]).to(parts.device, non_blocking=True).long()
     with autocast(parts.device, parts.amp):
         logits = parts.forward(image)
-    loss = parts.loss_fn(logits.float(), label)  # float32 loss: bfloat16 logits lose Dice/CE precision
+    loss = supervised_loss(parts.loss_fn, logits, label)  # one output, or deep-supervision heads
     parts.optimizer.zero_grad(set_to_none=True)
     parts.scaler.scale(loss).backward()
     average_gradients(parts.loss_params, parts.ctx)  # DDP averages only the network's gradients

@@ -1,7 +1,9 @@
-"""medseg_dfl.losses: the Dual Focal Loss, its compound with Dice, class weights, and losses by name."""
+"""medseg_dfl.losses: the Dual Focal Loss, its compound with Dice, class weights, losses by name, and
+the deep-supervision loss of a network's training output."""
 
 from medseg_dfl.losses.class_weights import AdaptiveClassWeights
 from medseg_dfl.losses.compound import DiceDualFocalLoss
+from medseg_dfl.losses.deep_supervision import supervised_loss
 from medseg_dfl.losses.dual_focal import DualFocalLoss
 from medseg_dfl.losses.functional import dual_focal_loss
 from medseg_dfl.losses.registry import (
@@ -22,4 +24,5 @@ __all__ = [
     "dual_focal_loss",
     "loss_from_config",
     "resolve_loss",
+    "supervised_loss",
 ]

@@ -160,7 +160,10 @@ def _network(survey: DatasetSurvey, target: list[float] | None, classes: int, me
     )
     r["network.kwargs.upsample_kernel_size"] = "the strides after the first (DynUNet)"
     r["network.kwargs.norm_name"] = "instance normalisation (nnU-Net)"
-    r["network.kwargs.deep_supervision"] = "off: the training loop takes one output"
+    r["network.kwargs.deep_supervision"] = (
+        "an option (nnU-Net's; deep_supr_num heads, 1-2 in nnU-Net), off by default: measured at equal budget "
+        "in benchmarks/equal_budget.py"
+    )
     r["network.kwargs.res_block"] = "plain conv blocks (nnU-Net's default U-Net)"
     r["train.batch_size"] = (
         f"largest batch whose step (~{need / 2**30:.2f} GB estimated) fits the {memory_gb:g} GB memory budget, "

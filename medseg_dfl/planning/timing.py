@@ -21,6 +21,7 @@ from monai.transforms import Compose, RandomizableTrait
 
 from medseg_dfl.config import Config
 from medseg_dfl.engine.precision import autocast, autocast_dtype, memory_format, to_memory_format
+from medseg_dfl.losses.deep_supervision import supervised_loss
 from medseg_dfl.losses.registry import loss_from_config
 from medseg_dfl.networks import build_network
 from medseg_dfl.transforms import build_train_transforms
@@ -62,7 +63,7 @@ def time_training_step(cfg: Config, device: torch.device, steps: int = 3) -> flo
         start = time.perf_counter()
         with autocast(device, amp):
             logits = model(image)
-        loss = loss_fn(logits.float(), label)
+        loss = supervised_loss(loss_fn, logits, label)  # as training: deep-supervision heads too
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
