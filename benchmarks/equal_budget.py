@@ -35,6 +35,8 @@ from medseg_dfl.planning.timing import time_training_step
 # name -> (what it is, plan --set overrides). "base" is the plan as shipped.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "base": ("the plan as shipped: DynUNet 16-128, AdamW 3e-3 cosine, dice-ce, classes centred equally", []),
+    "seed-1": ("the base plan with another seed (initialisation, split order, augmentation): the noise",
+               ["experiment.seed=1"]),
     "sgd-poly": (
         "nnU-Net's optimiser: SGD Nesterov 0.99, lr 0.01, poly 0.9, weight decay 3e-5, clip 12",
         ["optim.name=sgd", "optim.momentum=0.99", "optim.lr=0.01", "optim.scheduler=poly",
