@@ -426,8 +426,7 @@ def _segment(predictor: Predictor, loaded: Any, keep: bool) -> tuple[PredictionR
         probs = predict_at_model_scale(predictor, loaded)[0].numpy()
         return predictor.result_from_probabilities(probs, keep), loaded.geometry, loaded.loaded, loaded.scale
     if isinstance(loaded, ObjectInput):
-        found = predict_at_object_scale(predictor, loaded.image, loaded.target, loaded.object_diameter,
-                                        loaded.core_class)  # fmt: skip
+        found = predict_at_object_scale(predictor, loaded.image, loaded.target, loaded.object_diameter)
         result = predictor.result_from_probabilities(found.probabilities.numpy(), keep)
         if loaded.core_class is not None:  # the one object training crops hold, without what touches it
             result.mask = keep_core_object(result.mask, loaded.core_class)
