@@ -20,11 +20,8 @@ from typer.testing import CliRunner
 
 import medseg_dfl.engine.inference
 from medseg_dfl.cli.main import app
-from medseg_dfl.config import config_from_dict, config_to_dict
-from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, save_checkpoint
 from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 
-CLASSES = ["background", "cytoplasm", "nucleus"]
 TRAINING_CELL = 40.0  # px: the object diameter the checkpoint records
 CELL = 120  # px: the cell in the input, three times the training size
 
@@ -42,17 +39,10 @@ def hand_built_network(monkeypatch):
 
 
 @pytest.fixture
-def wbc_model(tmp_path) -> Path:
-    cfg = config_from_dict({
-        "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": CLASSES},
-        "transforms": {"patch_size": [64, 64], "intensity": "rgb_0_1"},
-        "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
-    })  # fmt: skip
-    payload = dict.fromkeys(PAYLOAD_KEYS)
-    payload.update(format_version=1, model_state=RingNet().state_dict(), config=config_to_dict(cfg),
-                   class_names=CLASSES, scale={"object_diameter_px": TRAINING_CELL, "object_source": "test",
-                                               "cell_diameter_px": 30.0})  # a red-cell estimate: not used  # fmt: skip
-    return save_checkpoint(tmp_path / "wbc.pt", payload)
+def wbc_model(tmp_path, write_wbc_checkpoint) -> Path:
+    scale = {"object_diameter_px": TRAINING_CELL, "object_source": "test",
+             "cell_diameter_px": 30.0}  # a red-cell estimate: not used  # fmt: skip
+    return write_wbc_checkpoint(tmp_path / "wbc.pt", scale, model_state=RingNet().state_dict())
 
 
 @pytest.fixture

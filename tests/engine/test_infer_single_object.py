@@ -17,12 +17,9 @@ import torch
 from PIL import Image
 
 import medseg_dfl.engine.inference
-from medseg_dfl.config import config_from_dict, config_to_dict
-from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, save_checkpoint
 from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 from medseg_dfl.engine.postprocess import keep_core_object
 
-CLASSES = ["background", "cytoplasm", "nucleus"]
 TRAINING_CELL = 40.0  # px: the object diameter the checkpoint records
 CELL, NUCLEUS, RED = 120, 70, 70  # px in the input
 
@@ -44,16 +41,9 @@ def _disc(shape, centre, diameter) -> np.ndarray:
 
 
 @pytest.fixture
-def model(tmp_path) -> Path:
-    cfg = config_from_dict({
-        "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": CLASSES},
-        "transforms": {"patch_size": [64, 64], "intensity": "rgb_0_1"},
-        "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
-    })  # fmt: skip
-    payload = dict.fromkeys(PAYLOAD_KEYS)
-    payload.update(format_version=1, model_state={}, config=config_to_dict(cfg), class_names=CLASSES,
-                   scale={"object_diameter_px": TRAINING_CELL, "object_source": "test", "core_class": 2})
-    return save_checkpoint(tmp_path / "wbc.pt", payload)
+def model(tmp_path, write_wbc_checkpoint) -> Path:
+    scale = {"object_diameter_px": TRAINING_CELL, "object_source": "test", "core_class": 2}
+    return write_wbc_checkpoint(tmp_path / "wbc.pt", scale, model_state={})
 
 
 @pytest.fixture
