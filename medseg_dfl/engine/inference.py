@@ -126,7 +126,8 @@ class InferenceOptions:
     rescale: bool = True
     cell_diameter: float | None = None  # px in the inputs (red cell, or the single-cell model's cell); None: found
     # Single-cell models trained on crops of one object each (white cells): keep that object, split
-    # from what touches it (engine.postprocess.keep_core_object). False: every segmented object.
+    # from what touches it (engine.postprocess.keep_core_object); the mask only, saved probabilities
+    # are the network's. False: every segmented object.
     single_object: bool = True
     pixel_size: float | None = None  # um per pixel of the inputs
     # Inputs declaring more voxels x channels are refused before decoding (medseg_dfl.io.limits).

@@ -137,7 +137,7 @@ def test_plan_comment_lists_the_timed_candidates_and_keeps_dynunet(tmp_path, fak
     assert plan.config.network.name == "DynUNet" and plan.config.network.kwargs["res_block"] is False
     why = plan.reasons["network.name"]
     assert "dynunet 0.60 s, dynunet-resenc 0.81 s, dynunet-narrow 0.30 s, dynunet-wide 1.50 s, unet-strided 0.17 s" in why
-    assert "chose dynunet because" in why and "beat every cheaper candidate" in why
+    assert "chose dynunet because" in why and "no cheaper candidate won on both" in why
     assert "network 0.60 s" in plan.reasons["train.epochs"]  # the budget fitted to the chosen network's step
 
 
