@@ -87,6 +87,11 @@ class AugmentConfig:
     flip_axes: list[int] | None = None
     rot90: bool = True
     affine: bool = True
+    # The affine step's strength. nnU-Net draws rotations up to 30 degrees and scales 0.7-1.4, each
+    # with p 0.2; the lighter defaults here were chosen for short CPU budgets (docs/results).
+    affine_prob: float = 0.2
+    rotate_degrees: float = 15.0
+    scale_fraction: float = 0.1  # scales drawn from 1 - f .. 1 + f
     color_jitter: bool = True
     noise: bool = True
     stain: bool = False
@@ -202,7 +207,10 @@ KEY_HELP: dict[str, str] = {
     "transforms.augment.flip": "random flips (along transforms.augment.flip_axes)",
     "transforms.augment.flip_axes": "axes random flips and infer --tta mirror; null = every axis",
     "transforms.augment.rot90": "random 90-degree rotations in the first plane (square there only)",
-    "transforms.augment.affine": "small random rotation + scaling",
+    "transforms.augment.affine": "random rotation + scaling (strength: affine_prob, rotate_degrees, scale_fraction)",
+    "transforms.augment.affine_prob": "probability of the affine step per patch",
+    "transforms.augment.rotate_degrees": "largest rotation, each axis (3D) or the plane (2D), in degrees",
+    "transforms.augment.scale_fraction": "scales drawn from 1 - f to 1 + f per axis",
     "transforms.augment.color_jitter": "random contrast and intensity shifts",
     "transforms.augment.noise": "Gaussian noise",
     "transforms.augment.stain": (
@@ -361,6 +369,7 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.optim.lr <= 0:
         raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
     _check_training(cfg)
+    _check_augment(cfg.transforms.augment)
     _check_names(cfg)
 
 
@@ -409,6 +418,15 @@ def _check_plain_values(value: Any, path: str) -> None:
     elif isinstance(value, str) and value[:1] in ("$", "@", "%"):
         raise ValueError(f"{path}: {value!r} looks like a MONAI bundle expression; config values are data, "
                          "never evaluated")  # fmt: skip
+
+
+def _check_augment(aug: AugmentConfig) -> None:
+    if not 0.0 <= aug.affine_prob <= 1.0:
+        raise ValueError(f"transforms.augment.affine_prob must be in [0, 1], got {aug.affine_prob}")
+    if not 0.0 <= aug.rotate_degrees <= 180.0:
+        raise ValueError(f"transforms.augment.rotate_degrees must be in [0, 180], got {aug.rotate_degrees}")
+    if not 0.0 <= aug.scale_fraction < 1.0:
+        raise ValueError(f"transforms.augment.scale_fraction must be in [0, 1), got {aug.scale_fraction}")
 
 
 def _check_training(cfg: Config) -> None:

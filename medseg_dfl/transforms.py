@@ -76,7 +76,6 @@ __all__ = [
 IMAGE, LABEL, PRED = "image", "label", "pred"
 _INDICES_POSTFIX = "_cls_indices"
 DEFAULT_CT_WINDOW = (-1000.0, 1000.0)
-_ROTATE_RADIANS = math.radians(15)
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
@@ -227,11 +226,12 @@ def _spatial_augment(cfg: Config) -> list[Transform]:
     # rot90 in the first plane only, and only where the patch is square there (batches must collate).
     if aug.rot90 and patch[0] == patch[1]:
         steps.append(RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
-    if aug.affine:
-        rotate = _ROTATE_RADIANS if dims == 2 else (_ROTATE_RADIANS,) * 3
+    if aug.affine and aug.affine_prob > 0:
+        radians = math.radians(aug.rotate_degrees)
+        rotate = radians if dims == 2 else (radians,) * 3
         steps.append(
             RandAffined(
-                keys=keys, prob=0.2, rotate_range=rotate, scale_range=(0.1,) * dims,
+                keys=keys, prob=aug.affine_prob, rotate_range=rotate, scale_range=(aug.scale_fraction,) * dims,
                 mode=("bilinear", "nearest"), padding_mode="reflection",
             )
         )
