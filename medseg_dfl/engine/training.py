@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from monai.data.utils import set_rnd
 
-from medseg_dfl.config import Config, config_from_dict, config_to_dict, save_config
+from medseg_dfl.config import Config, save_config
 from medseg_dfl.data.folds import Split, training_pairs, training_split, write_split
 from medseg_dfl.data.prefetch import prefetched
-from medseg_dfl.engine.checkpoint import load_checkpoint, save_checkpoint
+from medseg_dfl.engine.checkpoint import save_checkpoint
 from medseg_dfl.engine.components import Components, build_components, checkpoint_payload, restore_components
 from medseg_dfl.engine.distributed import (
     DistContext,
@@ -40,20 +39,16 @@ from medseg_dfl.engine.input_check import check_training_data
 from medseg_dfl.engine.optim import lr_factor
 from medseg_dfl.engine.output_claims import exclusive_folder
 from medseg_dfl.engine.precision import autocast, to_memory_format
-from medseg_dfl.engine.records import close_run_log, open_run_log, read_metrics_rows, write_metrics
+from medseg_dfl.engine.records import close_run_log, open_run_log, write_metrics
+from medseg_dfl.engine.run_folder import RunState, resume_state, shared_run_dir
 from medseg_dfl.engine.scoring import ValidationResult, plain_tensor, validate
 from medseg_dfl.io.atomic import remove_stale_temps
-from medseg_dfl.io.yaml_safe import load_yaml_text
 from medseg_dfl.losses.deep_supervision import supervised_loss
 from medseg_dfl.networks import check_input_size
 from medseg_dfl.progress import ProgressCallback, report
 from medseg_dfl.visualize.curves import plot_training_curves
 
 __all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train", "train_one_epoch"]
-
-# Config keys a resumed run may change (they do not change what the checkpoint means).
-RESUME_MAY_CHANGE = {"train.epochs", "train.device", "train.compile", "data.num_workers", "data.prefetch", "data.cache", "data.cache_dir",
-                     "inference.sw_batch_size"}  # fmt: skip
 
 
 @dataclass
@@ -189,70 +184,6 @@ def _epoch_row(cfg: Config, epoch: int, stats: EpochStats, val: ValidationResult
     return row
 
 
-def _check_resume_config(cfg: Config, payload: dict[str, Any], run_dir: Path) -> None:
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            is_section = isinstance(v, dict) and k != "kwargs"
-            out.update(flat(v, f"{prefix}{k}.") if is_section else {f"{prefix}{k}": v})
-        return out
-
-    saved = flat(config_to_dict(config_from_dict(payload["config"])))
-    given = flat(config_to_dict(cfg))
-    changed = sorted(k for k in saved.keys() | given.keys() if saved.get(k) != given.get(k))
-    changed = [k for k in changed if k not in RESUME_MAY_CHANGE]
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in changed)
-        raise ValueError(f"cannot resume {run_dir}: the config differs from its last.pt in {details}")
-
-
-def _check_run_config_unedited(run_dir: Path, payload: dict[str, Any]) -> None:
-    """``ValueError`` when RUN_DIR/config.yaml no longer says what the run trained with (last.pt's
-    config): resume would silently overwrite the edit with the CONFIG given on the command line."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return
-    saved = yaml.safe_load(yaml.safe_dump(config_to_dict(config_from_dict(payload["config"])), sort_keys=False))
-    try:
-        current = load_yaml_text(path.read_text())
-    except ValueError:
-        current = None
-    if current != saved:
-        raise ValueError(f"{path} was edited after the run's last checkpoint; --resume uses the CONFIG given (checked "
-                         "against last.pt), not this file, and would overwrite it: undo the edit, or pass the "
-                         "changes as CONFIG / --set (train.epochs may change)")  # fmt: skip
-
-
-def _open_run_dir(cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any] | None:
-    """Rank 0's check of RUN_DIR: the checkpoint to resume from, or None for a fresh run."""
-    last = run_dir / "last.pt"
-    if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: {last} does not exist (nothing to resume)")
-        payload = load_checkpoint(last)
-        _check_resume_config(cfg, payload, run_dir)
-        _check_run_config_unedited(run_dir, payload)
-        return payload
-    if last.exists():
-        raise FileExistsError(f"{run_dir} already holds a run ({last.name}); pass --resume to continue it "
-                              "or choose another output directory")  # fmt: skip
-    return None
-
-
-def _shared_run_dir(cfg: Config, run_dir: Path, resume: bool, ctx: DistContext) -> dict[str, Any] | None:
-    """:func:`_open_run_dir` on rank 0; its answer (or error) on every rank."""
-    answer: tuple[BaseException | None, dict[str, Any] | None] = (None, None)
-    if ctx.is_main:
-        try:
-            answer = (None, _open_run_dir(cfg, run_dir, resume))
-        except (FileExistsError, FileNotFoundError, ValueError) as err:
-            answer = (err, None)
-    error, payload = broadcast_object(answer, ctx)
-    if error is not None:
-        raise error
-    return payload
-
-
 def _shared_data(cfg: Config, run_dir: Path, skip_bad: bool,
                  ctx: DistContext) -> tuple[Split, list[tuple[Path, str]]]:  # fmt: skip
     """Rank 0 discovers the pairs once, checks them (:func:`check_training_data`) and splits the good
@@ -271,29 +202,7 @@ def _shared_data(cfg: Config, run_dir: Path, skip_bad: bool,
     return data
 
 
-@dataclass
-class _Progress:
-    """Where the run stands: metrics rows so far and the best validation score."""
-
-    rows: list[dict[str, Any]]
-    epoch: int = 0  # completed epochs
-    best_metric: float = -math.inf
-    best_epoch: int | None = None
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # bad files left out (skip_bad)
-    split: Split | None = None
-
-
-def _resume_state(run_dir: Path, payload: dict[str, Any] | None) -> _Progress:
-    if payload is None:
-        return _Progress(rows=[])
-    epoch = int(payload["epoch"])
-    rows = read_metrics_rows(run_dir / "metrics.csv", up_to_epoch=epoch)
-    best = payload["best_metric"]
-    best_row = next((r for r in rows if r["mean_fg_dice"] == best), None)
-    return _Progress(rows, epoch, best, best_row["epoch"] if best_row else None)
-
-
-def _save_epoch(cfg: Config, parts: Components, state: _Progress, run_dir: Path, improved: bool) -> None:
+def _save_epoch(cfg: Config, parts: Components, state: RunState, run_dir: Path, improved: bool) -> None:
     """Rank 0: metrics.csv and curves first, then best.pt, then last.pt (a kill in between is
     repaired on resume, which drops metrics rows newer than last.pt)."""
     write_metrics(run_dir / "metrics.csv", state.rows, cfg.data.class_names)
@@ -304,12 +213,12 @@ def _save_epoch(cfg: Config, parts: Components, state: _Progress, run_dir: Path,
     save_checkpoint(run_dir / "last.pt", payload)
 
 
-def _last_dice(state: _Progress) -> str:
+def _last_dice(state: RunState) -> str:
     scores = [r["mean_fg_dice"] for r in state.rows if not math.isnan(r["mean_fg_dice"])]
     return f"  val fg Dice {scores[-1]:.3f}" if scores else ""
 
 
-def _run_epoch(cfg: Config, parts: Components, state: _Progress,
+def _run_epoch(cfg: Config, parts: Components, state: RunState,
                progress: ProgressCallback | None) -> tuple[dict, EpochStats]:  # fmt: skip
     epoch = state.epoch  # 0-based index of the epoch being run
     start = time.perf_counter()
@@ -334,7 +243,7 @@ def _run_epoch(cfg: Config, parts: Components, state: _Progress,
     return row, stats
 
 
-def _run_epochs(cfg: Config, parts: Components, state: _Progress, run_dir: Path,
+def _run_epochs(cfg: Config, parts: Components, state: RunState, run_dir: Path,
                 progress: ProgressCallback | None) -> None:  # fmt: skip
     ctx = parts.ctx
     logger = open_run_log(run_dir) if ctx.is_main else None
@@ -403,8 +312,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
 
 
 def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progress: ProgressCallback | None,
-           ctx: DistContext, skip_bad: bool = False) -> _Progress:  # fmt: skip
-    payload = _shared_run_dir(cfg, run_dir, resume, ctx)
+           ctx: DistContext, skip_bad: bool = False) -> RunState:  # fmt: skip
+    payload = shared_run_dir(cfg, run_dir, resume, ctx)
     check_input_size(cfg)  # a config error is found before any data is read
     split, skipped = _shared_data(cfg, run_dir, skip_bad, ctx)
     _seed_build(cfg)
@@ -412,7 +321,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progr
     if payload is not None:
         restore_components(parts, payload)
         _follow_schedule(cfg, parts, int(payload["epoch"]))
-    state = _resume_state(run_dir, payload) if ctx.is_main else _Progress(rows=[])
+    state = resume_state(run_dir, payload) if ctx.is_main else RunState(rows=[])
     state = broadcast_object(state, ctx)
     state.skipped, state.split = skipped, split
     created = ctx.is_main and not run_dir.exists()
