@@ -18,15 +18,16 @@ the output folder.
 
 ``predict_folder`` reads and preprocesses the next file in a background thread while the current
 one is on the network, skips finished outputs (never overwrites without ``overwrite``), records bad
-files and carries on, and under ``torchrun`` takes only this rank's share of the files.
+files and carries on, and under ``torchrun`` takes only this rank's share of the files (finding,
+planning and prefetching: :mod:`medseg_dfl.engine.inference_folder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from medseg_dfl.engine.ensemble import (
     flip_combinations,
     resolve_checkpoints,
 )
+from medseg_dfl.engine.inference_folder import InferenceSummary, pending_plans, prefetch
 from medseg_dfl.engine.output_claims import check_writable_folder, claim_output
 from medseg_dfl.engine.postprocess import (
     keep_core_object,
@@ -53,17 +55,10 @@ from medseg_dfl.engine.postprocess import (
     softmax_,
 )
 from medseg_dfl.engine.precision import half_dtype
-from medseg_dfl.engine.prediction_io import (
-    OutputPlan,
-    failure_reason,
-    plan_outputs,
-    shard_for_rank,
-    write_outputs,
-)
+from medseg_dfl.engine.prediction_io import OutputPlan, failure_reason, write_outputs
 from medseg_dfl.engine.rescale import (
     GEOMETRY_KEY,
     LOADED_KEY,
-    ModelScale,
     ObjectInput,
     ScaledInput,
     inference_reader,
@@ -77,13 +72,14 @@ from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.geometry import ImageGeometry
 from medseg_dfl.io.limits import DEFAULT_MAX_VOXELS, check_before_decoding, check_finite
-from medseg_dfl.io.nnunet import nnunet_case_inputs, nnunet_channel_files, nnunet_images_folder
-from medseg_dfl.io.pairing import find_images
+from medseg_dfl.io.nnunet import nnunet_channel_files, nnunet_images_folder
 from medseg_dfl.io.readers import load_image
 from medseg_dfl.networks import build_network
 from medseg_dfl.progress import ProgressCallback, report
 from medseg_dfl.transforms import build_inference_transforms, build_inverse_postprocess
 
+# InferenceSummary (defined in inference_folder) stays exported here: callers take it from the module
+# of predict_folder, which returns it.
 __all__ = [
     "InferenceOptions",
     "InferenceSummary",
@@ -138,22 +134,6 @@ class InferenceOptions:
 class PredictionResult:
     mask: np.ndarray  # (spatial...) class indices, in load_image's spatial order of the input
     probabilities: np.ndarray | None = None  # (classes, spatial...) float32, same grid
-
-
-@dataclass
-class InferenceSummary:
-    written: list[Path] = field(default_factory=list)  # inputs whose outputs were written
-    skipped_existing: list[Path] = field(default_factory=list)  # inputs whose outputs all existed
-    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, reason)
-    claimed_elsewhere: list[Path] = field(default_factory=list)  # inputs another live run is doing
-    rank: int = 0
-    world_size: int = 1
-    model_scale: ModelScale | None = None  # what inputs were rescaled to (None: not rescaled)
-    scales: dict[Path, dict[str, Any]] = field(default_factory=dict)  # written input -> CellScale.record
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
 
 
 @dataclass
@@ -301,24 +281,6 @@ class Predictor:
         return self.predict_preprocessed(self.preprocess(path), probabilities=probabilities)
 
 
-def _prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Iterator[tuple[OutputPlan, Future]]:
-    """Yield (plan, future of its preprocessed input), keeping the next file loading in the background."""
-    if not plans:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-load") as pool:
-        pending = pool.submit(read, plans[0].source)
-        for index, plan in enumerate(plans):
-            current = pending
-            if index + 1 < len(plans):
-                pending = pool.submit(read, plans[index + 1].source)
-            yield plan, current
-
-
-def _find_inputs(input_path: Path, recursive: bool) -> list[Path]:
-    # an nnU-Net case of several channel files is one input, its _0000 file
-    return nnunet_case_inputs(input_path, sorted(find_images(input_path, recursive=recursive)))
-
-
 def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:
     """One checkpoint's :class:`Predictor`; with several (their probabilities averaged) or with
     ``options.tta`` (mirroring), its network is an ``AveragedProbabilities`` of them all."""
@@ -357,21 +319,10 @@ def predict_folder(
     # Resolved first, also when every output exists: a wrong path is never "done".
     checkpoints = resolve_checkpoints([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
     rank, world_size = torchrun_rank()
-    all_plans = plan_outputs(
-        _find_inputs(input_path, options.recursive),
-        input_path,
-        output_dir,
-        suffix=options.suffix,
-        probabilities=options.probabilities,
-        overlay=options.overlay,
-    )
     summary = InferenceSummary(rank=rank, world_size=world_size)
-    plans = []
-    for plan in shard_for_rank(all_plans, rank, world_size):
-        if plan.pending(options.overwrite):
-            plans.append(plan)
-        else:
-            summary.skipped_existing.append(plan.source)
+    plans = pending_plans(input_path, output_dir, summary, recursive=options.recursive, suffix=options.suffix,
+                          probabilities=options.probabilities, overlay=options.overlay,
+                          overwrite=options.overwrite)  # fmt: skip
     if not plans:
         return summary
     created = not output_dir.exists()
@@ -387,7 +338,7 @@ def predict_folder(
             output_dir.rmdir()  # a bad checkpoint or option leaves no empty output folder behind
         raise
     report(progress, 0, len(plans), "")
-    for done, (plan, loading) in enumerate(_prefetch(read, plans), start=1):
+    for done, (plan, loading) in enumerate(prefetch(read, plans), start=1):
         _predict_claimed(predictor, plan, loading, options, summary)
         report(progress, done, len(plans), plan.source.name)
     if summary.model_scale is not None and summary.scales:
