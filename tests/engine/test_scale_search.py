@@ -64,3 +64,26 @@ def test_nothing_found_at_any_size_runs_at_the_inputs_own_size():
     result = predict_at_object_scale(predictor, blank, target=50.0)
     assert result.factor == 1.0
     assert (result.probabilities.argmax(0) == 0).all()
+
+
+class _SizeTagged(_DarkIsCell):
+    """Like _DarkIsCell, but the object's probability tells the size it was seen at (0.6 + height/10^4)."""
+
+    def predict_probabilities(self, data: dict[str, Any]) -> np.ndarray:
+        image = torch.as_tensor(data["image"])
+        self.sizes.append(tuple(image.shape[-2:]))
+        cell = (image[0] < 0.5).float() * (0.6 + image.shape[-2] / 1e4)
+        return torch.stack([1 - cell, cell]).numpy()
+
+
+def test_the_result_averages_the_best_factor_and_its_quarter_octave_neighbours():
+    predictor = _SizeTagged()
+    result = predict_at_object_scale(predictor, _disc_image(160, 100), target=50.0)
+    assert result.factor == pytest.approx(0.5, rel=0.01)
+    heights = [size[0] for size in predictor.sizes]
+    near = [h for h in heights if 0.5 * 2**-0.26 * 160 <= h <= 0.5 * 2**0.26 * 160]
+    assert sorted(near) == [67, 80, 95]  # x0.42, x0.5, x0.59: the search ran them anyway
+    centre = float(result.probabilities[1, 80, 80])
+    assert centre == pytest.approx(0.6 + np.mean(near) / 1e4, abs=1e-4)
+    alone = predict_at_object_scale(_SizeTagged(), _disc_image(160, 100), target=50.0, average_near=False)
+    assert float(alone.probabilities[1, 80, 80]) == pytest.approx(0.6 + 80 / 1e4, abs=1e-4)
