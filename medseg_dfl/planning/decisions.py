@@ -24,6 +24,7 @@ __all__ = [
     "ClassDecision",
     "NormDecision",
     "class_names_hint",
+    "decide_affine_strength",
     "decide_classes",
     "decide_flip_axes",
     "decide_modality",
@@ -31,6 +32,11 @@ __all__ = [
     "decide_target_spacing",
 ]
 
+# Volumes trained for this many epochs or more get nnU-Net's rotation and scaling: with the light
+# strength the hippocampus's validation loss was lowest near epoch 45 and rose after (30-minute plan,
+# 114 epochs); with nnU-Net's it kept falling (docs/results/nnunet_ingredients.md).
+STRONG_AFFINE_EPOCHS = 50
+NNUNET_AFFINE = {"affine_prob": 0.36, "rotate_degrees": 30.0, "scale_fraction": 0.3}  # p 0.2 each -> 0.36 either
 ANISOTROPY_THRESHOLD = 3.0  # nnU-Net: a spacing 3x coarser than the others is "anisotropic"
 # Background counts as zero when at least this share of voxels is exactly 0 (skull-stripped MR,
 # padded scans): z-scoring over the non-zero voxels then keeps the background at 0, as nnU-Net does.
@@ -273,3 +279,16 @@ def decide_flip_axes(survey: DatasetSurvey, names: list[str]) -> tuple[list[int]
         for axis, (a, b, off) in ordered.items()
     )
     return keep, f"axes {keep or 'none'} only ({reasons}; mirroring there swaps the classes' places)"
+
+
+def decide_affine_strength(spatial_dims: int, epochs: int) -> tuple[dict[str, float], str]:
+    """The affine step's strength (``transforms.augment``) for a run of ``epochs``: nnU-Net's for
+    long 3D runs, where the light default overfits; the light default otherwise (``{}``)."""
+    if spatial_dims == 3 and epochs >= STRONG_AFFINE_EPOCHS:
+        return dict(NNUNET_AFFINE), (
+            f"{epochs} epochs >= {STRONG_AFFINE_EPOCHS}: nnU-Net's rotation (30 degrees) and scaling (0.7-1.3), "
+            "p 0.36; hippocampus, 30-minute plan: validation 0.883 -> 0.888 at the last epoch, 0.887 -> 0.888 at the best")
+    why = "light (p 0.2, 15 degrees, +-10 %): " + (
+        f"{epochs} epochs < {STRONG_AFFINE_EPOCHS}, too few to overfit" if spatial_dims == 3
+        else "2D images (stain augmentation already zooms 0.6-1.4)")
+    return {}, why

@@ -23,6 +23,7 @@ from medseg_dfl.engine.distributed import resolve_device
 from medseg_dfl.planning.candidates import choose_candidate, time_candidates, with_candidate
 from medseg_dfl.planning.decisions import (
     class_names_hint,
+    decide_affine_strength,
     decide_classes,
     decide_flip_axes,
     decide_modality,
@@ -339,6 +340,9 @@ def plan_experiment(
         timed_cfg = config_from_dict(_merge(timed, {"data": {"root": str(data_dir)}}))
         choose = network_candidates and not _sets_network(overrides)
         values = _merge(values, _fit_time(timed_cfg, survey, time_budget_min, torch_device, reasons, choose))
+    strength, reasons["transforms.augment.affine_prob"] = decide_affine_strength(
+        values["data"]["spatial_dims"], values["train"]["epochs"])
+    values = _merge(values, {"transforms": {"augment": strength}})
     for item in overrides or []:
         reasons[item.split("=", 1)[0].strip()] = "set by --set"
     cfg = config_from_dict(apply_overrides(config_to_dict(config_from_dict(values)), overrides))

@@ -193,3 +193,27 @@ def test_flip_axes_leave_out_the_axis_along_which_two_classes_keep_their_order()
         object.__setattr__(case, "fg_extent", (20.0, 400.0, 20.0))
     assert decide_flip_axes(DatasetSurvey(root=Path("."), cases=cases), ["bg", "head", "tail"])[0] is None
 
+
+
+def test_affine_strength_is_nnunets_for_long_3d_runs_only():
+    from medseg_dfl.planning.decisions import STRONG_AFFINE_EPOCHS, decide_affine_strength
+
+    strong, why = decide_affine_strength(3, STRONG_AFFINE_EPOCHS)
+    assert strong == {"affine_prob": 0.36, "rotate_degrees": 30.0, "scale_fraction": 0.3} and "nnU-Net" in why
+    assert decide_affine_strength(3, STRONG_AFFINE_EPOCHS - 1)[0] == {}
+    assert decide_affine_strength(2, 1000)[0] == {}
+
+
+def test_plan_writes_the_strength_for_its_epochs_and_a_set_wins():
+    from planning_data import REPO
+
+    from medseg_dfl.planning import plan_experiment, plan_to_yaml
+
+    volumes = REPO / "sample_data" / "volumes"
+    plan = plan_experiment(volumes)  # no budget: 100 epochs
+    aug = plan.config.transforms.augment
+    assert plan.config.train.epochs >= 50 and (aug.affine_prob, aug.rotate_degrees, aug.scale_fraction) == (0.36, 30.0, 0.3)
+    text = plan_to_yaml(plan)
+    assert "affine_prob: 0.36" in text and "nnU-Net's rotation (30 degrees)" in text  # the value and its reason
+    short = plan_experiment(volumes, overrides=["train.epochs=20", "transforms.augment.affine_prob=0.5"])
+    assert short.config.transforms.augment.affine_prob == 0.5  # the user's value, not the plan's
