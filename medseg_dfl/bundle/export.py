@@ -29,6 +29,7 @@ from medseg_dfl.engine.checkpoint import load_checkpoint
 from medseg_dfl.engine.rescale import ModelScale, load_steps, recorded_model_scale
 from medseg_dfl.io.atomic import atomic_folder, torch_save, write_json, write_text
 from medseg_dfl.networks import network_spec
+from medseg_dfl.pretrained import resolve_model
 from medseg_dfl.transforms import build_inference_transforms
 
 __all__ = ["LOGGING_CONF", "export_bundle", "inference_config"]
@@ -164,8 +165,13 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
 
 
 def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
+    """The checkpoint to export: ``run_dir`` itself when it is a checkpoint file or a shipped model's
+    name (medseg_dfl.pretrained), else ``checkpoint`` inside the run folder."""
+    resolved = resolve_model(run_dir)
+    if resolved.is_file():
+        return resolved
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}")
+        raise FileNotFoundError(f"run directory, checkpoint or shipped model not found: {run_dir}")
     path = run_dir / checkpoint
     if not path.is_file() and checkpoint == "best.pt" and (run_dir / "last.pt").is_file():
         path = run_dir / "last.pt"  # never validated: the last weights are all there is
@@ -252,7 +258,8 @@ def _write_bundle(folder: Path, config: dict, metadata: dict, readme: str, state
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "best.pt",
                   overwrite: bool = False) -> Path:  # fmt: skip
     """Write the run in ``run_dir`` (its ``best.pt``; ``last.pt`` if never validated) as a MONAI
-    bundle in ``out_dir``; return ``out_dir``.
+    bundle in ``out_dir``; return ``out_dir``. ``run_dir`` may also be a checkpoint file or a
+    shipped model's name (``blood-smear``).
 
     ``FileNotFoundError`` for a missing run or checkpoint, ``FileExistsError`` for a non-empty
     ``out_dir`` without ``overwrite``, ``ValueError`` for a checkpoint that cannot be exported.

@@ -12,12 +12,14 @@ from medseg_dfl.cli._common import user_errors
 
 @user_errors
 def command(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory written by medseg-dfl train (best.pt inside).")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=(
+        "Run directory written by medseg-dfl train (best.pt inside), a checkpoint file, or a shipped model's "
+        "name (blood-smear)."))],
     out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Bundle folder to write (configs/, models/model.pt, docs/).")],
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint file in RUN_DIR.")] = "best.pt",
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint file in RUN (a run directory).")] = "best.pt",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing, non-empty OUT_DIR.")] = False,
 ) -> None:
-    """Export RUN_DIR as a MONAI bundle whose inference reproduces medseg-dfl infer."""
+    """Export RUN as a MONAI bundle whose inference reproduces medseg-dfl infer."""
     from rich.console import Console
 
     from medseg_dfl.bundle import export_bundle
