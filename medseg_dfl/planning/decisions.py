@@ -290,5 +290,5 @@ def decide_affine_strength(spatial_dims: int, epochs: int) -> tuple[dict[str, fl
             "p 0.36; hippocampus, 30-minute plan: validation 0.883 -> 0.888 at the last epoch, 0.887 -> 0.888 at the best")
     why = "light (p 0.2, 15 degrees, +-10 %): " + (
         f"{epochs} epochs < {STRONG_AFFINE_EPOCHS}, too few to overfit" if spatial_dims == 3
-        else "2D images (stain augmentation already zooms 0.6-1.4)")
+        else "2D images, where the stronger one was not measured (RGB microscopy's stain augmentation also zooms 0.6-1.4)")
     return {}, why
