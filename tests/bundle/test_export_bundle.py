@@ -136,7 +136,7 @@ def test_unknown_transform_is_an_error_naming_it():
 
 
 def test_export_errors_leave_nothing_behind(smear_run, tmp_path):
-    with pytest.raises(FileNotFoundError, match="run directory not found"):
+    with pytest.raises(FileNotFoundError, match="run directory, checkpoint or shipped model not found"):
         export_bundle(tmp_path / "missing", tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         export_bundle(tmp_path, tmp_path / "out")
