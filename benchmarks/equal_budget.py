@@ -57,6 +57,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                  ["network.kwargs.deep_supervision=true"]),
     "low-res": ("nnU-Net's low-resolution simulation and gamma augmentation",
                 ["transforms.augment.low_resolution=true"]),
+    "affine-nnunet": ("nnU-Net's rotation (30 degrees) and scaling (0.7-1.3), p 0.36 instead of 15 degrees, 0.9-1.1, p 0.2",
+                      ["transforms.augment.affine_prob=0.36", "transforms.augment.rotate_degrees=30",
+                       "transforms.augment.scale_fraction=0.3"]),
 }
 
 
