@@ -34,7 +34,8 @@ __all__ = [
 
 # Volumes trained for this many epochs or more get nnU-Net's rotation and scaling: with the light
 # strength the hippocampus's validation loss was lowest near epoch 45 and rose after (30-minute plan,
-# 114 epochs); with nnU-Net's it kept falling (docs/results/nnunet_ingredients.md).
+# 114 epochs); with nnU-Net's it kept falling. At 20 epochs (5-minute plan) nnU-Net's cost 0.007
+# (docs/results/nnunet_ingredients.md).
 STRONG_AFFINE_EPOCHS = 50
 NNUNET_AFFINE = {"affine_prob": 0.36, "rotate_degrees": 30.0, "scale_fraction": 0.3}  # p 0.2 each -> 0.36 either
 ANISOTROPY_THRESHOLD = 3.0  # nnU-Net: a spacing 3x coarser than the others is "anisotropic"
@@ -289,6 +290,6 @@ def decide_affine_strength(spatial_dims: int, epochs: int) -> tuple[dict[str, fl
             f"{epochs} epochs >= {STRONG_AFFINE_EPOCHS}: nnU-Net's rotation (30 degrees) and scaling (0.7-1.3), "
             "p 0.36; hippocampus, 30-minute plan: validation 0.883 -> 0.888 at the last epoch, 0.887 -> 0.888 at the best")
     why = "light (p 0.2, 15 degrees, +-10 %): " + (
-        f"{epochs} epochs < {STRONG_AFFINE_EPOCHS}, too few to overfit" if spatial_dims == 3
+        f"{epochs} epochs < {STRONG_AFFINE_EPOCHS}: nnU-Net's strength cost 0.007 on the hippocampus at 20 epochs" if spatial_dims == 3
         else "2D images, where the stronger one was not measured (RGB microscopy's stain augmentation also zooms 0.6-1.4)")
     return {}, why
