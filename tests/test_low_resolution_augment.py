@@ -90,22 +90,3 @@ def test_low_resolution_step_blurs_the_image_only(dims):
     assert not torch.allclose(out["image"], image)
     assert out["image"].diff(dim=1).abs().mean() < 0.8 * image.diff(dim=1).abs().mean()
 
-
-def test_affine_strength_follows_the_config():
-    from monai.transforms import RandAffined
-
-    light = next(t for t in _steps(_cfg(False, 3, affine=True)) if isinstance(t, RandAffined))
-    assert light.prob == 0.2
-    assert np.allclose(light.rand_affine.rand_affine_grid.rotate_range, [np.radians(15)] * 3)
-    strong = next(t for t in _steps(_cfg(False, 3, affine=True, affine_prob=0.36, rotate_degrees=30, scale_fraction=0.3))
-                  if isinstance(t, RandAffined))
-    assert strong.prob == 0.36
-    assert np.allclose(strong.rand_affine.rand_affine_grid.rotate_range, [np.radians(30)] * 3)
-    assert np.allclose(strong.rand_affine.rand_affine_grid.scale_range, [0.3] * 3)
-    assert not any(isinstance(t, RandAffined) for t in _steps(_cfg(False, 3, affine=True, affine_prob=0.0)))
-
-
-@pytest.mark.parametrize("key, value", [("affine_prob", 1.5), ("rotate_degrees", -1), ("scale_fraction", 1.0)])
-def test_affine_strength_out_of_range_is_refused(key, value):
-    with pytest.raises(ValueError, match=f"transforms.augment.{key}"):
-        _cfg(False, 2, **{key: value})

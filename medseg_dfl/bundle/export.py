@@ -169,6 +169,8 @@ def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
     name (medseg_dfl.pretrained), else ``checkpoint`` inside the run folder."""
     resolved = resolve_model(run_dir)
     if resolved.is_file():
+        if checkpoint != "best.pt":  # a file or a name is the checkpoint: a second one would be ignored
+            raise ValueError(f"--checkpoint {checkpoint} applies to a run directory, and {run_dir} is a checkpoint")
         return resolved
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory, checkpoint or shipped model not found: {run_dir}")

@@ -42,3 +42,9 @@ def test_the_shipped_model_exports_by_name_and_its_bundle_matches_infer(tmp_path
 def test_an_unknown_name_is_refused_in_one_line(tmp_path):
     with pytest.raises(FileNotFoundError, match="run directory, checkpoint or shipped model not found: no-such-model"):
         export_bundle("no-such-model", tmp_path / "bundle")
+
+
+def test_a_checkpoint_option_beside_a_checkpoint_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--checkpoint last.pt applies to a run directory, and blood-smear is a checkpoint"):
+        export_bundle("blood-smear", tmp_path / "bundle", checkpoint="last.pt")
+    assert not (tmp_path / "bundle").exists()

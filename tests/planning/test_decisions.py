@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 from planning_data import REPO, write_instances, write_rgb, write_volumes
 
-from medseg_dfl.planning import plan_experiment
-from medseg_dfl.planning.decisions import RGB_NORMALISATION, decide_flip_axes, decide_target_spacing
+from medseg_dfl.planning import plan_experiment, plan_to_yaml
+from medseg_dfl.planning.decisions import (
+    RGB_NORMALISATION,
+    STRONG_AFFINE_EPOCHS,
+    decide_affine_strength,
+    decide_flip_axes,
+    decide_target_spacing,
+)
 from medseg_dfl.planning.survey import CaseSurvey, DatasetSurvey
 from medseg_dfl.planning.topology import pool_and_conv
 
@@ -196,8 +202,6 @@ def test_flip_axes_leave_out_the_axis_along_which_two_classes_keep_their_order()
 
 
 def test_affine_strength_is_nnunets_for_long_3d_runs_only():
-    from medseg_dfl.planning.decisions import STRONG_AFFINE_EPOCHS, decide_affine_strength
-
     strong, why = decide_affine_strength(3, STRONG_AFFINE_EPOCHS)
     assert strong == {"affine_prob": 0.36, "rotate_degrees": 30.0, "scale_fraction": 0.3} and "nnU-Net" in why
     assert decide_affine_strength(3, STRONG_AFFINE_EPOCHS - 1)[0] == {}
@@ -205,15 +209,10 @@ def test_affine_strength_is_nnunets_for_long_3d_runs_only():
 
 
 def test_plan_writes_the_strength_for_its_epochs_and_a_set_wins():
-    from planning_data import REPO
-
-    from medseg_dfl.planning import plan_experiment, plan_to_yaml
-
-    volumes = REPO / "sample_data" / "volumes"
-    plan = plan_experiment(volumes)  # no budget: 100 epochs
+    plan = plan_experiment(VOLUMES)  # no budget: 100 epochs
     aug = plan.config.transforms.augment
     assert plan.config.train.epochs >= 50 and (aug.affine_prob, aug.rotate_degrees, aug.scale_fraction) == (0.36, 30.0, 0.3)
     text = plan_to_yaml(plan)
     assert "affine_prob: 0.36" in text and "nnU-Net's rotation (30 degrees)" in text  # the value and its reason
-    short = plan_experiment(volumes, overrides=["train.epochs=20", "transforms.augment.affine_prob=0.5"])
+    short = plan_experiment(VOLUMES, overrides=["train.epochs=20", "transforms.augment.affine_prob=0.5"])
     assert short.config.transforms.augment.affine_prob == 0.5  # the user's value, not the plan's
