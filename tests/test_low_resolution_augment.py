@@ -89,4 +89,3 @@ def test_low_resolution_step_blurs_the_image_only(dims):
     # Down- then upsampled white noise loses high frequencies: neighbours become alike.
     assert not torch.allclose(out["image"], image)
     assert out["image"].diff(dim=1).abs().mean() < 0.8 * image.diff(dim=1).abs().mean()
-
