@@ -95,6 +95,7 @@ class AugmentConfig:
     color_jitter: bool = True
     noise: bool = True
     stain: bool = False
+    stain_sigma: float = 0.25  # HED optical densities scaled by U(1 - s, 1 + s) per channel (medseg_dfl.stain)
     low_resolution: bool = False  # nnU-Net's low-resolution simulation and gamma (medseg_dfl.transforms)
 
 
@@ -217,6 +218,7 @@ KEY_HELP: dict[str, str] = {
         "RGB microscopy: HED stain jitter, brightness, gamma, blur and scale jitter of the whole image before "
         "its intensity normalisation (medseg_dfl.stain)"
     ),
+    "transforms.augment.stain_sigma": "stain jitter strength: each HED optical density scaled by U(1 - s, 1 + s)",
     "transforms.augment.low_resolution": (
         "nnU-Net's low-resolution simulation (down- and upsampling, zoom 0.5-1, p 0.25) and gamma (p 0.3, "
         "inverted image p 0.1) of the image"
@@ -427,6 +429,8 @@ def _check_augment(aug: AugmentConfig) -> None:
         raise ValueError(f"transforms.augment.rotate_degrees must be in [0, 180], got {aug.rotate_degrees}")
     if not 0.0 <= aug.scale_fraction < 1.0:
         raise ValueError(f"transforms.augment.scale_fraction must be in [0, 1), got {aug.scale_fraction}")
+    if not 0.0 <= aug.stain_sigma < 1.0:
+        raise ValueError(f"transforms.augment.stain_sigma must be in [0, 1), got {aug.stain_sigma}")
 
 
 def _check_training(cfg: Config) -> None:

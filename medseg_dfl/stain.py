@@ -126,11 +126,12 @@ class RandHEDStaind(RandomizableTransform, MapTransform):
         return d
 
 
-def stain_augmentations(image_key: str = "image", label_key: str = "label") -> list[Transform]:
-    """HED jitter, brightness, gamma, blur and scale jitter (image and label), in that order."""
+def stain_augmentations(image_key: str = "image", label_key: str = "label", sigma: float = 0.25) -> list[Transform]:
+    """HED jitter (each optical density scaled by ``U(1 - sigma, 1 + sigma)``), brightness, gamma, blur and
+    scale jitter (image and label), in that order."""
     keys = [image_key, label_key]
     return [
-        RandHEDStaind(keys=image_key, prob=0.8, sigma=0.25, bias=0.05),
+        RandHEDStaind(keys=image_key, prob=0.8, sigma=sigma, bias=0.05),
         RandScaleIntensityd(keys=image_key, factors=0.15, prob=0.5),  # brightness, all channels alike
         RandAdjustContrastd(keys=image_key, prob=0.3, gamma=(0.7, 1.5)),
         RandGaussianSmoothd(keys=image_key, prob=0.3, sigma_x=(0.25, 1.5), sigma_y=(0.25, 1.5)),
@@ -141,10 +142,12 @@ def stain_augmentations(image_key: str = "image", label_key: str = "label") -> l
     ]
 
 
-def with_stain_augmentation(steps: Sequence[Transform], image_key: str = "image", label_key: str = "label") -> list:
+def with_stain_augmentation(
+    steps: Sequence[Transform], image_key: str = "image", label_key: str = "label", sigma: float = 0.25,
+) -> list:  # fmt: skip
     """``steps`` with :func:`stain_augmentations` inserted before the first intensity normaliser."""
     steps = list(steps)
     position = next((i for i, t in enumerate(steps) if isinstance(t, _NORMALISERS)), None)
     if position is None:
         raise ValueError("stain augmentation needs an intensity normalisation step to insert itself before")
-    return steps[:position] + stain_augmentations(image_key, label_key) + steps[position:]
+    return steps[:position] + stain_augmentations(image_key, label_key, sigma) + steps[position:]

@@ -283,7 +283,7 @@ def build_train_transforms(cfg: Config, fingerprint: dict | None = None) -> Comp
     """
     steps = deterministic_prefix(cfg, fingerprint, [IMAGE, LABEL])
     if cfg.transforms.augment.stain:  # on the raw RGB image, before its normalisation
-        steps = with_stain_augmentation(steps, IMAGE, LABEL)
+        steps = with_stain_augmentation(steps, IMAGE, LABEL, sigma=cfg.transforms.augment.stain_sigma)
     # The per-draw steps run without metadata tracking (half their CPU time; see medseg_dfl/untracked.py).
     steps += without_metadata(_patch_sampling(cfg) + _spatial_augment(cfg) + _intensity_augment(cfg) + [_label_to_long()])
     return Compose(steps)

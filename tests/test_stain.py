@@ -75,6 +75,7 @@ def test_stain_steps_go_before_the_normalisation(tmp_path):
         "transforms": {"patch_size": [16, 16], "augment": {"stain": True}},
     })  # fmt: skip
     pipeline = build_train_transforms(cfg)
+    assert next(t for t in pipeline.transforms if isinstance(t, RandHEDStaind)).sigma == 0.25  # the default
     names = [type(t).__name__ for t in pipeline.transforms]
     assert names.index("RandHEDStaind") < names.index("NormalizeIntensityd")
     pipeline.set_random_state(0)
@@ -86,3 +87,20 @@ def test_stain_steps_go_before_the_normalisation(tmp_path):
 def test_stain_augmentation_needs_rgb_2d():
     with pytest.raises(ValueError, match="augment.stain"):
         config_from_dict({"data": {"in_channels": 1}, "transforms": {"augment": {"stain": True}}})
+
+
+def test_stain_sigma_sets_the_jitter_range_and_is_range_checked():
+    cfg = config_from_dict({"data": {"root": "x", "class_names": ["bg", "nucleus"]},
+                            "transforms": {"patch_size": [16, 16], "augment": {"stain": True, "stain_sigma": 0.5}}})
+    jitter = next(t for t in build_train_transforms(cfg).transforms if isinstance(t, RandHEDStaind))
+    assert jitter.sigma == 0.5
+    jitter.set_random_state(0)
+    factors = []
+    for _ in range(200):
+        jitter.randomize()
+        factors.append(jitter._factors)
+    factors = np.array(factors)
+    assert factors.min() < 0.6 and factors.max() > 1.4 and 0.5 <= factors.min() and factors.max() <= 1.5
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="stain_sigma"):
+            config_from_dict({"transforms": {"augment": {"stain_sigma": bad}}})
