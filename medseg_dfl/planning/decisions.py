@@ -25,6 +25,7 @@ __all__ = [
     "NormDecision",
     "class_names_hint",
     "decide_affine_strength",
+    "decide_deep_supervision",
     "decide_classes",
     "decide_flip_axes",
     "decide_modality",
@@ -293,3 +294,16 @@ def decide_affine_strength(spatial_dims: int, epochs: int) -> tuple[dict[str, fl
         f"{epochs} epochs < {STRONG_AFFINE_EPOCHS}: nnU-Net's strength cost 0.007 on the hippocampus at 20 epochs" if spatial_dims == 3
         else "2D images, where the stronger one was not measured (RGB microscopy's stain augmentation also zooms 0.6-1.4)")
     return {}, why
+
+
+def decide_deep_supervision(spatial_dims: int, epochs: int, network: str) -> tuple[bool, str]:
+    """nnU-Net's deep supervision (``network.kwargs.deep_supervision``) for long 3D DynUNet runs."""
+    if network == "DynUNet" and spatial_dims == 3 and epochs >= STRONG_AFFINE_EPOCHS:
+        return True, (
+            f"on: {epochs} epochs >= {STRONG_AFFINE_EPOCHS} (nnU-Net's loss on the two highest decoder outputs, "
+            "weights 2/3 and 1/3; ~5 % slower steps, not taken off the epochs); hippocampus, 30-minute plan "
+            "with nnU-Net's rotation and scaling: validation 0.888 -> 0.891 at the best and the last epoch; at 20 epochs it cost 0.002")
+    return False, "off (nnU-Net's; measured at equal budget in benchmarks/equal_budget.py): " + (
+        f"{network} has no deep supervision heads" if network != "DynUNet"
+        else f"{epochs} epochs < {STRONG_AFFINE_EPOCHS}: it cost 0.002 on the hippocampus at 20 epochs" if spatial_dims == 3
+        else "2D images, where it was not measured")

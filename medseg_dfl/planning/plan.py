@@ -25,6 +25,7 @@ from medseg_dfl.planning.decisions import (
     class_names_hint,
     decide_affine_strength,
     decide_classes,
+    decide_deep_supervision,
     decide_flip_axes,
     decide_modality,
     decide_normalisation,
@@ -161,10 +162,6 @@ def _network(survey: DatasetSurvey, target: list[float] | None, classes: int, me
     )
     r["network.kwargs.upsample_kernel_size"] = "the strides after the first (DynUNet)"
     r["network.kwargs.norm_name"] = "instance normalisation (nnU-Net)"
-    r["network.kwargs.deep_supervision"] = (
-        "an option (nnU-Net's; deep_supr_num heads, 1-2 in nnU-Net), off by default: measured at equal budget "
-        "in benchmarks/equal_budget.py"
-    )
     r["network.kwargs.res_block"] = "plain conv blocks (nnU-Net's default U-Net)"
     r["train.batch_size"] = (
         f"largest batch whose step (~{need / 2**30:.2f} GB estimated) fits the {memory_gb:g} GB memory budget, "
@@ -343,6 +340,11 @@ def plan_experiment(
     strength, reasons["transforms.augment.affine_prob"] = decide_affine_strength(
         values["data"]["spatial_dims"], values["train"]["epochs"])
     values = _merge(values, {"transforms": {"augment": strength}})
+    supervised, reasons["network.kwargs.deep_supervision"] = decide_deep_supervision(
+        values["data"]["spatial_dims"], values["train"]["epochs"], values["network"]["name"])
+    if supervised:
+        kwargs = {**values["network"]["kwargs"], "deep_supervision": True}  # _merge replaces kwargs whole
+        values = _merge(values, {"network": {"kwargs": kwargs}})
     for item in overrides or []:
         reasons[item.split("=", 1)[0].strip()] = "set by --set"
     cfg = config_from_dict(apply_overrides(config_to_dict(config_from_dict(values)), overrides))

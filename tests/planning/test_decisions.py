@@ -14,6 +14,7 @@ from medseg_dfl.planning.decisions import (
     RGB_NORMALISATION,
     STRONG_AFFINE_EPOCHS,
     decide_affine_strength,
+    decide_deep_supervision,
     decide_flip_axes,
     decide_target_spacing,
 )
@@ -216,3 +217,12 @@ def test_plan_writes_the_strength_for_its_epochs_and_a_set_wins():
     assert "affine_prob: 0.36" in text and "nnU-Net's rotation (30 degrees)" in text  # the value and its reason
     short = plan_experiment(VOLUMES, overrides=["train.epochs=20", "transforms.augment.affine_prob=0.5"])
     assert short.config.transforms.augment.affine_prob == 0.5  # the user's value, not the plan's
+
+
+def test_deep_supervision_for_long_3d_dynunet_runs_only():
+    on, why = decide_deep_supervision(3, STRONG_AFFINE_EPOCHS, "DynUNet")
+    assert on is True and "0.888 -> 0.891" in why
+    assert decide_deep_supervision(3, STRONG_AFFINE_EPOCHS - 1, "DynUNet")[0] is False
+    assert decide_deep_supervision(2, 1000, "DynUNet")[0] is False
+    off, why = decide_deep_supervision(3, 1000, "UNet")
+    assert off is False and "no deep supervision heads" in why
