@@ -20,6 +20,7 @@ from medseg_dfl.planning.survey import DatasetSurvey
 
 __all__ = [
     "ANISOTROPY_THRESHOLD",
+    "DEEP_SUPERVISION_EPOCHS",
     "RGB_NORMALISATION",
     "ClassDecision",
     "NormDecision",
@@ -38,6 +39,9 @@ __all__ = [
 # 114 epochs); with nnU-Net's it kept falling. At 20 epochs (5-minute plan) nnU-Net's cost 0.007
 # (docs/results/nnunet_ingredients.md).
 STRONG_AFFINE_EPOCHS = 50
+# Deep supervision from as many epochs on: the same two measurements as the affine strength (it cost 0.002
+# at 20 epochs and gained 0.003 at 114 on the hippocampus); nothing was measured in between.
+DEEP_SUPERVISION_EPOCHS = 50
 NNUNET_AFFINE = {"affine_prob": 0.36, "rotate_degrees": 30.0, "scale_fraction": 0.3}  # p 0.2 each -> 0.36 either
 ANISOTROPY_THRESHOLD = 3.0  # nnU-Net: a spacing 3x coarser than the others is "anisotropic"
 # Background counts as zero when at least this share of voxels is exactly 0 (skull-stripped MR,
@@ -298,12 +302,13 @@ def decide_affine_strength(spatial_dims: int, epochs: int) -> tuple[dict[str, fl
 
 def decide_deep_supervision(spatial_dims: int, epochs: int, network: str) -> tuple[bool, str]:
     """nnU-Net's deep supervision (``network.kwargs.deep_supervision``) for long 3D DynUNet runs."""
-    if network == "DynUNet" and spatial_dims == 3 and epochs >= STRONG_AFFINE_EPOCHS:
+    dynunet = network.lower() == "dynunet"
+    if dynunet and spatial_dims == 3 and epochs >= DEEP_SUPERVISION_EPOCHS:
         return True, (
-            f"on: {epochs} epochs >= {STRONG_AFFINE_EPOCHS} (nnU-Net's loss on the two highest decoder outputs, "
+            f"on: {epochs} epochs >= {DEEP_SUPERVISION_EPOCHS} (nnU-Net's loss on the two highest decoder outputs, "
             "weights 2/3 and 1/3; ~5 % slower steps, not taken off the epochs); hippocampus, 30-minute plan "
             "with nnU-Net's rotation and scaling: validation 0.888 -> 0.891 at the best and the last epoch; at 20 epochs it cost 0.002")
     return False, "off (nnU-Net's; measured at equal budget in benchmarks/equal_budget.py): " + (
-        f"{network} has no deep supervision heads" if network != "DynUNet"
-        else f"{epochs} epochs < {STRONG_AFFINE_EPOCHS}: it cost 0.002 on the hippocampus at 20 epochs" if spatial_dims == 3
+        f"{network} has no deep supervision heads" if not dynunet
+        else f"{epochs} epochs < {DEEP_SUPERVISION_EPOCHS}: it cost 0.002 on the hippocampus at 20 epochs" if spatial_dims == 3
         else "2D images, where it was not measured")

@@ -11,6 +11,7 @@ from planning_data import REPO, write_instances, write_rgb, write_volumes
 
 from medseg_dfl.planning import plan_experiment, plan_to_yaml
 from medseg_dfl.planning.decisions import (
+    DEEP_SUPERVISION_EPOCHS,
     RGB_NORMALISATION,
     STRONG_AFFINE_EPOCHS,
     decide_affine_strength,
@@ -220,9 +221,9 @@ def test_plan_writes_the_strength_for_its_epochs_and_a_set_wins():
 
 
 def test_deep_supervision_for_long_3d_dynunet_runs_only():
-    on, why = decide_deep_supervision(3, STRONG_AFFINE_EPOCHS, "DynUNet")
+    on, why = decide_deep_supervision(3, DEEP_SUPERVISION_EPOCHS, "DynUNet")
     assert on is True and "0.888 -> 0.891" in why
-    assert decide_deep_supervision(3, STRONG_AFFINE_EPOCHS - 1, "DynUNet")[0] is False
+    assert decide_deep_supervision(3, DEEP_SUPERVISION_EPOCHS - 1, "DynUNet")[0] is False
     assert decide_deep_supervision(2, 1000, "DynUNet")[0] is False
     off, why = decide_deep_supervision(3, 1000, "UNet")
     assert off is False and "no deep supervision heads" in why
