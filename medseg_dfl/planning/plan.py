@@ -332,11 +332,13 @@ def plan_experiment(
     survey = survey_dataset(data_dir, progress)
     values, warnings = _base_values(survey, data_root or str(data_dir), memory_gb, torch_device, reasons)
     reasons["train.batch_size"] += f" (budget: {memory_why})"
-    if time_budget_min is not None:  # timed with the overrides: --set network.name=UNet fits that network's steps
+    def fit(values: dict, choose: bool) -> dict:  # timed with the overrides: --set network.name=UNet fits that network
         timed = apply_overrides(config_to_dict(config_from_dict(values)), overrides)
         timed_cfg = config_from_dict(_merge(timed, {"data": {"root": str(data_dir)}}))
-        choose = network_candidates and not _sets_network(overrides)
-        values = _merge(values, _fit_time(timed_cfg, survey, time_budget_min, torch_device, reasons, choose))
+        return _merge(values, _fit_time(timed_cfg, survey, time_budget_min, torch_device, reasons, choose))
+
+    if time_budget_min is not None:
+        values = fit(values, network_candidates and not _sets_network(overrides))
     strength, reasons["transforms.augment.affine_prob"] = decide_affine_strength(
         values["data"]["spatial_dims"], values["train"]["epochs"])
     values = _merge(values, {"transforms": {"augment": strength}})
@@ -345,6 +347,8 @@ def plan_experiment(
     if supervised:
         kwargs = {**values["network"]["kwargs"], "deep_supervision": True}  # _merge replaces kwargs whole
         values = _merge(values, {"network": {"kwargs": kwargs}})
+        if time_budget_min is not None:  # the extra head's loss costs time: the epochs re-fitted to its step
+            values = fit(values, choose=False)
     for item in overrides or []:
         reasons[item.split("=", 1)[0].strip()] = "set by --set"
     cfg = config_from_dict(apply_overrides(config_to_dict(config_from_dict(values)), overrides))

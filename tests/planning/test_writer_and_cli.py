@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from planning_data import REPO, write_rgb
+from planning_data import REPO, write_rgb, write_volumes
 from typer.testing import CliRunner
 
 from medseg_dfl.cli.main import app
@@ -139,3 +139,29 @@ def test_plan_without_dataset_json_says_how_to_name_the_classes(tmp_path):
     assert named.exit_code == 0, named.output
     assert "only numbered" not in named.output
     assert load_config(tmp_path / "q.yaml").data.class_names == ["background", "cytoplasm", "nucleus"]
+
+
+
+def test_deep_supervision_plans_are_fitted_to_the_step_with_the_heads(tmp_path, monkeypatch):
+    import medseg_dfl.planning.plan as plan_module
+
+    data = write_volumes(tmp_path / "v", channels=1)
+    monkeypatch.setattr(plan_module, "time_validation_case", lambda cfg, device, shape: 0.0)
+
+    def plan_with(heads_cost: float) -> tuple[list[bool], object]:
+        timed = []
+
+        def fake_step(cfg, device):  # the extra head's loss makes the step heads_cost times as long
+            supervised = bool(cfg.network.kwargs.get("deep_supervision"))
+            timed.append(supervised)
+            return 0.05 * (heads_cost if supervised else 1.0)
+
+        monkeypatch.setattr(plan_module, "time_training_step", fake_step)
+        return timed, plan_experiment(data, time_budget_min=1.0, network_candidates=False).config
+
+    timed, same = plan_with(1.0)
+    assert timed == [False, True]  # timed as planned, then again with the heads once they are on
+    assert same.network.kwargs["deep_supervision"] is True and same.train.epochs >= 50  # long 3D DynUNet run
+    _, dearer = plan_with(2.0)
+    assert dearer.network.kwargs["deep_supervision"] is True
+    assert dearer.train.epochs == pytest.approx(same.train.epochs / 2, rel=0.1)
