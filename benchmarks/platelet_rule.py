@@ -49,6 +49,7 @@ def platelet_records(counter: SmearCounter, data: Path, names: list[str]) -> lis
         if not image.is_file() or not xml.is_file():
             continue
         result = counter.count(image, options)
+        # A second network pass: count() keeps its probabilities to itself (the same image, scale and weights).
         probabilities = counter.probabilities(result.rgb, result.scale)[0].numpy()
         cells = result.cells
         own = np.take_along_axis(probabilities, cells.classes[cells.labels][None], axis=0)[0]
