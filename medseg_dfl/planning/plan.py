@@ -280,6 +280,18 @@ def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r
     })
 
 
+def _with_deep_supervision(values: dict, reasons: dict, fit: Any) -> dict:
+    """``values`` with deep supervision when :func:`decide_deep_supervision` says so; with a time
+    budget (``fit``), the epochs re-fitted to the step timed with the extra head's loss."""
+    supervised, reasons["network.kwargs.deep_supervision"] = decide_deep_supervision(
+        values["data"]["spatial_dims"], values["train"]["epochs"], values["network"]["name"])
+    if not supervised:
+        return values
+    kwargs = {**values["network"]["kwargs"], "deep_supervision": True}  # _merge replaces kwargs whole
+    values = _merge(values, {"network": {"kwargs": kwargs}})
+    return fit(values, choose=False) if fit is not None else values
+
+
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
@@ -342,13 +354,10 @@ def plan_experiment(
     strength, reasons["transforms.augment.affine_prob"] = decide_affine_strength(
         values["data"]["spatial_dims"], values["train"]["epochs"])
     values = _merge(values, {"transforms": {"augment": strength}})
-    supervised, reasons["network.kwargs.deep_supervision"] = decide_deep_supervision(
-        values["data"]["spatial_dims"], values["train"]["epochs"], values["network"]["name"])
-    if supervised:
-        kwargs = {**values["network"]["kwargs"], "deep_supervision": True}  # _merge replaces kwargs whole
-        values = _merge(values, {"network": {"kwargs": kwargs}})
-        if time_budget_min is not None:  # the extra head's loss costs time: the epochs re-fitted to its step
-            values = fit(values, choose=False)
+    if _sets_network(overrides):  # a network chosen by --set is the user's, heads included
+        reasons["network.kwargs.deep_supervision"] = "the network is the one set by --set"
+    else:
+        values = _with_deep_supervision(values, reasons, fit if time_budget_min is not None else None)
     for item in overrides or []:
         reasons[item.split("=", 1)[0].strip()] = "set by --set"
     cfg = config_from_dict(apply_overrides(config_to_dict(config_from_dict(values)), overrides))

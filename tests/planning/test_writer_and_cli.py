@@ -157,7 +157,9 @@ def test_deep_supervision_plans_are_fitted_to_the_step_with_the_heads(tmp_path, 
             return 0.05 * (heads_cost if supervised else 1.0)
 
         monkeypatch.setattr(plan_module, "time_training_step", fake_step)
-        return timed, plan_experiment(data, time_budget_min=1.0, network_candidates=False).config
+        return timed, plan_experiment(data, time_budget_min=1.0, network_candidates=False, overrides=overrides).config
+
+    overrides = None
 
     timed, same = plan_with(1.0)
     assert timed == [False, True]  # timed as planned, then again with the heads once they are on
@@ -165,3 +167,6 @@ def test_deep_supervision_plans_are_fitted_to_the_step_with_the_heads(tmp_path, 
     _, dearer = plan_with(2.0)
     assert dearer.network.kwargs["deep_supervision"] is True
     assert dearer.train.epochs == pytest.approx(same.train.epochs / 2, rel=0.1)
+    overrides = ["network.name=UNet", "network.kwargs={channels: [8, 16], strides: [2], num_res_units: 0}"]
+    timed, users = plan_with(2.0)
+    assert timed == [False] and "deep_supervision" not in users.network.kwargs  # the user's network, timed once
