@@ -47,6 +47,9 @@ app.add_typer(datasets_cli.app, name="datasets")
 
 # Commands that need pytorch-ignite (MONAI's bundle workflows); see set_up_process.
 _NEEDS_IGNITE = {"export-bundle"}
+# Commands whose time goes into training steps (plan times them): libgomp's default wait policy
+# (spin a little, then sleep) is left to them; see set_up_process.
+_TRAINS = {"train", "plan", "compare", "demo"}
 
 
 def set_up_process(command: str | None) -> None:
@@ -56,10 +59,14 @@ def set_up_process(command: str | None) -> None:
     (environment, ``sys.modules``, a Typer class), so only the CLI, which owns its process, does it;
     importing any module, this one included, changes nothing, and the library never does this.
 
-    - ``OMP_WAIT_POLICY=PASSIVE`` (unless already set): idle OpenMP threads spin by default and
-      steal the cores that the working threads need (measured 4x slower single-threaded loops on a
-      shared 2-core machine). OpenMP reads it once, when torch loads: the commands import torch
-      inside their functions, after this.
+    - ``OMP_WAIT_POLICY=PASSIVE`` (unless already set) for every command but those in ``_TRAINS``:
+      idle OpenMP threads spin by default and steal the cores that the working threads need
+      (measured 4x slower single-threaded loops on a shared 2-core machine). A training step is
+      thousands of short parallel regions, where waking sleeping threads each time costs more:
+      with PASSIVE the hippocampus epochs took 1.09x and the white-cell ones 1.21x as long on
+      the idle 2-core machine (docs/benchmarks.md), so training commands keep libgomp's default,
+      and ``plan`` times the steps under the policy that ``train`` will run them with. OpenMP
+      reads it once, when torch loads: the commands import torch inside their functions, after this.
     - ``ignite`` marked absent (``sys.modules["ignite"] = None``) for every command except those in
       ``_NEEDS_IGNITE``: MONAI imports pytorch-ignite (when installed, e.g. by the dev extra) as it
       loads, 1-2 s of CPU per command, for nothing but bundle workflows; MONAI's optional import
@@ -67,7 +74,8 @@ def set_up_process(command: str | None) -> None:
     - Typer's help shows ``<bool>`` after a flag (``--overlay <bool>``), as if it took a value; a
       flag takes none, so its help shows nothing there (``TyperOption.display_type_rich`` wrapped).
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if command not in _TRAINS:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if command not in _NEEDS_IGNITE:
         sys.modules.setdefault("ignite", None)  # type: ignore[assignment]
     _flags_without_placeholder()
