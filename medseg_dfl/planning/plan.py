@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from medseg_dfl.planning.timing import (
     StepTiming,
     fit_budget,
     time_augmentation,
+    time_training_loop,
     time_training_step,
     time_validation_case,
 )
@@ -266,7 +268,7 @@ def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r
     if extra:
         timing = _timed(cfg, train_items, device)
     median = _median_shape_at(survey, cfg.transforms.target_spacing)
-    timing = dataclasses.replace(timing, val_case_s=time_validation_case(cfg, device, median))  # one real pass
+    timing = _loop_timing(cfg, device, timing, median)
     budget = fit_budget(timing, cfg, n_train=len(train_items), n_val=len(val_items), median_shape=median,
                         minutes=minutes)
     r["train.epochs"] = (f"at first only {r['train.epochs']}, fewer than {MIN_STEPS}; " if extra else "") + budget.why
@@ -278,6 +280,15 @@ def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r
         "train": {"epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch, "val_every": budget.val_every},
         "optim": {"warmup_epochs": 1 if budget.epochs >= 10 else 0},
     })
+
+
+def _loop_timing(cfg: Config, device: Any, isolated: StepTiming, median: Sequence[float]) -> StepTiming:
+    """The chosen config timed in train's own loop (planning.timing.time_training_loop); without a
+    validation split, the isolated step and one sliding-window pass over the median shape."""
+    loop = time_training_loop(cfg, device)
+    if loop is not None:
+        return loop
+    return dataclasses.replace(isolated, val_case_s=time_validation_case(cfg, device, median))
 
 
 def _with_deep_supervision(values: dict, reasons: dict, fit: Any) -> dict:

@@ -4,11 +4,16 @@
 on random patches of the planned batch (after one warm-up step), :func:`time_validation_case` one
 sliding-window pass over an image of the median shape; :func:`time_augmentation` times
 the random part of the real training pipeline on a few real cases (the deterministic part is cached
-once per run). :func:`fit_budget` turns both into steps per epoch, epochs and a validation interval.
+once per run). These isolated timings rank the candidate networks. The chosen config is then timed
+in ``train``'s own loop on a few of its cases (:func:`time_training_loop`): the isolated step left
+out what the loop adds (the prefetch thread sharing the cores, collation, clipping, the validation
+pipeline and metrics), and a hippocampus plan fitted to it ran 1.16x its minutes.
+:func:`fit_budget` turns the timings into steps per epoch, epochs and a validation interval.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -20,13 +25,26 @@ from monai.inferers import sliding_window_inference
 from monai.transforms import Compose, RandomizableTrait
 
 from medseg_dfl.config import Config
+from medseg_dfl.data.folds import training_split
+from medseg_dfl.engine.components import build_components
+from medseg_dfl.engine.distributed import DistContext
 from medseg_dfl.engine.precision import autocast, autocast_dtype, memory_format, to_memory_format
+from medseg_dfl.engine.scoring import validate
+from medseg_dfl.engine.training import seed_epoch, train_one_epoch
 from medseg_dfl.losses.deep_supervision import supervised_loss
 from medseg_dfl.losses.registry import loss_from_config
 from medseg_dfl.networks import build_network
 from medseg_dfl.transforms import build_train_transforms
 
-__all__ = ["Budget", "StepTiming", "fit_budget", "time_augmentation", "time_training_step", "time_validation_case"]
+__all__ = [
+    "Budget",
+    "StepTiming",
+    "fit_budget",
+    "time_augmentation",
+    "time_training_loop",
+    "time_training_step",
+    "time_validation_case",
+]
 
 MAX_STEPS_PER_EPOCH = 250  # nnU-Net's epoch
 MAX_EPOCHS = 1000
@@ -40,6 +58,7 @@ class StepTiming:
     augment_s: float  # random transforms, one patch
     device: str
     val_case_s: float | None = None  # one validation case (sliding window); None = estimated from step_s
+    in_loop: bool = False  # step_s timed in train's loop, augmentation included (augment_s is then 0)
 
     def per_step(self, patches: int) -> float:
         return self.step_s + patches * self.augment_s
@@ -110,6 +129,34 @@ def time_augmentation(cfg: Config, items: Sequence[dict], repeats: int = 8) -> f
     return float(np.mean(times)) if times else 0.0
 
 
+def time_training_loop(cfg: Config, device: torch.device, steps: int = 6, val_cases: int = 2) -> StepTiming | None:
+    """Seconds per step and per validation case of ``cfg`` in ``train``'s own loop: its components
+    (the data pipeline with the prefetch thread, network, loss, clipping, optimiser) built on a few of
+    its cases, a warm-up step, then ``steps`` steps; then validation on ``val_cases`` cases, timed
+    on its second pass. None when the split has no validation case (the isolated timings are used)."""
+    split = training_split(cfg)
+    if not split.val_pairs:
+        return None
+    few = dataclasses.replace(split, train_pairs=split.train_pairs[: max(1, cfg.train.batch_size)],
+                              val_pairs=split.val_pairs[:val_cases])  # fmt: skip
+    data = cfg.data if cfg.data.cache != "disk" else dataclasses.replace(cfg.data, cache="memory")  # a few cases
+    warm = dataclasses.replace(cfg, data=data, train=dataclasses.replace(cfg.train, steps_per_epoch=1))
+    timed = dataclasses.replace(warm, train=dataclasses.replace(cfg.train, steps_per_epoch=steps))
+    torch.manual_seed(cfg.experiment.seed)
+    ctx = DistContext()
+    parts = build_components(warm, device, ctx, few)
+    seed_epoch(warm, 0, parts.train_loader)
+    train_one_epoch(parts, warm)  # allocations, kernel choice, the compiled loss
+    stats = train_one_epoch(parts, timed)
+    seconds = []
+    for _ in range(2):  # the first pass builds the window weights and the eval-mode kernels
+        start = time.perf_counter()
+        validate(parts.model, parts.loss_fn, parts.val_loader, timed, device, ctx, parts.amp)
+        seconds.append(time.perf_counter() - start)
+    return StepTiming(stats.seconds / max(stats.steps, 1), 0.0, str(device), val_case_s=seconds[-1] / len(few.val_pairs),
+                      in_loop=True)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Budget:
     epochs: int
@@ -150,10 +197,12 @@ def fit_budget(
     val_every = max(1, math.ceil(val_s / (VAL_SHARE * epoch_s))) if val_s > 0 else 1
     epochs = int(min(MAX_EPOCHS, max(1, budget // (epoch_s + val_s / val_every))))
     val_every = min(val_every, epochs)
+    measured = ("in the training loop (augmentation and data included)" if timing.in_loop else
+                f"(network {timing.step_s:.2f} s + augmentation {timing.augment_s * 1000:.0f} ms per patch)")  # fmt: skip
+    val_how = "timed in the loop" if timing.in_loop else "one case timed" if timing.val_case_s else "estimated"
     why = (
-        f"--time-budget {minutes:g} min on {timing.device}: {step:.2f} s per step measured (network {timing.step_s:.2f} s "
-        f"+ augmentation {timing.augment_s * 1000:.0f} ms per patch), {steps_per_epoch} steps per epoch "
-        f"({epoch_s:.0f} s), validation ~{val_s:.0f} s ({'one case timed' if timing.val_case_s else 'estimated'}) "
+        f"--time-budget {minutes:g} min on {timing.device}: {step:.2f} s per step measured {measured}, {steps_per_epoch} steps per epoch "
+        f"({epoch_s:.0f} s), validation ~{val_s:.0f} s ({val_how}) "
         f"every {val_every} epochs -> {epochs} epochs"
     )
     return Budget(epochs, steps_per_epoch, val_every, epoch_s, val_s, why)

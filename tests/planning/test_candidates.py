@@ -128,6 +128,7 @@ def fake_timer(monkeypatch) -> list:
     calls: list = []
     monkeypatch.setattr(candidates, "time_training_step", _fake_step(calls))
     monkeypatch.setattr(plan_module, "time_training_step", _fake_step(calls))
+    monkeypatch.setattr(plan_module, "time_training_loop", lambda cfg, device: None)  # the isolated step only
     return calls
 
 

@@ -64,11 +64,44 @@ def test_time_budget_times_the_network_the_user_set(tmp_path, monkeypatch):
 
     monkeypatch.setattr(plan_module, "time_training_step", fake_step)
     monkeypatch.setattr(plan_module, "time_validation_case", lambda cfg, device, shape: 0.01)
+    monkeypatch.setattr(plan_module, "time_training_loop", lambda cfg, device: None)  # the isolated step only
     unet = ["network.name=UNet", "network.kwargs={channels: [8, 16], strides: [2], num_res_units: 0}"]
     plan = plan_experiment(write_rgb(tmp_path / "w", n=5, size=32), time_budget_min=1.0, overrides=unet)
     assert set(timed) == {"UNet"}
     assert "0.50 s per step" in plan.reasons["train.epochs"] or "network 0.50 s" in plan.reasons["train.epochs"]
     assert plan.config.network.name == "UNet"
+
+
+def test_the_budget_is_fitted_to_the_step_timed_in_the_training_loop(tmp_path, monkeypatch):
+    import medseg_dfl.planning.plan as plan_module
+    from medseg_dfl.planning.timing import StepTiming
+
+    looped = []
+
+    def loop(cfg, device):  # the chosen config in train's loop: 2 s per step, 0.5 s per validation case
+        looped.append(cfg.network.name)
+        return StepTiming(2.0, 0.0, "cpu", val_case_s=0.5, in_loop=True)
+
+    monkeypatch.setattr(plan_module, "time_training_step", lambda cfg, device: 0.01)  # isolated: far cheaper
+    monkeypatch.setattr(plan_module, "time_training_loop", loop)
+    plan = plan_experiment(write_rgb(tmp_path / "w", n=5, size=32), time_budget_min=1.0, network_candidates=False)
+    train = plan.config.train
+    # 4 training cases -> steps of 2 s; 1 validation case of 0.5 s: epochs = 60 s / (steps x 2 s + 0.5 s)
+    assert train.epochs == int(60 // (train.steps_per_epoch * 2.0 + 0.5 / train.val_every)) and train.epochs < 30
+    assert looped == ["DynUNet"]
+    assert "2.00 s per step measured in the training loop" in plan.reasons["train.epochs"]
+
+
+@pytest.mark.slow  # builds train's components on a few cases and runs 7 steps
+def test_training_loop_timing_runs_train_s_loop_on_a_few_cases(tmp_path):
+    import torch
+
+    from medseg_dfl.planning.timing import time_training_loop
+
+    cfg = plan_experiment(write_rgb(tmp_path / "w", n=6, size=32)).config
+    timing = time_training_loop(cfg, torch.device("cpu"), steps=2)
+    assert timing.in_loop and timing.step_s > 0 and timing.val_case_s > 0 and timing.augment_s == 0.0
+    assert not any(p.suffix == ".pt" for p in tmp_path.rglob("*"))  # nothing written: no run folder, no checkpoint
 
 
 def test_plan_command_writes_and_refuses_to_overwrite(tmp_path):
@@ -147,6 +180,8 @@ def test_deep_supervision_plans_are_fitted_to_the_step_with_the_heads(tmp_path, 
 
     data = write_volumes(tmp_path / "v", channels=1)
     monkeypatch.setattr(plan_module, "time_validation_case", lambda cfg, device, shape: 0.0)
+    monkeypatch.setattr(plan_module, "time_training_loop", lambda cfg, device: None)  # the isolated step only
+    monkeypatch.setattr(plan_module, "time_augmentation", lambda cfg, items: 0.0)  # the step alone: exact ratios
 
     def plan_with(heads_cost: float) -> tuple[list[bool], object]:
         timed = []
