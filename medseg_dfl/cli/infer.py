@@ -83,6 +83,12 @@ def command(
         typer.Option("--all-objects", help="White-cell models trained on one cell per crop: keep every object "
                                            "segmented, not only the cell the nucleus marks (split from what touches it)."),
     ] = False,
+    scale_per_image: Annotated[
+        bool,
+        typer.Option("--scale-per-image", help="White-cell models: search each input's scale on its own (inputs of "
+                                               "different magnifications). Default: every input searched, then all "
+                                               "run at the median cell diameter (one lab's crops share a magnification)."),
+    ] = False,
     max_voxels: MaxVoxelsOption = 2**30,
     also: Annotated[
         list[Path] | None,
@@ -91,7 +97,7 @@ def command(
 ) -> None:
     """Segment INPUT into OUTPUT_DIR; masks keep each input's shape and geometry.
 
-    A 2D blood-smear model sees each input at its training magnification (scale from --cell-diameter, --pixel-size, file metadata or an estimate); a white-cell model sees each input at the factor that makes the cell it segments as large as in training (searched, or from --cell-diameter); OUTPUT_DIR/scale.json says which.
+    A 2D blood-smear model sees each input at its training magnification (scale from --cell-diameter, --pixel-size, file metadata or an estimate); a white-cell model sees each input at the factor that makes the cell it segments as large as in training (searched on every input, then the median diameter for all; --scale-per-image: each its own; or from --cell-diameter); OUTPUT_DIR/scale.json says which.
 
     Several runs may share one OUTPUT_DIR: each input is claimed by one of them, so none is done twice.
     """
@@ -126,6 +132,7 @@ def command(
         cell_diameter=cell_diameter,
         pixel_size=pixel_size,
         single_object=not all_objects,
+        scale_per_image=scale_per_image,
         max_voxels=max_voxels,
     )
     with cli_progress("segmenting", every=10) as report:  # a bar on a terminal, else a line per 10 files

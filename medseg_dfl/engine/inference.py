@@ -46,7 +46,7 @@ from medseg_dfl.engine.ensemble import (
     flip_combinations,
     resolve_checkpoints,
 )
-from medseg_dfl.engine.inference_folder import InferenceSummary, pending_plans, prefetch
+from medseg_dfl.engine.inference_folder import InferenceSummary, find_inputs, pending_plans, prefetch
 from medseg_dfl.engine.output_claims import check_writable_folder, claim_output
 from medseg_dfl.engine.postprocess import (
     keep_core_object,
@@ -67,7 +67,7 @@ from medseg_dfl.engine.rescale import (
     predict_at_model_scale,
     write_scale_records,
 )
-from medseg_dfl.engine.scale_search import predict_at_object_scale
+from medseg_dfl.engine.scale_search import at_folder_scale, predict_at_object_scale
 from medseg_dfl.io.atomic import is_write_error, remove_stale_temps
 from medseg_dfl.io.errors import DataError
 from medseg_dfl.io.geometry import ImageGeometry
@@ -125,6 +125,10 @@ class InferenceOptions:
     # from what touches it (engine.postprocess.keep_core_object); the mask only, saved probabilities
     # are the network's. False: every segmented object.
     single_object: bool = True
+    # Single-cell models: search each input's scale on its own. False (default): every input is
+    # searched, then all run at the median diameter (one lab's crops share a magnification;
+    # engine.scale_search). Ignored with cell_diameter.
+    scale_per_image: bool = False
     pixel_size: float | None = None  # um per pixel of the inputs
     # Inputs declaring more voxels x channels are refused before decoding (medseg_dfl.io.limits).
     max_voxels: int = DEFAULT_MAX_VOXELS
@@ -337,6 +341,9 @@ def predict_folder(
         if created and not any(output_dir.iterdir()):
             output_dir.rmdir()  # a bad checkpoint or option leaves no empty output folder behind
         raise
+    if summary.model_scale is not None and summary.model_scale.kind == "object" and options.cell_diameter is None \
+            and not options.scale_per_image:  # fmt: skip
+        read = at_folder_scale(predictor, read, find_inputs(input_path, options.recursive), FILE_ERRORS, progress)
     report(progress, 0, len(plans), "")
     for done, (plan, loading) in enumerate(prefetch(read, plans), start=1):
         _predict_claimed(predictor, plan, loading, options, summary)
@@ -378,7 +385,8 @@ def _segment(predictor: Predictor, loaded: Any, keep: bool) -> tuple[PredictionR
         probs = predict_at_model_scale(predictor, loaded)[0].numpy()
         return predictor.result_from_probabilities(probs, keep), loaded.geometry, loaded.loaded, loaded.scale
     if isinstance(loaded, ObjectInput):
-        found = predict_at_object_scale(predictor, loaded.image, loaded.target, loaded.object_diameter)
+        found = predict_at_object_scale(predictor, loaded.image, loaded.target, loaded.object_diameter,
+                                        source=loaded.diameter_source)  # fmt: skip
         result = predictor.result_from_probabilities(found.probabilities.numpy(), keep)
         if loaded.core_class is not None:  # the one object training crops hold, without what touches it
             result.mask = keep_core_object(result.mask, loaded.core_class)

@@ -103,6 +103,7 @@ class ObjectInput:
     geometry: ImageGeometry | None = None
     loaded: torch.Tensor | None = None
     core_class: int | None = None  # ModelScale.core_class: only that object is kept (None: every one)
+    diameter_source: str = "--cell-diameter"  # where object_diameter came from (scale.json's "source")
 
 
 @dataclass

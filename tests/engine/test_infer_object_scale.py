@@ -92,3 +92,39 @@ def test_cell_diameter_fixes_the_factor_and_pixel_size_is_refused_in_one_line(wb
                                        "--pixel-size", "0.1", "--device", "cpu"])  # fmt: skip
     assert refused.exit_code == 1 and "--cell-diameter" in refused.output and "Traceback" not in refused.output
     assert not (tmp_path / "o2").exists()
+
+
+def _write_cell(folder: Path, name: str, diameter: int) -> None:
+    yy, xx = np.mgrid[:200, :180]
+    disc = (yy - 100) ** 2 + (xx - 90) ** 2 <= (diameter / 2) ** 2
+    Image.fromarray(np.where(disc[..., None], np.uint8(60), np.uint8(235)).repeat(3, -1)).save(folder / name)
+
+
+def test_a_folder_runs_at_the_median_searched_diameter_unless_scale_per_image(wbc_model, tmp_path):
+    folder = tmp_path / "two"
+    folder.mkdir()
+    _write_cell(folder, "large.png", 120)  # searched: factor 0.354 of the ladder, 113 px
+    _write_cell(folder, "small.png", 80)  # searched: factor 0.5, 80 px
+    shared = predict_folder(wbc_model, folder, tmp_path / "shared", InferenceOptions(device="cpu"))
+    assert shared.ok
+    records = json.loads((tmp_path / "shared" / "scale.json").read_text())["images"]
+    large, small = records["large.png"], records["small.png"]
+    assert large["factor"] == small["factor"] and large["cell_diameter_px"] == small["cell_diameter_px"]
+    assert large["cell_diameter_px"] == pytest.approx((TRAINING_CELL / 0.3536 + TRAINING_CELL / 0.5) / 2, rel=0.01)
+    assert large["source"] == "the median of 2 inputs searched"
+    # both cells keep their relative size: the small one stays smaller than the large one in the masks
+    areas = {n: (np.asarray(Image.open(tmp_path / "shared" / n)) > 0).sum() for n in records}
+    assert np.sqrt(4 * areas["small.png"] / np.pi) == pytest.approx(80, rel=0.05)
+    own = predict_folder(wbc_model, folder, tmp_path / "own", InferenceOptions(device="cpu", scale_per_image=True))
+    assert own.ok
+    records = json.loads((tmp_path / "own" / "scale.json").read_text())["images"]
+    assert records["large.png"]["factor"] == pytest.approx(0.3536, rel=0.01)
+    assert records["small.png"]["factor"] == pytest.approx(0.5, rel=0.01)
+    assert {r["source"] for r in records.values()} == {"searched (object size)"}
+
+
+def test_the_folder_diameter_is_the_median_of_those_found():
+    from medseg_dfl.engine.scale_search import folder_object_diameter
+
+    assert folder_object_diameter([100.0, None, 80.0, 200.0]) == 100.0
+    assert folder_object_diameter([None, None]) is None and folder_object_diameter([]) is None
