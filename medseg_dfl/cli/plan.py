@@ -20,7 +20,7 @@ def command(
     ] = None,
     time_budget: Annotated[
         float | None,
-        typer.Option("--time-budget", metavar="MIN", help="Fit epochs/steps to this many minutes of training here (times a few steps)."),
+        typer.Option("--time-budget", metavar="MIN", help="Fit epochs/steps to this many minutes of training here (times a few of train's steps)."),
     ] = None,
     memory_budget: Annotated[
         float | None,
