@@ -78,18 +78,19 @@ def test_the_budget_is_fitted_to_the_step_timed_in_the_training_loop(tmp_path, m
 
     looped = []
 
-    def loop(cfg, device):  # the chosen config in train's loop: 2 s per step, 0.5 s per validation case
+    def loop(cfg, device):  # train's loop: 2 s per step, 0.5 s per validation case, 1 s of files per epoch
         looped.append(cfg.network.name)
-        return StepTiming(2.0, 0.0, "cpu", val_case_s=0.5, in_loop=True)
+        return StepTiming(2.0, 0.0, "cpu", val_case_s=0.5, in_loop=True, epoch_s=1.0)
 
     monkeypatch.setattr(plan_module, "time_training_step", lambda cfg, device: 0.01)  # isolated: far cheaper
     monkeypatch.setattr(plan_module, "time_training_loop", loop)
     plan = plan_experiment(write_rgb(tmp_path / "w", n=5, size=32), time_budget_min=1.0, network_candidates=False)
     train = plan.config.train
-    # 4 training cases -> steps of 2 s; 1 validation case of 0.5 s: epochs = 60 s / (steps x 2 s + 0.5 s)
-    assert train.epochs == int(60 // (train.steps_per_epoch * 2.0 + 0.5 / train.val_every)) and train.epochs < 30
+    # 4 training cases -> steps of 2 s; 1 validation case of 0.5 s: epochs = 60 s / (steps x 2 s + 1 s + 0.5 s)
+    assert train.epochs == int(60 // (train.steps_per_epoch * 2.0 + 1.0 + 0.5 / train.val_every)) and train.epochs < 30
     assert looped == ["DynUNet"]
     assert "2.00 s per step measured in the training loop" in plan.reasons["train.epochs"]
+    assert "with 1.0 s of checkpoint and curves" in plan.reasons["train.epochs"]
 
 
 @pytest.mark.slow  # builds train's components on a few cases and runs 7 steps
@@ -101,6 +102,7 @@ def test_training_loop_timing_runs_train_s_loop_on_a_few_cases(tmp_path):
     cfg = plan_experiment(write_rgb(tmp_path / "w", n=6, size=32)).config
     timing = time_training_loop(cfg, torch.device("cpu"), steps=2)
     assert timing.in_loop and timing.step_s > 0 and timing.val_case_s > 0 and timing.augment_s == 0.0
+    assert timing.epoch_s > 0  # last.pt and curves.png written (to a temporary folder) and timed
     assert not any(p.suffix == ".pt" for p in tmp_path.rglob("*"))  # nothing written: no run folder, no checkpoint
 
 
