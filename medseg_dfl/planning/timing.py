@@ -137,7 +137,7 @@ def time_augmentation(cfg: Config, items: Sequence[dict], repeats: int = 8) -> f
     return float(np.mean(times)) if times else 0.0
 
 
-def time_training_loop(cfg: Config, device: torch.device, steps: int = 6, val_cases: int = 2) -> StepTiming | None:
+def time_training_loop(cfg: Config, device: torch.device, steps: int = 10, val_cases: int = 2) -> StepTiming | None:
     """Seconds per step and per validation case of ``cfg`` in ``train``'s own loop: its components
     (the data pipeline with the prefetch thread, network, loss, clipping, optimiser) built on a few of
     its cases, a warm-up step, then ``steps`` steps; then validation on ``val_cases`` cases, timed
