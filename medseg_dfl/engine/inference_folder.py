@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from medseg_dfl.engine.prediction_io import OutputPlan, plan_outputs, shard_for_rank
 from medseg_dfl.engine.rescale import ModelScale
@@ -74,8 +74,15 @@ def pending_plans(
     return plans
 
 
-def prefetch(read: Callable[[Path], Any], plans: Sequence[OutputPlan]) -> Iterator[tuple[OutputPlan, Future]]:
-    """Yield (plan, future of its preprocessed input), keeping the next file loading in the background."""
+class HasSource(Protocol):
+    source: Path  # the input file (an OutputPlan's, or a bare input's)
+
+
+P = TypeVar("P", bound=HasSource)
+
+
+def prefetch(read: Callable[[Path], Any], plans: Sequence[P]) -> Iterator[tuple[P, Future]]:
+    """Yield (plan, future of ``read(plan.source)``), keeping the next file loading in the background."""
     if not plans:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-load") as pool:

@@ -148,7 +148,7 @@ def at_folder_scale(predictor: ScaledPredictor, read: Callable[[Path], Any], inp
 
 @dataclass(frozen=True)
 class _Source:
-    source: Path  # what prefetch reads (an OutputPlan's input file)
+    source: Path  # an input file, as prefetch reads it (inference_folder.HasSource)
 
 
 def _with_diameter(read: Callable[[Path], Any], diameter: float, source: str, path: Path) -> Any:

@@ -115,8 +115,9 @@ def test_a_folder_runs_at_the_median_searched_diameter_unless_scale_per_image(wb
     # both cells keep their relative size: the small one stays smaller than the large one in the masks
     areas = {n: (np.asarray(Image.open(tmp_path / "shared" / n)) > 0).sum() for n in records}
     assert np.sqrt(4 * areas["small.png"] / np.pi) == pytest.approx(80, rel=0.05)
-    own = predict_folder(wbc_model, folder, tmp_path / "own", InferenceOptions(device="cpu", scale_per_image=True))
-    assert own.ok
+    result = CliRunner().invoke(app, ["infer", str(wbc_model), str(folder), str(tmp_path / "own"), "--scale-per-image",
+                                      "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
     records = json.loads((tmp_path / "own" / "scale.json").read_text())["images"]
     assert records["large.png"]["factor"] == pytest.approx(0.3536, rel=0.01)
     assert records["small.png"]["factor"] == pytest.approx(0.5, rel=0.01)
