@@ -19,7 +19,7 @@ from medseg_dfl.engine.rescale import ModelScale
 from medseg_dfl.io.nnunet import nnunet_case_inputs
 from medseg_dfl.io.pairing import find_images
 
-__all__ = ["InferenceSummary", "find_inputs", "pending_plans", "prefetch"]
+__all__ = ["HasSource", "InferenceSummary", "find_inputs", "pending_plans", "prefetch"]
 
 
 @dataclass
@@ -78,10 +78,10 @@ class HasSource(Protocol):
     source: Path  # the input file (an OutputPlan's, or a bare input's)
 
 
-P = TypeVar("P", bound=HasSource)
+SourceT = TypeVar("SourceT", bound=HasSource)
 
 
-def prefetch(read: Callable[[Path], Any], plans: Sequence[P]) -> Iterator[tuple[P, Future]]:
+def prefetch(read: Callable[[Path], Any], plans: Sequence[SourceT]) -> Iterator[tuple[SourceT, Future]]:
     """Yield (plan, future of ``read(plan.source)``), keeping the next file loading in the background."""
     if not plans:
         return
