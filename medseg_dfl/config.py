@@ -149,6 +149,9 @@ class TrainConfig:
     val_every: int = 1
     amp: bool = True
     compile: bool = False
+    # Exponential moving average of the weights, updated after every step (None: off). Validation,
+    # best.pt and inference use the average; training continues from the raw weights.
+    ema_decay: float | None = None
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     deterministic: bool = True
 
@@ -242,6 +245,7 @@ KEY_HELP: dict[str, str] = {
     "train.val_every": "validate every N epochs (and always after the last)",
     "train.amp": "mixed precision: float16 on CUDA, bfloat16 on a CPU with AMX/AVX512-BF16, else float32",
     "train.compile": "torch.compile the network (compile time at every start)",
+    "train.ema_decay": "weights averaged over steps (0.99: about the last 100 steps) for validation, checkpoints and inference; null: off",
     "train.device": "auto | cpu | cuda (--device overrides)",
     "train.deterministic": "deterministic cuDNN kernels (CPU runs are always reproducible)",
     "inference.roi_size": "sliding-window size; null = transforms.patch_size",
@@ -443,6 +447,8 @@ def _check_training(cfg: Config) -> None:
         raise ValueError(f"optim.grad_clip must be > 0 or null (no clipping), got {optim.grad_clip}")
     if cfg.train.steps_per_epoch is not None and cfg.train.steps_per_epoch < 1:
         raise ValueError(f"train.steps_per_epoch must be >= 1 or null (one pass), got {cfg.train.steps_per_epoch}")
+    if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay must be in (0, 1) or null (off), got {cfg.train.ema_decay}")
     if cfg.data.num_workers < 0:
         raise ValueError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
     if cfg.inference.sw_batch_size < 1:

@@ -24,7 +24,7 @@ def _one_line_error(values: dict) -> str:
 def test_unknown_key_names_path_and_allowed_keys():
     message = _one_line_error({"train": {"epoch": 3}})
     assert message.startswith("unknown config key train.epoch;")
-    assert "allowed keys under train: amp, batch_size, compile, deterministic, device, epochs" in message
+    assert "allowed keys under train: amp, batch_size, compile, deterministic, device, ema_decay, epochs" in message
     nested = _one_line_error({"transforms": {"augment": {"flipp": True}}})
     assert "transforms.augment.flipp" in nested and "rot90" in nested
     assert "allowed keys: data, experiment" in _one_line_error({"trian": {}})

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from medseg_dfl.cells.scale import scale_from_config
@@ -47,6 +48,18 @@ class Components:
     fingerprint: dict[str, Any] | None
     scale: dict[str, Any] | None = None  # 2D smears: training red-cell diameter (medseg_dfl.cells.scale)
     memory_format: torch.memory_format = torch.contiguous_format  # of the network's weights and inputs
+    ema: AveragedModel | None = None  # train.ema_decay: the weights' moving average
+
+    @property
+    def shipped(self) -> nn.Module:
+        """The network that is validated and saved as ``model_state``: the moving average when
+        ``train.ema_decay`` is set, else the trained network itself."""
+        return self.model if self.ema is None else self.ema.module
+
+    def update_average(self) -> None:
+        """After an optimiser step: fold the new weights into the moving average (if any)."""
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
     @property
     def params(self) -> list[nn.Parameter]:
@@ -116,14 +129,22 @@ def build_components(cfg: Config, device: torch.device, ctx: DistContext,
         fingerprint=fingerprint,
         scale=scale_from_config(cfg, split),
         memory_format=fmt,
+        ema=_moving_average(model, cfg.train.ema_decay),
     )
+
+
+def _moving_average(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    # use_buffers: normalisation statistics are averaged with the weights (instance norm has none).
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def checkpoint_payload(cfg: Config, parts: Components, epoch: int, best_metric: float) -> dict[str, Any]:
     """A self-contained, weights_only-loadable checkpoint of the run after ``epoch`` epochs."""
     return {
         "format_version": FORMAT_VERSION,
-        "model_state": parts.model.state_dict(),
+        "model_state": parts.shipped.state_dict(),  # what inference loads
         "config": config_to_dict(cfg),
         "class_names": list(cfg.data.class_names),
         "fingerprint": parts.fingerprint,
@@ -135,12 +156,23 @@ def checkpoint_payload(cfg: Config, parts: Components, epoch: int, best_metric: 
         "epoch": epoch,
         "best_metric": best_metric,
         "rng_state": capture_rng_state(),
+        **_averaging_state(parts),
     }
+
+
+def _averaging_state(parts: Components) -> dict[str, Any]:
+    # With a moving average, model_state holds the average; training resumes from the raw weights.
+    if parts.ema is None:
+        return {}
+    return {"train_model_state": parts.model.state_dict(), "ema_steps": int(parts.ema.n_averaged)}
 
 
 def restore_components(parts: Components, payload: dict[str, Any]) -> None:
     """Load every state of a :func:`checkpoint_payload` back into freshly built components."""
-    parts.model.load_state_dict(payload["model_state"])
+    parts.model.load_state_dict(payload.get("train_model_state", payload["model_state"]))
+    if parts.ema is not None:  # a run without an average before starts its average from these weights
+        parts.ema.module.load_state_dict(payload["model_state"])
+        parts.ema.n_averaged.fill_(int(payload.get("ema_steps", 1)))
     parts.loss_fn.load_state_dict(payload["loss_state"])
     parts.optimizer.load_state_dict(payload["optimizer_state"])
     parts.scheduler.load_state_dict(payload["scheduler_state"])

@@ -123,6 +123,7 @@ def _train_step(parts: Components, cfg: Config, batch: dict[str, Any]) -> torch.
         torch.nn.utils.clip_grad_norm_(parts.params, cfg.optim.grad_clip)
     parts.scaler.step(parts.optimizer)
     parts.scaler.update()
+    parts.update_average()
     return loss.detach()
 
 
@@ -236,7 +237,7 @@ def _run_epoch(cfg: Config, parts: Components, state: RunState,
     stats = train_one_epoch(parts, cfg, on_step if progress is not None else None)
     parts.scheduler.step()
     due = (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
-    val = validate(parts.model, parts.loss_fn, parts.val_loader, cfg, parts.device, parts.ctx, parts.amp) if due else None
+    val = validate(parts.shipped, parts.loss_fn, parts.val_loader, cfg, parts.device, parts.ctx, parts.amp) if due else None
     row = _epoch_row(cfg, epoch + 1, stats, val, lr, time.perf_counter() - start)
     dice = "" if math.isnan(row["mean_fg_dice"]) else f"  val fg Dice {row['mean_fg_dice']:.3f}"
     report(progress, steps, steps, f"{name}  loss {stats.loss:.4f}{dice or _last_dice(state)}")

@@ -159,7 +159,7 @@ def time_training_loop(cfg: Config, device: torch.device, steps: int = 10, val_c
     seconds = []
     for _ in range(2):  # the first pass builds the window weights and the eval-mode kernels
         start = time.perf_counter()
-        validate(parts.model, parts.loss_fn, parts.val_loader, timed, device, ctx, parts.amp)
+        validate(parts.shipped, parts.loss_fn, parts.val_loader, timed, device, ctx, parts.amp)
         seconds.append(time.perf_counter() - start)
     return StepTiming(stats.seconds / max(stats.steps, 1), 0.0, str(device), val_case_s=seconds[-1] / len(few.val_pairs),
                       in_loop=True, epoch_s=_time_epoch_files(timed, parts))  # fmt: skip
