@@ -60,6 +60,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "affine-nnunet": ("nnU-Net's rotation (30 degrees) and scaling (0.7-1.3), p 0.36 instead of 15 degrees, 0.9-1.1, p 0.2",
                       ["transforms.augment.affine_prob=0.36", "transforms.augment.rotate_degrees=30",
                        "transforms.augment.scale_fraction=0.3"]),
+    "ema": ("a moving average of the weights, decay 0.99 (about the last 100 steps), validated and saved",
+            ["train.ema_decay=0.99"]),
 }
 
 

@@ -73,25 +73,43 @@ def _network_def(cfg: Config) -> dict[str, Any]:
         raise ValueError(f"network.kwargs of {factory.__name__} cannot be written to JSON ({err})") from err
 
 
-def _smear_scale(model_scale: ModelScale | None) -> ModelScale | None:
-    """The red-cell scale the bundle rescales to (as ``infer`` does); None: images at their own size
-    (no scale, or a single-cell model's, whose factor ``infer`` searches with the network)."""
-    return model_scale if model_scale is not None and model_scale.kind == "rbc" else None
+_SCALE_KINDS = ("rbc", "object")  # ModelScale.kind: what ToModelScaled resamples to
 
 
-def _preprocessing(transforms: Any, smear: ModelScale | None) -> list[dict[str, Any]]:
+def _check_scale(model_scale: ModelScale | None) -> ModelScale | None:
+    """The scale the bundle resamples to (as ``infer`` does): a smear model's red cells, or a
+    single-cell model's cell (only when ``cell_diameter`` is given: ``infer`` would search it)."""
+    if model_scale is not None and model_scale.kind not in _SCALE_KINDS:
+        raise ValueError(f"model_scale.kind must be one of {_SCALE_KINDS}, got {model_scale.kind!r}")
+    return model_scale
+
+
+def _scale_keys(scale: ModelScale | None) -> dict[str, None]:
+    """The config keys of an image's scale (null: found per image), ``infer``'s flags of that model."""
+    if scale is None:
+        return {}
+    # infer refuses --pixel-size for a single-cell model (rescale.inference_model_scale): no key
+    return {"cell_diameter": None, "pixel_size": None} if scale.kind == "rbc" else {"cell_diameter": None}
+
+
+def _preprocessing(transforms: Any, scale: ModelScale | None) -> list[dict[str, Any]]:
     items = preprocessing_items(transforms)
-    if smear is not None:  # after the reading, before the normalisation (it may be per image), as in infer
-        items.insert(len(load_steps(transforms).transforms), {
-            "_target_": "medseg_dfl.bundle.transforms.ToModelScaled", "keys": "image",
-            "model_diameter": smear.cell_diameter_px, "cell_diameter": "@cell_diameter", "pixel_size": "@pixel_size",
-        })  # fmt: skip
+    if scale is None:
+        return items
+    step: dict[str, Any] = {"_target_": "medseg_dfl.bundle.transforms.ToModelScaled", "keys": "image",
+                            "model_diameter": scale.cell_diameter_px, "cell_diameter": "@cell_diameter"}  # fmt: skip
+    if scale.kind == "rbc":
+        step["pixel_size"] = "@pixel_size"
+    else:  # no pixel_size (see _scale_keys); a null cell_diameter: no resampling
+        step["kind"] = "object"
+    # after the reading, before the normalisation (it may be per image), as in infer
+    items.insert(len(load_steps(transforms).transforms), step)
     return items
 
 
-def _postprocessing(cfg: Config, transforms: Any, num_classes: int, smear: ModelScale | None = None) -> list[dict[str, Any]]:
+def _postprocessing(cfg: Config, transforms: Any, num_classes: int, scale: ModelScale | None = None) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = [{"_target_": "medseg_dfl.bundle.transforms.ClassProbabilitiesd", "keys": "pred"}]
-    if smear is not None:  # probabilities back to the image's own size, as in infer
+    if scale is not None:  # probabilities back to the image's own size, as in infer
         steps.append({"_target_": "medseg_dfl.bundle.transforms.FromModelScaled", "keys": "pred"})
     if needs_inversion(transforms):
         # Probabilities (not labels) are resampled back, linearly, as in infer.
@@ -100,6 +118,10 @@ def _postprocessing(cfg: Config, transforms: Any, num_classes: int, smear: Model
     steps.append(
         {"_target_": "medseg_dfl.bundle.transforms.ProbabilitiesToLabelsd", "keys": "pred", "num_classes": num_classes}
     )
+    if scale is not None and scale.kind == "object" and scale.core_class is not None:
+        # the one cell of a single-cell model, on the label map at the image's size, as infer keeps it
+        steps.append({"_target_": "medseg_dfl.bundle.transforms.KeepCoreObjectd", "keys": "pred",
+                      "core_class": scale.core_class})  # fmt: skip
     two_d = cfg.data.spatial_dims == 2  # held rows first (H, W): the PNG writer must not swap its axes
     steps.append({
         "_target_": "medseg_dfl.bundle.transforms.SaveRowsFirstd" if two_d else "SaveImaged", "keys": "pred",
@@ -120,12 +142,14 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
     ``model_scale``: the checkpoint's :func:`~medseg_dfl.engine.rescale.recorded_model_scale`. A
     smear model's (red cells) makes the bundle resample each image to it and the probabilities
     back, as ``infer`` does; its ``cell_diameter`` (px) and ``pixel_size`` (um/px) keys (null: the
-    file's metadata or an estimate) are ``infer``'s ``--cell-diameter`` and ``--pixel-size``.
+    file's metadata or an estimate) are ``infer``'s ``--cell-diameter`` and ``--pixel-size``. A
+    single-cell model's (``kind`` "object") gives a ``cell_diameter`` key only (px, that cell in the
+    images, ``infer --cell-diameter``; null: each image at its own size, where ``infer`` would
+    search the scale) and, with a ``core_class``, keeps the one cell as ``infer`` does.
     """
     transforms = build_inference_transforms(cfg, fingerprint)
     roi = list(cfg.inference.roi_size or cfg.transforms.patch_size)
-    smear = _smear_scale(model_scale)
-    scale_keys = {"cell_diameter": None, "pixel_size": None} if smear is not None else {}
+    scale = _check_scale(model_scale)
     return {
         "imports": list(_IMPORTS),
         "bundle_root": ".",
@@ -135,10 +159,10 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
         "datalist": "$[{'image': str(p)} for p in find_images(@dataset_dir)]",
         "device": _DEVICE,
         "class_names": list(class_names),
-        **scale_keys,
+        **_scale_keys(scale),
         "network_def": _network_def(cfg),
         "network": "$@network_def.to(@device)",
-        "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(transforms, smear)},
+        "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(transforms, scale)},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
                        "num_workers": 0},  # fmt: skip
@@ -146,7 +170,7 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
             "_target_": "SlidingWindowInferer", "roi_size": roi, "sw_batch_size": cfg.inference.sw_batch_size,
             "overlap": cfg.inference.overlap, "mode": cfg.inference.blend_mode, "sw_device": "@device", "device": "cpu",
         },  # fmt: skip
-        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(cfg, transforms, len(class_names), smear)},
+        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(cfg, transforms, len(class_names), scale)},
         "handlers": [
             {"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/model.pt'",
              "load_dict": {"model": "@network"}, "map_location": "@device"},
@@ -191,18 +215,45 @@ def _check_weights_fit(config: dict[str, Any], state: dict[str, Any], source: Pa
         raise ValueError(f"{source}: the exported network_def does not take the weights ({err})") from err
 
 
-def _smear_scale_note(cell_scale: ModelScale | None) -> str:
+def _object_scale_note(cell_scale: ModelScale, class_names: list[str]) -> str:
+    """For a single-cell model: the ``cell_diameter`` key, and the one cell kept (with a core class)."""
+    diameter = cell_scale.cell_diameter_px
+    core = cell_scale.core_class
+    name = f" ({class_names[core]})" if core is not None and core < len(class_names) else ""
+    kept = "" if core is None else f"""
+As `medseg-dfl infer` does (unless `--all-objects`), only the one cell is kept: the object around
+class {core}{name}, split from the cells that touch it (`medseg_dfl.bundle.transforms.KeepCoreObjectd`:
+`infer`'s `keep_core_object`, on the label map).
+"""
+    return f"""
+**Magnification.** This single-cell model was trained on crops whose cell is about {diameter:.1f} px
+across (`medseg_dfl.scale.cell_diameter_px` in the metadata). Give that cell's diameter in your
+images (px) as the config key `cell_diameter`, as `medseg-dfl infer --cell-diameter`: the bundle
+then resamples each image so the cell is {diameter:.1f} px across
+(`medseg_dfl.bundle.transforms.ToModelScaled`, before the intensity normalisation), segments it
+there and resamples the class probabilities back to the image's own size
+(`medseg_dfl.bundle.transforms.FromModelScaled`) before the argmax, which gives `infer
+--cell-diameter`'s masks:
+
+```bash
+python -m monai.bundle run --config_file configs/inference.json \\
+    --bundle_root . --dataset_dir /path/to/images --output_dir /path/to/masks --cell_diameter 120
+```
+
+Without `cell_diameter` (null) each image is segmented at its own pixel grid (as `infer
+--cell-diameter {diameter:g}`). `medseg-dfl infer` on the run's checkpoint instead searches each
+input's scale with the network (and runs a folder at the median of the searched diameters), which
+the bundle cannot.
+{kept}"""
+
+
+def _smear_scale_note(cell_scale: ModelScale | None, class_names: list[str] | None = None) -> str:
     """For a 2D model that records a scale: what the bundle does with an image's magnification."""
     if cell_scale is None:
         return ""
     diameter = cell_scale.cell_diameter_px
     if cell_scale.kind != "rbc":
-        return f"""
-**Magnification.** This single-cell model was trained on images whose segmented cell is about
-{diameter:.1f} px across (`medseg_dfl.scale.cell_diameter_px` in the metadata). The bundle segments
-each image at its own pixel grid (`medseg-dfl infer --no-rescale`); `medseg-dfl infer` on the run's
-checkpoint searches each input's scale with the network instead.
-"""
+        return _object_scale_note(cell_scale, list(class_names or []))
     return f"""
 **Magnification.** This is a blood-smear model trained on images whose red cells are about
 {diameter:.1f} px across (`medseg_dfl.scale.cell_diameter_px` in the metadata). As `medseg-dfl infer`
@@ -219,6 +270,12 @@ python -m monai.bundle run --config_file configs/inference.json \\
     --bundle_root . --dataset_dir /path/to/images --output_dir /path/to/masks --cell_diameter 40
 ```
 """
+
+
+def _rescaling_words(cell_scale: ModelScale | None) -> str:
+    # a single-cell model's bundle matches infer only with a given cell_diameter (infer searches otherwise)
+    return "the rescaling to a given `cell_diameter`" if cell_scale is not None and cell_scale.kind == "object" \
+        else "smear rescaling"
 
 
 def _readme(cfg: Config, class_names: list[str], source: Path, cell_scale: ModelScale | None = None) -> str:
@@ -238,9 +295,9 @@ python -m monai.bundle run --config_file configs/inference.json \\
 Reads every image in `dataset_dir` (the files `medseg-dfl infer` would read) and writes one label map
 per image (`<stem>.png` for 2D inputs, `<stem>.nii.gz` for 3D), on the input's own grid. The
 preprocessing, sliding window and post-processing are those of `medseg-dfl infer` for the same
-checkpoint, smear rescaling included (see below), so the masks are the same. Needs
+checkpoint, {_rescaling_words(cell_scale)} included (see below), so the masks are the same. Needs
 `pip install medseg-dfl[bundle]` (MONAI, pytorch-ignite, fire).
-{_smear_scale_note(cell_scale)}
+{_smear_scale_note(cell_scale, class_names)}
 Masks only (no probability maps or overlays); one checkpoint, without test-time augmentation.
 
 `configs/metadata.json` holds MONAI's metadata fields; its `medseg_dfl` section has the class names,
