@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import os
 import time
@@ -43,7 +44,7 @@ from bccd_reference import (
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from medseg_dfl.cells.instances import InstanceParams, cell_kind, label_instances
+from medseg_dfl.cells.instances import cell_kind, label_instances
 from medseg_dfl.datasets.bccd_masks import CLASS_NAMES, MaskParams, mask_from_boxes, source_cell_diameter
 from medseg_dfl.engine.counting import CountOptions, SmearCounter
 from medseg_dfl.io.atomic import write_bytes, write_text
@@ -174,7 +175,8 @@ def main() -> None:
                              "necks; BCCD's platelets are ~0.1, so 1 keeps them whole)")
     parser.add_argument("--min-platelet-probability", type=float, default=None,
                         help="InstanceParams.min_platelet_probability (drop platelets whose mean probability of "
-                             "their class is lower; 0.67 with --platelet-clump 1 was chosen on train)")
+                             "their class is lower; default: the model's count_rules, as count; 0: off)")
+    parser.add_argument("--no-tta", action="store_true", help="count without mirroring (count --no-tta)")
     parser.add_argument("--weak-masks", choices=("all", "boxed-only"), default=None,
                         help="score the bccd-masks training labels instead of a model (all: with unboxed "
                              "stained blobs as platelets, the converter's default; boxed-only: without)")
@@ -199,11 +201,12 @@ def main() -> None:
         print(table(summarise(rows), len(rows), f"the weak masks themselves ({args.weak_masks})",
                     f"weak masks ({args.weak_masks})"))
         return
-    counter = SmearCounter.from_checkpoint(args.model, "cpu")
+    counter = SmearCounter.from_checkpoint(args.model, "cpu", tta=not args.no_tta)
     changed = {"platelet_width": args.platelet_width, "clump": args.platelet_clump,
                "min_platelet_probability": args.min_platelet_probability}
-    params = InstanceParams(**{k: v for k, v in changed.items() if v is not None})
-    options = CountOptions(cell_diameter=args.cell_diameter, instance_params=params)
+    # As count: the model's own rules (count_rules), with the flags given on top.
+    params = dataclasses.replace(counter.rules, **{k: v for k, v in changed.items() if v is not None})
+    options = CountOptions(cell_diameter=args.cell_diameter, instance_params=params, tta=not args.no_tta)
     review = read_platelet_review(args.platelet_review) if args.platelet_review else None
     rows, reviewed_rows, counting, counting_cpu, network = [], [], [], [], []
     crops = ErrorCrops() if args.error_crops is not None else None

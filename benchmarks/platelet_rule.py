@@ -17,8 +17,9 @@ platelet F1 over the 205 out-of-fold ``train`` images is the rule. The model tra
     # 4. the released model with that rule, once on val (and a few rules beside it, for the table)
     python benchmarks/platelet_rule.py score medseg_dfl/models/blood_smear.pt --split val --thresholds 0.67 0.75
 
-Each image is counted once (``count``'s path with no platelet rule); every threshold then drops the
-platelets below it and matches the rest to BCCD's boxes as ``bccd_counts.py`` does.
+Each image is counted once (``count``'s path with no platelet rule, mirroring TTA on as in ``count``);
+every threshold then drops the platelets below it and matches the rest to BCCD's boxes as
+``bccd_counts.py`` does.
 """
 
 from __future__ import annotations

@@ -233,7 +233,8 @@ then resamples each image so the cell is {diameter:.1f} px across
 (`medseg_dfl.bundle.transforms.ToModelScaled`, before the intensity normalisation), segments it
 there and resamples the class probabilities back to the image's own size
 (`medseg_dfl.bundle.transforms.FromModelScaled`) before the argmax, which gives `infer
---cell-diameter`'s masks:
+--cell-diameter PX --no-tta`'s masks (`infer` also averages mirrored predictions of white-cell
+models by default; the bundle runs the network once):
 
 ```bash
 python -m monai.bundle run --config_file configs/inference.json \\

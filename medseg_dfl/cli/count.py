@@ -60,6 +60,10 @@ def command(
                      help="Drop platelets whose mean platelet probability is lower (0: off; default: the "
                           "model's own rule, 0 for a model without one)."),
     ] = None,
+    tta: Annotated[
+        bool, typer.Option("--tta/--no-tta", help="Average the softmax over the flips training used (the shipped "
+                           "model's platelet rule was chosen with it; --no-tta: 4x less network time).")
+    ] = True,
     max_voxels: MaxVoxelsOption = 2**30,
     platelet_clump: Annotated[
         float | None,
@@ -90,7 +94,7 @@ def command(
     options = CountOptions(cell_diameter=cell_diameter, pixel_size=pixel_size, overlay=overlay or truth is not None,
                            truth_dir=truth, device=device, overlap=tile_overlap, recursive=recursive, overwrite=overwrite,
                            rule_overrides={k: v for k, v in given.items() if v is not None},
-                           max_voxels=max_voxels)  # fmt: skip
+                           max_voxels=max_voxels, tta=tta)  # fmt: skip
     summary = count_cells(model, input, output_dir, options)
     console = Console(stderr=True, highlight=False)
     console.print(f"model scale: red cells {summary.model_diameter_px:.1f} px ({summary.model_scale_source})",

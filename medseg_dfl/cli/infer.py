@@ -54,8 +54,10 @@ def command(
         str, typer.Option("--suffix", help="Added to mask names, e.g. _seg (part of a file name: no '/' or '..').")
     ] = "",
     tta: Annotated[
-        bool, typer.Option("--tta", help="Average the softmax over flips of the axes training flipped (transforms.augment.flip_axes).")
-    ] = False,
+        bool | None,
+        typer.Option("--tta/--no-tta", help="Average the softmax over flips of the axes training flipped "
+                     "(transforms.augment.flip_axes). Default: on for white-cell (single-cell) models, off otherwise."),
+    ] = None,
     keep_largest: Annotated[
         str | None,
         typer.Option("--keep-largest", metavar="CLASSES",

@@ -39,7 +39,7 @@ from medseg_dfl.cells.scale import CellScale, image_to_rgb, resolve_scale, scale
 from medseg_dfl.config import config_from_dict
 from medseg_dfl.data.synthetic_smear import DEFAULT_CELL_DIAMETER
 from medseg_dfl.engine.checkpoint import load_checkpoint
-from medseg_dfl.engine.inference import FILE_ERRORS, Predictor
+from medseg_dfl.engine.inference import FILE_ERRORS, InferenceOptions, Predictor, load_predictor
 from medseg_dfl.engine.postprocess import labels_from_probabilities
 from medseg_dfl.engine.prediction_io import check_distinct_outputs
 from medseg_dfl.engine.rescale import predict_at_model_scale, to_model_scale
@@ -66,6 +66,10 @@ class CountOptions:
     instance_params: InstanceParams | None = None  # None: the checkpoint's count_rules (else the defaults)
     rule_overrides: dict[str, float] = field(default_factory=dict)  # applied on top of the checkpoint's rules
     overwrite: bool = False  # replace the results of an earlier count in the same output folder
+    # Mirroring test-time augmentation (infer's --tta): the softmax averaged over the flips training
+    # used. On by default: the shipped model's platelet rule was chosen with it (BCCD, out of fold:
+    # platelet F1 0.848 -> 0.852, precision at recall 0.90 0.77 -> 0.79), for 4x the network's time.
+    tta: bool = True
     max_voxels: int = DEFAULT_MAX_VOXELS  # larger images are refused before decoding (medseg_dfl.io.limits)
 
 
@@ -117,10 +121,12 @@ class SmearCounter:
     rules: InstanceParams = field(default_factory=InstanceParams)  # the checkpoint's count_rules
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", overlap: float | None = None) -> SmearCounter:
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", overlap: float | None = None,
+                        tta: bool = True) -> SmearCounter:  # fmt: skip
+        """The counter of a checkpoint file or run folder; ``tta``: :attr:`CountOptions.tta`."""
         path = Path(checkpoint)
         path = path / "best.pt" if path.is_dir() else path
-        predictor = Predictor.from_checkpoint(path, device, overlap=overlap)
+        predictor = load_predictor([path], InferenceOptions(device=device, overlap=overlap, tta=tta))
         if predictor.cfg.data.spatial_dims != 2:
             raise ValueError(f"{path}: counting cells needs a 2D model, this one is {predictor.cfg.data.spatial_dims}D")
         payload = load_checkpoint(path)
@@ -200,7 +206,7 @@ def count_cells(
     options = options or CountOptions()
     images = find_images(input, recursive=options.recursive)
     check_distinct_outputs(images, Path(output_dir), "{stem}_cells.png")  # as infer: one writer per file
-    counter = SmearCounter.from_checkpoint(checkpoint, options.device, options.overlap)
+    counter = SmearCounter.from_checkpoint(checkpoint, options.device, options.overlap, options.tta)
     output_dir = Path(output_dir)
     if (output_dir / "counts.csv").exists() and not options.overwrite:
         # As infer: an earlier count is never replaced by surprise.

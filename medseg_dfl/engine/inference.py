@@ -65,6 +65,7 @@ from medseg_dfl.engine.rescale import (
     load_steps,
     post_load_steps,
     predict_at_model_scale,
+    recorded_model_scale,
     write_scale_records,
 )
 from medseg_dfl.engine.scale_search import at_folder_scale, predict_at_object_scale
@@ -87,6 +88,7 @@ __all__ = [
     "Predictor",
     "load_predictor",
     "predict_folder",
+    "wants_tta",
 ]
 
 # Errors that mean "this file cannot be processed" (unreadable, corrupt, wrong channels, out of memory);
@@ -111,7 +113,10 @@ class InferenceOptions:
     suffix: str = ""
     # Test-time augmentation: mean softmax over the flips of the axes training mirrored
     # (transforms.augment.flip_axes; none when training did not flip), inside the sliding window.
-    tta: bool = False
+    # None: on for single-cell (white-cell crop) models, where it held another lab's cytoplasm
+    # (segmentation_WBC Dataset 2, docs/results/wbc_cross_lab.md), off for the rest (no gain on the
+    # hippocampus, 8x the cost in 3D).
+    tta: bool | None = None
     # Class names whose mask keeps only its largest connected component (nnU-Net's post-processing
     # for single-object structures); ("all",) = every foreground class. Never for cells.
     keep_largest: tuple[str, ...] = ()
@@ -285,6 +290,14 @@ class Predictor:
         return self.predict_preprocessed(self.preprocess(path), probabilities=probabilities)
 
 
+def wants_tta(tta: bool | None, predictor: Predictor) -> bool:
+    """``InferenceOptions.tta`` resolved for this model: as given, or (None) on for a single-cell model."""
+    if tta is not None:
+        return tta
+    scale = recorded_model_scale(predictor.cell_scale, predictor.class_names, predictor.cfg.data.spatial_dims)
+    return scale is not None and scale.kind == "object"
+
+
 def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:
     """One checkpoint's :class:`Predictor`; with several (their probabilities averaged) or with
     ``options.tta`` (mirroring), its network is an ``AveragedProbabilities`` of them all."""
@@ -294,14 +307,14 @@ def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions)
         for p in checkpoints
     ]  # fmt: skip
     first = dataclasses.replace(predictors[0], max_voxels=options.max_voxels)
-    if len(predictors) == 1 and not options.tta:
-        return dataclasses.replace(first, keep_largest=largest_component_classes(options.keep_largest, first.class_names))
-    check_same_preprocessing([p.cfg for p in predictors], checkpoints)
     keep = largest_component_classes(options.keep_largest, first.class_names)
     # Mirror only the axes training mirrored: a model that never saw an axis flipped gets it wrong.
     augment = first.cfg.transforms.augment
     tta_axes = augment.flip_axes if augment.flip else []
-    flips = flip_combinations(first.cfg.data.spatial_dims, tta_axes) if options.tta else [()]
+    flips = flip_combinations(first.cfg.data.spatial_dims, tta_axes) if wants_tta(options.tta, first) else [()]
+    if len(predictors) == 1 and flips == [()]:  # nothing to average: the network's own logits
+        return dataclasses.replace(first, keep_largest=keep)
+    check_same_preprocessing([p.cfg for p in predictors], checkpoints)
     return dataclasses.replace(first, network=AveragedProbabilities([p.network for p in predictors], flips),
                                keep_largest=keep)
 

@@ -123,7 +123,7 @@ def _red_only(shape) -> np.ndarray:
 def test_cell_diameter_gives_infer_cell_diameter_masks(wbc_model, crops, tmp_path):
     bundle = export_bundle(wbc_model, tmp_path / "bundle")
     masks = _bundle_masks(bundle, crops, tmp_path / "masks", cell_diameter=float(CELL))
-    predict_folder(wbc_model, crops, tmp_path / "infer", InferenceOptions(device="cpu", cell_diameter=float(CELL)))
+    predict_folder(wbc_model, crops, tmp_path / "infer", InferenceOptions(device="cpu", cell_diameter=float(CELL), tta=False))
     record = json.loads((tmp_path / "infer" / "scale.json").read_text())["images"]["cell.png"]
     assert record["factor"] == pytest.approx(TRAINING_CELL / CELL, abs=1e-5) and record["source"] == "--cell-diameter"
     _assert_equal(masks, _masks(tmp_path / "infer"))
@@ -147,13 +147,13 @@ def test_null_cell_diameter_is_the_own_size_prediction_with_the_one_cell_kept(wb
     bundle = export_bundle(wbc_model, tmp_path / "bundle")
     masks = _bundle_masks(bundle, crops, tmp_path / "masks")
     # infer --no-rescale (own size, every object; infer keeps the one cell only on its rescaled path)
-    predict_folder(wbc_model, crops, tmp_path / "plain", InferenceOptions(device="cpu", rescale=False))
+    predict_folder(wbc_model, crops, tmp_path / "plain", InferenceOptions(device="cpu", rescale=False, tta=False))
     plain = _masks(tmp_path / "plain")
     _assert_equal(masks, {name: keep_core_object(mask, 2) for name, mask in plain.items()})
     assert (plain["cell.png"][_red_only((220, 260))] == 1).mean() > 0.95  # so the step did something
     assert (masks["cell.png"][_red_only((220, 260))] == 0).all()
     # the same as infer --cell-diameter at the training size (factor 1: the own size, the cell kept)
-    predict_folder(wbc_model, crops, tmp_path / "unit", InferenceOptions(device="cpu", cell_diameter=TRAINING_CELL))
+    predict_folder(wbc_model, crops, tmp_path / "unit", InferenceOptions(device="cpu", cell_diameter=TRAINING_CELL, tta=False))
     _assert_equal(masks, _masks(tmp_path / "unit"))
     # own size: the nucleus lost only 4 px of radius (the scale-dependent network; not the 120 px result)
     radius = np.sqrt((masks["cell.png"] == 2).sum() / np.pi)
