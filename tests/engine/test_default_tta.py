@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from medseg_dfl.config import config_from_dict
 from medseg_dfl.engine.counting import CountOptions, SmearCounter
 from medseg_dfl.engine.ensemble import AveragedProbabilities
 from medseg_dfl.engine.inference import InferenceOptions, load_predictor, wants_tta
 from medseg_dfl.networks import build_network
-from medseg_dfl.config import config_from_dict
 
 FOUR_FLIPS = [(), (2,), (3,), (2, 3)]  # every flip of the two image axes (B, C, H, W)
 
