@@ -78,8 +78,8 @@ class InstanceParams:
     seed_scale: float = 24.0  # px: seeds are found with the red cell resampled to this diameter
     # Not a size: platelets whose mean probability of their class (the network's softmax) is below
     # this are dropped (drop_unsure_platelets); 0 turns it off (the default: the synthetic smears need
-    # none). For the BCCD model trained on masks from the boxes: 0.67 with clump 1 (chosen on
-    # train.txt, scored on val.txt: docs/results/bccd/README.md).
+    # none). The shipped BCCD model's is 0.70, chosen on out-of-fold train.txt predictions with
+    # count's mirroring (docs/results/bccd/README.md).
     min_platelet_probability: float = 0.0
 
 
