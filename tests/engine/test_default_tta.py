@@ -6,8 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
-from medseg_dfl.config import config_from_dict
+import medseg_dfl.engine.counting as counting
+from medseg_dfl.cli.main import app
+from medseg_dfl.config import config_from_dict, config_to_dict
+from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES
 from medseg_dfl.engine.counting import CountOptions, SmearCounter
 from medseg_dfl.engine.ensemble import AveragedProbabilities
 from medseg_dfl.engine.inference import InferenceOptions, load_predictor, wants_tta
@@ -34,9 +38,6 @@ def test_count_mirrors_by_default_and_not_when_told(tmp_path, write_smear_checkp
 
 
 def test_count_of_a_model_trained_without_flips_runs_the_bare_network(tmp_path, write_smear_checkpoint):
-    from medseg_dfl.config import config_to_dict
-    from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES
-
     cfg = config_from_dict({
         "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": list(SMEAR_CLASSES)},
         "transforms": {"patch_size": [32, 32], "augment": {"flip": False}},
@@ -69,11 +70,6 @@ def test_infer_mirrors_white_cell_models_by_default_only(tmp_path, write_smear_c
 
 
 def test_count_cli_no_tta_flag(tmp_path, write_smear_checkpoint, monkeypatch):
-    from typer.testing import CliRunner
-
-    import medseg_dfl.engine.counting as counting
-    from medseg_dfl.cli.main import app
-
     seen = []
     real = counting.SmearCounter.from_checkpoint.__func__
 
