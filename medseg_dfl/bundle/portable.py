@@ -141,20 +141,22 @@ def portable_spec(cfg: Config, fingerprint: dict | None, class_names: list[str])
     }
 
 
-def _scale_text(cfg: Config, spec: dict[str, Any], cell_diameter: float | None) -> str:
+def _scale_text(cfg: Config, spec: dict[str, Any], cell_diameter: float | None, single_cell: bool = False) -> str:
     if cfg.data.spatial_dims == 3:
         spacing = spec["target_spacing"]
         return f"Voxel spacing seen in training: {spacing} mm (see the resampling step)." if spacing else \
             "The network sees each volume at its own voxel spacing (no resampling)."
     if cell_diameter:
-        return (f"Magnification: trained on images whose red cells are about {cell_diameter:.1f} px across; "
-                f"resize an image whose red cells are D px across by {cell_diameter:.1f} / D first, and resize "
+        # A single-cell model's ruler is the cell it segments (a white cell), a smear model's the red cells.
+        what = "segmented cell is" if single_cell else "red cells are"
+        return (f"Magnification: trained on images whose {what} about {cell_diameter:.1f} px across; "
+                f"resize an image whose {what} D px across by {cell_diameter:.1f} / D first, and resize "
                 "the probabilities back (what `medseg-dfl infer` does).")  # fmt: skip
     return "Each image is segmented at its own pixel size (no resizing)."
 
 
 def portable_readme(cfg: Config, spec: dict[str, Any], formats: Sequence[str], source: str = "",
-                    cell_diameter: float | None = None) -> str:  # fmt: skip
+                    cell_diameter: float | None = None, single_cell: bool = False) -> str:  # fmt: skip
     """``README.md`` of a portable export: the steps a user outside Python must reproduce."""
     dims, names = cfg.data.spatial_dims, spec["class_names"]
     window = spec["sliding_window"]
@@ -182,7 +184,7 @@ def portable_readme(cfg: Config, spec: dict[str, Any], formats: Sequence[str], s
 
 {chr(10).join(f"{i}. {s}" for i, s in enumerate(steps, start=1))}
 
-{_scale_text(cfg, spec, cell_diameter)}
+{_scale_text(cfg, spec, cell_diameter, single_cell)}
 
 ## Sliding window
 
@@ -264,7 +266,8 @@ def export_portable(model: str | Path, out_dir: str | Path, *, formats: Sequence
     class_names = list(payload.get("class_names") or cfg.data.class_names)
     spec = portable_spec(cfg, payload.get("fingerprint"), class_names)
     scale = recorded_model_scale(payload.get("scale"), class_names, cfg.data.spatial_dims)
-    readme = portable_readme(cfg, spec, formats, str(source), scale.cell_diameter_px if scale else None)
+    readme = portable_readme(cfg, spec, formats, str(source), scale.cell_diameter_px if scale else None,
+                             single_cell=scale is not None and scale.kind == "object")  # fmt: skip
     example = _example_input(cfg)
     result = PortableExport(out_dir, {})
     with atomic_folder(out_dir, overwrite=overwrite) as staging:

@@ -14,8 +14,15 @@ from monai.inferers import sliding_window_inference
 from PIL import Image
 from typer.testing import CliRunner
 
-from medseg_dfl.bundle.portable import _image_axis_order_2d, export_portable, parse_formats
+from medseg_dfl.bundle.portable import (
+    _image_axis_order_2d,
+    export_portable,
+    parse_formats,
+    portable_readme,
+    portable_spec,
+)
 from medseg_dfl.bundle.preprocessing import preprocessing_items
+from medseg_dfl.config import config_from_dict
 from medseg_dfl.engine.inference import Predictor
 
 TOLERANCE = 1e-4
@@ -119,6 +126,17 @@ def test_readme_2d_names_axis_order_and_normalisation(smear_run, tmp_path):
     assert f"(N, C, {_image_axis_order_2d()[1:-1]})" in readme
     assert "Z-score" in readme and "each channel separately" in readme and "roi_size = [128, 128]" in readme
     assert "rbc" in readme and "invert" not in readme.lower()
+
+
+def test_readme_names_the_ruler_of_the_model():
+    cfg = config_from_dict({"data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3,
+                                     "class_names": ["background", "cytoplasm", "nucleus"]},
+                            "transforms": {"patch_size": [64, 64]}})  # fmt: skip
+    spec = portable_spec(cfg, None, list(cfg.data.class_names))
+    white = portable_readme(cfg, spec, ["onnx"], cell_diameter=72.4, single_cell=True)
+    smear = portable_readme(cfg, spec, ["onnx"], cell_diameter=25.3)
+    assert "segmented cell is about 72.4 px across" in white and "red cells" not in white
+    assert "red cells are about 25.3 px across" in smear
 
 
 def test_parse_formats():
