@@ -25,15 +25,12 @@ import medseg_dfl.bundle.export
 import medseg_dfl.engine.inference
 from medseg_dfl.bundle import export_bundle
 from medseg_dfl.bundle.transforms import KeepCoreObjectd, ToModelScaled
-from medseg_dfl.config import config_from_dict, config_to_dict
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES
-from medseg_dfl.engine.checkpoint import PAYLOAD_KEYS, save_checkpoint
 from medseg_dfl.engine.inference import InferenceOptions, predict_folder
 from medseg_dfl.engine.postprocess import keep_core_object
 
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
 
-WBC_CLASSES = ["background", "cytoplasm", "nucleus"]
 TRAINING_CELL = 40.0  # px: the object diameter the checkpoint records
 CELL, NUCLEUS, RED = 120, 70, 70  # px in the input
 NAMES = ["cell.png", "small.png"]
@@ -53,22 +50,10 @@ def hand_built_network(monkeypatch):
     monkeypatch.setattr(medseg_dfl.bundle.export, "network_spec", lambda cfg: (NucleusCoreNet, {}))
 
 
-def _checkpoint(path: Path, class_names: list[str], scale: dict) -> Path:
-    """A 2D RGB checkpoint of the hand-built network (no weights) with the given scale entry."""
-    cfg = config_from_dict({
-        "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": class_names},
-        "transforms": {"patch_size": [64, 64], "intensity": "rgb_0_1"},
-        "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
-    })  # fmt: skip
-    payload = dict.fromkeys(PAYLOAD_KEYS)
-    payload.update(format_version=1, model_state={}, config=config_to_dict(cfg), class_names=class_names, scale=scale)
-    return save_checkpoint(path, payload)
-
-
 @pytest.fixture
-def wbc_model(tmp_path) -> Path:
+def wbc_model(tmp_path, write_wbc_checkpoint) -> Path:
     scale = {"object_diameter_px": TRAINING_CELL, "object_source": "test", "core_class": 2}
-    return _checkpoint(tmp_path / "wbc.pt", WBC_CLASSES, scale)
+    return write_wbc_checkpoint(tmp_path / "wbc.pt", scale, {})  # the hand-built network has no weights
 
 
 def _disc(shape, centre, diameter) -> np.ndarray:
@@ -168,8 +153,9 @@ def _steps(config: dict, section: str) -> list[dict]:
     return [{**item, "_target_": item["_target_"].rsplit(".", 1)[-1]} for item in config[section]["transforms"]]
 
 
-def test_only_a_single_cell_bundle_keeps_one_object(wbc_model, tmp_path):
-    smear = _checkpoint(tmp_path / "smear.pt", list(SMEAR_CLASSES), {"cell_diameter_px": 25.0, "source": "test"})
+def test_only_a_single_cell_bundle_keeps_one_object(wbc_model, tmp_path, write_wbc_checkpoint):
+    smear = write_wbc_checkpoint(tmp_path / "smear.pt", {"cell_diameter_px": 25.0, "source": "test"}, {},
+                                 list(SMEAR_CLASSES))  # fmt: skip
     config = _config(export_bundle(smear, tmp_path / "smear"))
     assert [s["_target_"] for s in _steps(config, "postprocessing")] == [
         "ClassProbabilitiesd", "FromModelScaled", "ProbabilitiesToLabelsd", "SaveRowsFirstd"]  # fmt: skip
@@ -192,7 +178,7 @@ def test_only_a_single_cell_bundle_keeps_one_object(wbc_model, tmp_path):
     assert "--cell_diameter 120" in readme and "KeepCoreObjectd" in readme and "searches" in readme
 
     # a single-cell model without a core class keeps every object, as infer does
-    no_core = _checkpoint(tmp_path / "no_core.pt", WBC_CLASSES, {"object_diameter_px": TRAINING_CELL})
+    no_core = write_wbc_checkpoint(tmp_path / "no_core.pt", {"object_diameter_px": TRAINING_CELL}, {})
     config = _config(export_bundle(no_core, tmp_path / "no_core"))
     assert "KeepCoreObjectd" not in [s["_target_"] for s in _steps(config, "postprocessing")]
     assert "ToModelScaled" in [s["_target_"] for s in _steps(config, "preprocessing")]

@@ -33,25 +33,3 @@ def write_smear_checkpoint() -> Callable[..., Path]:
         return save_checkpoint(path, payload)
 
     return write
-
-
-WBC_CLASSES = ["background", "cytoplasm", "nucleus"]
-
-
-@pytest.fixture
-def write_wbc_checkpoint() -> Callable[..., Path]:
-    """``write(path, scale, model_state)``: a 2D white-cell checkpoint (RGB /255, UNet 4-8 config) whose
-    network the test replaces (monkeypatched ``build_network``), with the given scale entry."""
-
-    def write(path: Path, scale: dict, model_state: dict) -> Path:
-        cfg = config_from_dict({
-            "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": WBC_CLASSES},
-            "transforms": {"patch_size": [64, 64], "intensity": "rgb_0_1"},
-            "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
-        })  # fmt: skip
-        payload = dict.fromkeys(PAYLOAD_KEYS)
-        payload.update(format_version=1, model_state=model_state, config=config_to_dict(cfg),
-                       class_names=WBC_CLASSES, scale=scale)  # fmt: skip
-        return save_checkpoint(path, payload)
-
-    return write
