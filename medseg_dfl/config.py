@@ -36,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "TransformConfig",
     "apply_overrides",
+    "check_all_cases",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -67,6 +68,9 @@ class DataConfig:
     val_fraction: float = 0.2
     fold: int | None = None
     folds: int = 5
+    # nnU-Net's fold "all": every case trains (the dataset.json list and val_fraction share too) and
+    # none validates; for a final model once a validated run has shown the recipe's score.
+    all_cases: bool = False
     cache: str = field(default="memory", metadata=_choices("none", "memory", "disk"))
     cache_dir: str | None = None
     num_workers: int = 0
@@ -191,6 +195,7 @@ KEY_HELP: dict[str, str] = {
     "data.val_fraction": "used only when the folder has no dataset.json 'validation' list",
     "data.fold": "cross-validation: validate on this fold of data.folds; null = the dataset.json list / val_fraction",
     "data.folds": "number of cross-validation folds (used with data.fold)",
+    "data.all_cases": "train on every case and validate on none (best.pt = the last epoch); not with data.fold",
     "data.cache": "none | memory | disk: where loaded, transformed cases are kept between epochs",
     "data.cache_dir": "required for cache: disk on a raw folder",
     "data.num_workers": "data loader processes; 0 = load in the training process",
@@ -368,6 +373,7 @@ def _check_consistency(cfg: Config) -> None:
         raise ValueError("transforms.augment.stain needs 2D RGB images (data.in_channels 3, data.spatial_dims 2)")
     if cfg.data.fold is not None and not (cfg.data.folds >= 2 and 0 <= cfg.data.fold < cfg.data.folds):
         raise ValueError(f"data.fold must be in 0..data.folds-1 with data.folds >= 2, got {cfg.data.fold} of {cfg.data.folds}")
+    check_all_cases(cfg.data)
     check_overlap(cfg.inference.overlap, "inference.overlap")
     for name in ("epochs", "batch_size", "val_every"):
         if getattr(cfg.train, name) < 1:
@@ -377,6 +383,14 @@ def _check_consistency(cfg: Config) -> None:
     _check_training(cfg)
     _check_augment(cfg.transforms.augment)
     _check_names(cfg)
+
+
+def check_all_cases(data: DataConfig) -> None:
+    """``ValueError`` when ``data.all_cases`` (every case trains, none validates) meets ``data.fold``
+    (validate on a fold): the two ask for different splits."""
+    if data.all_cases and data.fold is not None:
+        raise ValueError(f"data.all_cases trains on every case and validates on none; it cannot be combined with "
+                         f"data.fold (got data.fold {data.fold}): set data.fold to null or data.all_cases to false")  # fmt: skip
 
 
 def _check_finite_numbers(value: Any, path: str) -> None:

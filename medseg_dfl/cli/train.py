@@ -31,6 +31,11 @@ def command(
         int | None, typer.Option("--fold", min=0, help="Validate on this fold (0-based) of --folds; sets data.fold.")
     ] = None,
     folds: Annotated[int | None, typer.Option("--folds", min=2, help="Number of folds; sets data.folds.")] = None,
+    all_cases: Annotated[
+        bool,
+        typer.Option("--all-cases", help="Train on every case, validate on none (nnU-Net's fold 'all'): a final model "
+                     "after a validated run; best.pt is the last epoch. Sets data.all_cases."),
+    ] = False,
 ) -> None:
     """Train a segmentation network from a YAML config (also under torchrun).
 
@@ -47,18 +52,23 @@ def command(
 
     from medseg_dfl.cli._progress import cli_progress
     from medseg_dfl.config import load_config
-    from medseg_dfl.data.folds import with_fold
+    from medseg_dfl.data.folds import with_all_cases, with_fold
     from medseg_dfl.engine.training import default_run_dir, train
 
     cfg = with_fold(load_config(config, set_), fold, folds)  # typed values, not "--set" strings
+    cfg = with_all_cases(cfg) if all_cases else cfg
     run_dir = output if output is not None else default_run_dir(cfg)
     with cli_progress("train", enabled=progress) as report:  # a bar on a terminal, else a line per epoch
         result = train(cfg, run_dir, resume=resume, device=device, progress=report, skip_bad=skip_bad)
     if result.rank != 0:  # under torchrun only rank 0 reports
         return
     console = Console(highlight=False)
-    best = "n/a" if result.best_epoch is None else f"{result.best_metric:.4f} (epoch {result.best_epoch})"
-    console.print(f"trained {result.epochs_run} epochs; best mean foreground Dice {best}")
+    if cfg.data.all_cases:
+        source = "--all-cases" if all_cases else "data.all_cases"
+        console.print(f"trained {result.epochs_run} epochs on every case; no validation ({source}): best.pt is the last epoch")
+    else:
+        best = "n/a" if result.best_epoch is None else f"{result.best_metric:.4f} (epoch {result.best_epoch})"
+        console.print(f"trained {result.epochs_run} epochs; best mean foreground Dice {best}")
     for path, reason in result.skipped:
         console.print(f"skipped bad file {escape(str(path))}: {escape(reason)}")
     console.print(f"curves:     {escape(str(run_dir / 'curves.png'))}")

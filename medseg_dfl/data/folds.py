@@ -1,11 +1,12 @@
 """The training split of a config, computed once; k-fold cross-validation splits.
 
 :func:`training_split` is the one answer to "which cases train and which validate this config":
-with ``data.fold`` set, fold ``data.fold`` of ``data.folds`` (below); otherwise the dataset.json
+with ``data.all_cases``, every case trains and none validates (nnU-Net's fold "all"); with
+``data.fold`` set, fold ``data.fold`` of ``data.folds`` (below); otherwise the dataset.json
 ``"validation"`` list (a ``preprocess`` output folder has one), else a seeded ``data.val_fraction``
 split (:func:`medseg_dfl.io.pairing.split_pairs`). ``train`` computes it once and hands it to the
 datasets, ``split.json`` and the red-cell scale it records; ``compare`` and ``demo`` ask it too.
-:func:`with_fold` puts ``--fold``/``--folds`` into a typed config.
+:func:`with_fold` puts ``--fold``/``--folds`` into a typed config, :func:`with_all_cases` ``--all-cases``.
 
 K-fold splits are deterministic and stratification-free.
 
@@ -14,7 +15,7 @@ shuffled with ``random.Random(seed)``: the same seed and case ids give the same 
 machine, the folds are disjoint and together cover every case once (sizes differ by at most one).
 A dataset.json ``"validation"`` list is ignored in fold mode: its cases join the pool.
 
-Each training run writes ``split.json`` (fold, folds, seed, train/val case ids), so what a model
+Each training run writes ``split.json`` (fold, folds, all_cases, seed, train/val case ids), so what a model
 was validated on, and which folds an ensemble combines, can be checked later.
 """
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from medseg_dfl.config import Config
+from medseg_dfl.config import Config, check_all_cases
 from medseg_dfl.io.atomic import write_json
 from medseg_dfl.io.pairing import CasePair, discover_pairs, split_pairs
 
@@ -39,6 +40,7 @@ __all__ = [
     "fold_split",
     "training_pairs",
     "training_split",
+    "with_all_cases",
     "with_fold",
     "write_split",
 ]
@@ -85,12 +87,14 @@ class Split:
     fold: int | None  # None: the dataset.json list / val_fraction split
     folds: int | None  # None unless fold is set
     seed: int
+    all_cases: bool = False  # data.all_cases: every case trains, val_pairs is empty
 
     def record(self) -> dict[str, Any]:
         """What ``split.json`` holds: the split's parameters and the case ids on each side."""
         return {
             "fold": self.fold,
             "folds": self.folds,
+            "all_cases": self.all_cases,
             "seed": self.seed,
             "train": [str(p.case_id) for p in self.train_pairs],
             "validation": [str(p.case_id) for p in self.val_pairs],
@@ -116,13 +120,15 @@ def training_split(cfg: Config, skip: Collection[str] = (), pairs: Sequence[Case
     if unlabelled:
         raise ValueError(f"{root}: {len(unlabelled)} image(s) have no label, e.g. {unlabelled[0]}")
     fold, seed = cfg.data.fold, cfg.experiment.seed
-    if fold is not None:
+    if cfg.data.all_cases:  # the dataset.json list and the val_fraction share train too
+        train, val = list(pairs), []
+    elif fold is not None:
         train, val = fold_split(pairs, fold, cfg.data.folds, seed)
     else:
         train, val = split_pairs(root, pairs, cfg.data.val_fraction, seed)
     if not train:
         raise ValueError(f"{root}: no training cases after the train/validation split")
-    return Split(tuple(train), tuple(val), fold, cfg.data.folds if fold is not None else None, seed)
+    return Split(tuple(train), tuple(val), fold, cfg.data.folds if fold is not None else None, seed, cfg.data.all_cases)
 
 
 def with_fold(cfg: Config, fold: int | None = None, folds: int | None = None) -> Config:
@@ -133,6 +139,15 @@ def with_fold(cfg: Config, fold: int | None = None, folds: int | None = None) ->
                                folds=data.folds if folds is None else folds)  # fmt: skip
     if data.fold is not None:
         check_fold(data.fold, data.folds)
+    check_all_cases(data)
+    return dataclasses.replace(cfg, data=data)
+
+
+def with_all_cases(cfg: Config) -> Config:
+    """``cfg`` with ``data.all_cases`` on (``train --all-cases``); ``ValueError`` naming both keys
+    when ``data.fold`` is set."""
+    data = dataclasses.replace(cfg.data, all_cases=True)
+    check_all_cases(data)
     return dataclasses.replace(cfg, data=data)
 
 

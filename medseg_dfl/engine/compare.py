@@ -138,6 +138,8 @@ def compare_losses(
         raise ValueError(f"unknown loss name(s) {bad or losses}; choose from {', '.join(LOSS_NAMES)}")
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if cfg.data.all_cases:  # the losses are scored on the validation cases
+        raise ValueError("compare scores each loss on the validation cases; data.all_cases leaves none (set it to false)")
     rare = _resolve_rare_classes(cfg, rare_classes)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

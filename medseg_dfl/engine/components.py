@@ -41,7 +41,7 @@ class Components:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     train_loader: DataLoader
-    val_loader: DataLoader
+    val_loader: DataLoader | None  # None: data.all_cases, nothing validates
     device: torch.device
     ctx: DistContext
     amp: bool  # autocast: float16 on CUDA, bfloat16 on a CPU with native support (engine/precision.py)
@@ -78,14 +78,18 @@ def load_fingerprint(cfg: Config) -> dict[str, Any] | None:
 
 
 def _build_loaders(cfg: Config, ctx: DistContext, fingerprint: dict | None,
-                   split: Split) -> tuple[DataLoader, DataLoader]:  # fmt: skip
+                   split: Split) -> tuple[DataLoader, DataLoader | None]:  # fmt: skip
+    """(train, validation) loaders; no validation loader with ``data.all_cases`` (nothing validates)."""
     train_ds, val_ds = build_datasets(cfg, fingerprint=fingerprint, split=split)
-    if len(train_ds) == 0 or len(val_ds) == 0:
+    if len(train_ds) == 0 or (len(val_ds) == 0 and not cfg.data.all_cases):
         raise ValueError(
             f"{cfg.data.root}: need at least one training and one validation case "
-            f"(got {len(train_ds)} and {len(val_ds)}; see data.val_fraction)"
+            f"(got {len(train_ds)} and {len(val_ds)}; see data.val_fraction, or data.all_cases to train on "
+            "every case without validation)"
         )
     train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, distributed=ctx.distributed, rank=ctx.rank)
+    if cfg.data.all_cases:
+        return train_loader, None
     if ctx.distributed:  # own sharding: no padded duplicates in the validation metrics
         val_loader = shard_val_loader(val_ds, ctx, cfg.data.num_workers)
     return train_loader, val_loader

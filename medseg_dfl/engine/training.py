@@ -54,8 +54,8 @@ __all__ = ["EpochStats", "TrainResult", "default_run_dir", "seed_epoch", "train"
 @dataclass
 class TrainResult:
     run_dir: Path
-    best_metric: float  # best mean foreground validation Dice (NaN if never validated)
-    best_epoch: int | None
+    best_metric: float  # best mean foreground validation Dice (NaN if never validated, as with data.all_cases)
+    best_epoch: int | None  # the epoch best.pt holds (data.all_cases: the last epoch)
     epochs_run: int  # epochs completed in total (including those before a resume)
     metrics: list[dict[str, Any]] = field(default_factory=list)  # the rows of metrics.csv
     rank: int = 0  # this process's rank under torchrun (every rank returns the same numbers)
@@ -236,7 +236,7 @@ def _run_epoch(cfg: Config, parts: Components, state: RunState,
     lr = parts.optimizer.param_groups[0]["lr"]
     stats = train_one_epoch(parts, cfg, on_step if progress is not None else None)
     parts.scheduler.step()
-    due = (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
+    due = not cfg.data.all_cases and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs)
     val = validate(parts.shipped, parts.loss_fn, parts.val_loader, cfg, parts.device, parts.ctx, parts.amp) if due else None
     row = _epoch_row(cfg, epoch + 1, stats, val, lr, time.perf_counter() - start)
     dice = "" if math.isnan(row["mean_fg_dice"]) else f"  val fg Dice {row['mean_fg_dice']:.3f}"
@@ -251,20 +251,34 @@ def _run_epochs(cfg: Config, parts: Components, state: RunState, run_dir: Path,
     try:
         if logger and state.epoch:
             logger.info("resumed from last.pt after epoch %d", state.epoch)
+        elif logger and cfg.data.all_cases:
+            logger.info("data.all_cases: every case trains (%d), nothing validates; best.pt is the last epoch",
+                        len(parts.train_loader.dataset))  # fmt: skip
         while state.epoch < cfg.train.epochs:
             row, stats = _run_epoch(cfg, parts, state, progress if ctx.is_main else None)
             state.epoch += 1
             state.rows.append(row)
-            score = row["mean_fg_dice"]
-            improved = not math.isnan(score) and score > state.best_metric
-            if improved:
-                state.best_metric, state.best_epoch = score, state.epoch
+            improved = _record_best(cfg, state, row)
             if logger:
                 _save_epoch(cfg, parts, state, run_dir, improved)
                 logger.info(_log_line(row, stats))
     finally:
         if logger:
             close_run_log(logger)
+
+
+def _record_best(cfg: Config, state: RunState, row: dict[str, Any]) -> bool:
+    """Whether the epoch just run is the best so far (best.pt is rewritten): a higher validation Dice,
+    or every epoch with ``data.all_cases`` (nothing validates, best.pt is the last epoch; the best
+    score stays unset)."""
+    if cfg.data.all_cases:
+        state.best_epoch = state.epoch
+        return True
+    score = row["mean_fg_dice"]
+    improved = not math.isnan(score) and score > state.best_metric
+    if improved:
+        state.best_metric, state.best_epoch = score, state.epoch
+    return improved
 
 
 def _log_line(row: dict[str, Any], stats: EpochStats) -> str:
@@ -283,7 +297,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     validated first (:func:`check_training_data`, cached): bad files raise ``BadFilesError`` before
     anything is built or written, or are left out with ``skip_bad``. The data is discovered and
     split once (:func:`~medseg_dfl.data.folds.training_split`, fold-aware): the datasets,
-    ``split.json`` and the checkpoint's red-cell ``scale`` all use that one split.
+    ``split.json`` and the checkpoint's red-cell ``scale`` all use that one split. With
+    ``data.all_cases`` every case trains, nothing validates and best.pt is rewritten every epoch.
     """
     run_dir = Path(run_dir)
     requested = resolve_device(device or cfg.train.device)
@@ -308,8 +323,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
     finally:
         # _train has returned, so the DDP wrapper is gone before the process group is.
         cleanup_distributed(ctx, synchronize=finished)
-    best = state.best_metric if state.best_epoch is not None else math.nan
-    return TrainResult(run_dir, best, state.best_epoch, state.epoch, state.rows, ctx.rank, state.skipped, state.split)
+    best = state.best_metric if state.best_epoch is not None and not cfg.data.all_cases else math.nan
+    best_epoch = (state.epoch or None) if cfg.data.all_cases else state.best_epoch  # all_cases: best.pt is the last
+    return TrainResult(run_dir, best, best_epoch, state.epoch, state.rows, ctx.rank, state.skipped, state.split)
 
 
 def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, progress: ProgressCallback | None,

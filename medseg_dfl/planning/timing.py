@@ -141,9 +141,10 @@ def time_training_loop(cfg: Config, device: torch.device, steps: int = 10, val_c
     """Seconds per step and per validation case of ``cfg`` in ``train``'s own loop: its components
     (the data pipeline with the prefetch thread, network, loss, clipping, optimiser) built on a few of
     its cases, a warm-up step, then ``steps`` steps; then validation on ``val_cases`` cases, timed
-    on its second pass. None when the split has no validation case (the isolated timings are used)."""
+    on its second pass. None when the split has no validation case (the isolated timings are used),
+    unless ``data.all_cases``: then only the training loop is timed (nothing validates)."""
     split = training_split(cfg)
-    if not split.val_pairs:
+    if not split.val_pairs and not cfg.data.all_cases:
         return None
     few = dataclasses.replace(split, train_pairs=split.train_pairs[: max(1, cfg.train.batch_size)],
                               val_pairs=split.val_pairs[:val_cases])  # fmt: skip
@@ -156,18 +157,25 @@ def time_training_loop(cfg: Config, device: torch.device, steps: int = 10, val_c
     seed_epoch(warm, 0, parts.train_loader)
     train_one_epoch(parts, warm)  # allocations, kernel choice, the compiled loss
     stats = train_one_epoch(parts, timed)
+    val_case_s = _time_validation(timed, parts, device) if parts.val_loader is not None else 0.0
+    return StepTiming(stats.seconds / max(stats.steps, 1), 0.0, str(device), val_case_s=val_case_s,
+                      in_loop=True, epoch_s=_time_epoch_files(timed, parts))  # fmt: skip
+
+
+def _time_validation(cfg: Config, parts: Components, device: torch.device) -> float:
+    """Seconds per case of ``validate`` over ``parts.val_loader``, on its second pass."""
     seconds = []
     for _ in range(2):  # the first pass builds the window weights and the eval-mode kernels
         start = time.perf_counter()
-        validate(parts.shipped, parts.loss_fn, parts.val_loader, timed, device, ctx, parts.amp)
+        validate(parts.shipped, parts.loss_fn, parts.val_loader, cfg, device, parts.ctx, parts.amp)
         seconds.append(time.perf_counter() - start)
-    return StepTiming(stats.seconds / max(stats.steps, 1), 0.0, str(device), val_case_s=seconds[-1] / len(few.val_pairs),
-                      in_loop=True, epoch_s=_time_epoch_files(timed, parts))  # fmt: skip
+    return seconds[-1] / len(parts.val_loader.dataset)
 
 
 def _time_epoch_files(cfg: Config, parts: Components) -> float:
     """Seconds of what train writes after an epoch: last.pt and curves.png, best.pt in a share of
-    the epochs (a white-cell DynUNet's checkpoint is 93 MB: 0.3 s of an 8 s epoch)."""
+    the epochs (a white-cell DynUNet's checkpoint is 93 MB: 0.3 s of an 8 s epoch; with
+    ``data.all_cases`` every epoch)."""
     row = {"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "mean_fg_dice": 0.5, "lr": cfg.optim.lr, "seconds": 1.0,
            **{f"dice_{c}": 0.5 for c in cfg.data.class_names}, **{f"iou_{c}": 0.5 for c in cfg.data.class_names}}  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
@@ -177,7 +185,7 @@ def _time_epoch_files(cfg: Config, parts: Components) -> float:
         start = time.perf_counter()
         plot_training_curves([row, {**row, "epoch": 2}], cfg.data.class_names, Path(folder) / "curves.png")
         plotted = time.perf_counter() - start
-    return (1 + _BEST_SHARE) * saved + plotted
+    return (1 + (1.0 if cfg.data.all_cases else _BEST_SHARE)) * saved + plotted
 
 
 @dataclass(frozen=True)
@@ -223,9 +231,10 @@ def fit_budget(
     measured = ("in the training loop (augmentation and data included)" if timing.in_loop else
                 f"(network {timing.step_s:.2f} s + augmentation {timing.augment_s * 1000:.0f} ms per patch)")  # fmt: skip
     val_how = "timed in the loop" if timing.in_loop else "one case timed" if timing.val_case_s else "estimated"
+    validation = f"validation ~{val_s:.0f} s ({val_how}) every {val_every} epochs" if n_val else "no validation cases"
     why = (
         f"--time-budget {minutes:g} min on {timing.device}: {step:.2f} s per step measured {measured}, {steps_per_epoch} steps per epoch "
-        f"({epoch_s:.0f} s{' with ' + format(timing.epoch_s, '.1f') + ' s of checkpoint and curves' if timing.epoch_s else ''}), validation ~{val_s:.0f} s ({val_how}) "
-        f"every {val_every} epochs -> {epochs} epochs"
+        f"({epoch_s:.0f} s{' with ' + format(timing.epoch_s, '.1f') + ' s of checkpoint and curves' if timing.epoch_s else ''}), {validation} "
+        f"-> {epochs} epochs"
     )
     return Budget(epochs, steps_per_epoch, val_every, epoch_s, val_s, why)

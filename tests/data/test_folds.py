@@ -59,7 +59,9 @@ def test_split_json_records_fold_and_case_ids(tmp_path):
     pair = {i: CasePair(i, Path(f"/x/{i}.png"), Path(f"/y/{i}.png")) for i in "abc"}
     record = Split((pair["a"], pair["b"]), (pair["c"],), fold=1, folds=3, seed=4).record()
     path = write_split(tmp_path, record)
-    assert json.loads(path.read_text()) == {"fold": 1, "folds": 3, "seed": 4, "train": ["a", "b"], "validation": ["c"]}
+    assert json.loads(path.read_text()) == {
+        "fold": 1, "folds": 3, "all_cases": False, "seed": 4, "train": ["a", "b"], "validation": ["c"],
+    }  # fmt: skip
 
 
 def _pairs(root: Path) -> list[CasePair]:

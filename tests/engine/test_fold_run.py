@@ -92,7 +92,7 @@ def test_train_fold_records_that_folds_scale_split_and_config(fold_smears, tmp_p
                                       "--device", "cpu", "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((run / "split.json").read_text()) == {
-        "fold": 0, "folds": 2, "seed": 0, "train": FOLD_TRAIN, "validation": FOLD_VAL,
+        "fold": 0, "folds": 2, "all_cases": False, "seed": 0, "train": FOLD_TRAIN, "validation": FOLD_VAL,
     }  # fmt: skip
     scale = load_checkpoint(run / "best.pt")["scale"]
     assert scale["cell_diameter_px"] == pytest.approx(SMALL, rel=0.1)
