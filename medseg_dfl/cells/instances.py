@@ -78,7 +78,7 @@ class InstanceParams:
     seed_scale: float = 24.0  # px: seeds are found with the red cell resampled to this diameter
     # Not a size: platelets whose mean probability of their class (the network's softmax) is below
     # this are dropped (drop_unsure_platelets); 0 turns it off (the default: the synthetic smears need
-    # none). The shipped BCCD model's is 0.70, chosen on out-of-fold train.txt predictions with
+    # none). The shipped BCCD model's is 0.74, chosen on out-of-fold train.txt predictions with
     # count's mirroring (docs/results/bccd/README.md).
     min_platelet_probability: float = 0.0
 
