@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,9 @@ from typing import Any
 import yaml
 
 from medseg_dfl.choices import NETWORK_NAMES, check_overlap
+from medseg_dfl.config_help import KEY_HELP
 from medseg_dfl.io.atomic import write_text
+from medseg_dfl.io.typed_dataclass import build_dataclass
 from medseg_dfl.io.yaml_safe import load_yaml_text
 from medseg_dfl.losses.registry import resolve_loss
 
@@ -42,10 +41,6 @@ __all__ = [
     "load_config",
     "save_config",
 ]
-
-
-# A number in exponent notation without a dot (1e-3, 3E-5): plain YAML 1.1 leaves it a string.
-_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
 
 
 def _choices(*values: str) -> dict[str, tuple[str, ...]]:
@@ -181,168 +176,9 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
 
-# What each key does: the one place (the planned config's comments read it; a test keeps one entry
-# per key of the dataclasses above, sections optional). Reasons *why* a value was chosen are the
-# planner's (``Plan.reasons``), not these.
-KEY_HELP: dict[str, str] = {
-    "experiment.name": "default run directory: runs/<name>",
-    "experiment.seed": "seeds network init, data split, shuffling and augmentation",
-    "data.root": "the data folder (images/+labels/, *_masks files or dataset.json), relative to where you train",
-    "data.spatial_dims": "2 or 3",
-    "data.modality": "microscopy | ct | mr (chooses the auto intensity normalisation)",
-    "data.in_channels": "image channels (3 for RGB)",
-    "data.class_names": "one name per label value, background first",
-    "data.val_fraction": "used only when the folder has no dataset.json 'validation' list",
-    "data.fold": "cross-validation: validate on this fold of data.folds; null = the dataset.json list / val_fraction",
-    "data.folds": "number of cross-validation folds (used with data.fold)",
-    "data.all_cases": "train on every case and validate on none (best.pt = the last epoch); not with data.fold",
-    "data.cache": "none | memory | disk: where loaded, transformed cases are kept between epochs",
-    "data.cache_dir": "required for cache: disk on a raw folder",
-    "data.num_workers": "data loader processes; 0 = load in the training process",
-    "data.prefetch": "num_workers 0: next batch drawn in a thread during the step (off if the cores are shared)",
-    "transforms.patch_size": "training patch, in the loaded image's axis order",
-    "transforms.num_samples": "patches drawn per image per step (RandCropByLabelClassesd)",
-    "transforms.class_ratios": "relative probability of centring a patch on each class (one per class); null = uniform",
-    "transforms.target_spacing": "3D only: resample to this spacing (mm); null = the data set's median spacing",
-    "transforms.intensity": (
-        "auto: microscopy -> per-channel z-score, ct -> window, mr -> z-score; zscore_nonzero: per-case z-score "
-        "over non-zero voxels; rgb_0_1: 8-bit colour / 255; ct_zscore: clip to window, then z-score with "
-        "intensity_mean/intensity_std (nnU-Net CT)"
-    ),
-    "transforms.window": "[low, high] intensity window (window and ct_zscore modes)",
-    "transforms.intensity_mean": "ct_zscore: the data set's foreground mean per channel",
-    "transforms.intensity_std": "ct_zscore: the data set's foreground std per channel",
-    "transforms.augment": "random augmentation of training patches",
-    "transforms.augment.flip": "random flips (along transforms.augment.flip_axes)",
-    "transforms.augment.flip_axes": "axes random flips and infer --tta mirror; null = every axis",
-    "transforms.augment.rot90": "random 90-degree rotations in the first plane (square there only)",
-    "transforms.augment.affine": "random rotation + scaling (strength: affine_prob, rotate_degrees, scale_fraction)",
-    "transforms.augment.affine_prob": "probability of the affine step per patch",
-    "transforms.augment.rotate_degrees": "largest rotation, each axis (3D) or the plane (2D), in degrees",
-    "transforms.augment.scale_fraction": "scales drawn from 1 - f to 1 + f per axis",
-    "transforms.augment.color_jitter": "random contrast and intensity shifts",
-    "transforms.augment.noise": "Gaussian noise",
-    "transforms.augment.stain": (
-        "RGB microscopy: HED stain jitter, brightness, gamma, blur and scale jitter of the whole image before "
-        "its intensity normalisation (medseg_dfl.stain)"
-    ),
-    "transforms.augment.stain_sigma": "stain jitter strength: each HED optical density scaled by U(1 - s, 1 + s)",
-    "transforms.augment.low_resolution": (
-        "nnU-Net's low-resolution simulation (down- and upsampling, zoom 0.5-1, p 0.25) and gamma (p 0.3, "
-        "inverted image p 0.1) of the image"
-    ),
-    "network.name": "a MONAI network (UNet, BasicUNet, AttentionUnet, SegResNet, DynUNet, UNETR, SwinUNETR)",
-    "network.kwargs": "keyword arguments of the MONAI network",
-    "loss.name": "a loss of medseg_dfl.losses.registry (dfl, dice-dfl, ce, dice-ce, ...)",
-    "loss.kwargs": "keyword arguments of the loss (e.g. gamma: 2.0)",
-    "optim.name": "adamw | sgd",
-    "optim.lr": "learning rate (peak, after any warm-up)",
-    "optim.weight_decay": "decoupled (AdamW) weight decay",
-    "optim.momentum": "SGD only",
-    "optim.scheduler": "cosine | poly | none (stepped once per epoch)",
-    "optim.warmup_epochs": "linear warm-up epochs before the schedule",
-    "optim.poly_power": "poly only",
-    "optim.min_lr": "floor of cosine/poly",
-    "optim.grad_clip": "max gradient norm; null = no clipping",
-    "train.epochs": "training epochs",
-    "train.batch_size": "images per step (each gives transforms.num_samples patches)",
-    "train.steps_per_epoch": "null = one pass over the training cases",
-    "train.val_every": "validate every N epochs (and always after the last)",
-    "train.amp": "mixed precision: float16 on CUDA, bfloat16 on a CPU with AMX/AVX512-BF16, else float32",
-    "train.compile": "torch.compile the network (compile time at every start)",
-    "train.ema_decay": "weights averaged over steps (0.99: about the last 100 steps) for validation, checkpoints and inference; null: off",
-    "train.device": "auto | cpu | cuda (--device overrides)",
-    "train.deterministic": "deterministic cuDNN kernels (CPU runs are always reproducible)",
-    "inference.roi_size": "sliding-window size; null = transforms.patch_size",
-    "inference.sw_batch_size": "windows per network call",
-    "inference.overlap": "fraction of overlap between sliding windows, in [0, 1)",
-    "inference.blend_mode": "gaussian | constant",
-}
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it converted (int -> float etc.)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, path)
-            except ValueError as err:
-                errors.append(str(err))
-        raise ValueError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ValueError(f"{path}: expected a mapping, got {value!r}")
-        return _build_dataclass(tp, value, path)
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{path}: expected a list of {_type_name(item_tp)}, got {value!r}")
-        return [_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{path}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{path}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 reads 3e-5 (no dot) as a string; everyone means the number
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{path}: expected a string, got {value!r}")
-        return value
-    if tp is Any:
-        return value
-    raise TypeError(f"unsupported config annotation {tp!r} at {path}")  # programming error
-
-
-def _build_dataclass(cls: type, values: dict[str, Any], path: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        where = f"{path}." if path else ""
-        raise ValueError(
-            f"unknown config key {where}{unknown[0]!s}; allowed keys{' under ' + path if path else ''}: "
-            f"{', '.join(sorted(fields))}"
-        )
-    kwargs = {}
-    for name, value in values.items():
-        key_path = f"{path}.{name}" if path else name
-        converted = _convert(value, hints[name], key_path)
-        choices = fields[name].metadata.get("choices")
-        if choices is not None and converted not in choices:
-            raise ValueError(f"{key_path}: {converted!r} is not one of {', '.join(map(str, choices))}")
-        kwargs[name] = converted
-    return cls(**kwargs)
-
-
 def config_from_dict(values: dict[str, Any] | None) -> Config:
     """Build a validated :class:`Config`; missing keys take their defaults."""
-    cfg = _build_dataclass(Config, values or {}, "")
+    cfg = build_dataclass(Config, values or {})
     _check_consistency(cfg)
     return cfg
 

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "medseg_dfl"
 # folder and top-level module of the package is in exactly one layer.
 LAYERS: list[tuple[str, ...]] = [
     ("io",),
-    ("choices", "pretrained", "progress", "stain", "untracked"),  # small shared pieces
+    ("choices", "config_help", "pretrained", "progress", "stain", "untracked"),  # small shared pieces
     ("losses",),
     ("config",),
     ("networks",),
