@@ -15,14 +15,16 @@ WBC_CLASSES = ["background", "cytoplasm", "nucleus"]
 
 @pytest.fixture
 def write_wbc_checkpoint() -> Callable[..., Path]:
-    """``write(path, scale, model_state, class_names=WBC_CLASSES)``: a 2D RGB checkpoint (/255, UNet 4-8
-    config; a white-cell model by default) whose network the test replaces (monkeypatched
-    ``build_network``), with the given scale entry."""
+    """``write(path, scale, model_state, class_names=WBC_CLASSES, augment=None)``: a 2D RGB checkpoint
+    (/255, UNet 4-8 config; a white-cell model by default) whose network the test replaces
+    (monkeypatched ``build_network``), with the given scale entry (and ``transforms.augment`` keys:
+    the flips training used, which ``infer`` and bundles mirror)."""
 
-    def write(path: Path, scale: dict, model_state: dict, class_names: list[str] = WBC_CLASSES) -> Path:
+    def write(path: Path, scale: dict, model_state: dict, class_names: list[str] = WBC_CLASSES,
+              augment: dict | None = None) -> Path:  # fmt: skip
         cfg = config_from_dict({
             "data": {"spatial_dims": 2, "modality": "microscopy", "in_channels": 3, "class_names": class_names},
-            "transforms": {"patch_size": [64, 64], "intensity": "rgb_0_1"},
+            "transforms": {"patch_size": [64, 64], "intensity": "rgb_0_1", "augment": dict(augment or {})},
             "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
         })  # fmt: skip
         payload = dict.fromkeys(PAYLOAD_KEYS)

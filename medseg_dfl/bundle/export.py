@@ -8,7 +8,8 @@ The bundle (``configs/inference.json``, ``configs/metadata.json``, ``configs/log
 
 and writes the masks ``medseg-dfl infer`` writes for the same checkpoint: the same network
 (``medseg_dfl.networks.network_spec``), the same preprocessing (read off the transforms ``infer``
-builds, ``medseg_dfl.bundle.preprocessing``), the same sliding window, and the same softmax,
+builds, ``medseg_dfl.bundle.preprocessing``), the same sliding window, mirrored when ``infer``
+mirrors by default (config key ``tta``, ``medseg_dfl.bundle.inferers``), and the same softmax,
 inversion and argmax (``medseg_dfl.bundle.transforms``). The bundle is assembled in a hidden folder
 beside ``out_dir`` and renamed into place, so a failed export leaves nothing half written.
 """
@@ -26,6 +27,7 @@ from medseg_dfl.bundle.metadata import bundle_metadata
 from medseg_dfl.bundle.preprocessing import needs_inversion, preprocessing_items
 from medseg_dfl.config import Config, config_from_dict
 from medseg_dfl.engine.checkpoint import load_checkpoint
+from medseg_dfl.engine.ensemble import mirrors_by_default, tta_flips
 from medseg_dfl.engine.rescale import ModelScale, load_steps, recorded_model_scale
 from medseg_dfl.io.atomic import atomic_folder, torch_save, write_json, write_text
 from medseg_dfl.networks import network_spec
@@ -146,6 +148,10 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
     single-cell model's (``kind`` "object") gives a ``cell_diameter`` key only (px, that cell in the
     images, ``infer --cell-diameter``; null: each image at its own size, where ``infer`` would
     search the scale) and, with a ``core_class``, keeps the one cell as ``infer`` does.
+
+    ``tta``: ``infer``'s mirroring (test-time augmentation), on by default where ``infer`` has it on
+    (a single-cell model); the inferer averages over the flips of the axes training flipped
+    (``engine.ensemble.tta_flips``, written out as a list).
     """
     transforms = build_inference_transforms(cfg, fingerprint)
     roi = list(cfg.inference.roi_size or cfg.transforms.patch_size)
@@ -160,6 +166,8 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
         "device": _DEVICE,
         "class_names": list(class_names),
         **_scale_keys(scale),
+        # infer's default mirroring (engine.ensemble.mirrors_by_default); --tta false: the network once
+        "tta": mirrors_by_default(scale),
         "network_def": _network_def(cfg),
         "network": "$@network_def.to(@device)",
         "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(transforms, scale)},
@@ -167,8 +175,10 @@ def inference_config(cfg: Config, fingerprint: dict | None, class_names: list[st
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
                        "num_workers": 0},  # fmt: skip
         "inferer": {
-            "_target_": "SlidingWindowInferer", "roi_size": roi, "sw_batch_size": cfg.inference.sw_batch_size,
-            "overlap": cfg.inference.overlap, "mode": cfg.inference.blend_mode, "sw_device": "@device", "device": "cpu",
+            "_target_": "medseg_dfl.bundle.inferers.MirroredSlidingWindowInferer", "roi_size": roi,
+            "sw_batch_size": cfg.inference.sw_batch_size, "overlap": cfg.inference.overlap,
+            "mode": cfg.inference.blend_mode, "sw_device": "@device", "device": "cpu",
+            "flips": [list(axes) for axes in tta_flips(cfg)], "tta": "@tta",
         },  # fmt: skip
         "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(cfg, transforms, len(class_names), scale)},
         "handlers": [
@@ -233,8 +243,7 @@ then resamples each image so the cell is {diameter:.1f} px across
 (`medseg_dfl.bundle.transforms.ToModelScaled`, before the intensity normalisation), segments it
 there and resamples the class probabilities back to the image's own size
 (`medseg_dfl.bundle.transforms.FromModelScaled`) before the argmax, which gives `infer
---cell-diameter PX --no-tta`'s masks (`infer` also averages mirrored predictions of white-cell
-models by default; the bundle runs the network once):
+--cell-diameter PX`'s masks (mirrored as `infer` mirrors, see below):
 
 ```bash
 python -m monai.bundle run --config_file configs/inference.json \\
@@ -279,6 +288,29 @@ def _rescaling_words(cell_scale: ModelScale | None) -> str:
         else "smear rescaling"
 
 
+def _mirroring_note(cfg: Config, cell_scale: ModelScale | None) -> str:
+    """What the config key ``tta`` does for this model, and its default (``infer``'s)."""
+    flips = tta_flips(cfg)
+    if flips == [()]:
+        return """**Mirroring.** Training flipped no axis, so there is nothing to mirror: the network runs once
+per window, as in `medseg-dfl infer` (the config key `tta` changes nothing).
+"""
+    axes = sorted({axis - 2 for combo in flips for axis in combo})
+    how = f"""the softmax of each window is averaged over its {len(flips)} mirrorings along the axes
+training flipped (spatial axes {axes}; `medseg_dfl.bundle.inferers.MirroredSlidingWindowInferer`
+runs `infer`'s `AveragedProbabilities`, {len(flips)}x the network's time)"""
+    if mirrors_by_default(cell_scale):
+        return f"""**Mirroring.** As `medseg-dfl infer` does by default for a single-cell model,
+{how}.
+The config key `tta` (true) switches it off, as `infer --no-tta` does: add `--tta false` to the
+command.
+"""
+    return f"""**Mirroring.** As `medseg-dfl infer` does by default for this model, the network runs once per
+window (the config key `tta` is false). With `--tta true`, as with `infer --tta`,
+{how}.
+"""
+
+
 def _readme(cfg: Config, class_names: list[str], source: Path, cell_scale: ModelScale | None = None) -> str:
     classes = ", ".join(f"{i} = {name}" for i, name in enumerate(class_names))
     return f"""# {cfg.experiment.name}: exported by `medseg-dfl export-bundle`
@@ -299,7 +331,8 @@ preprocessing, sliding window and post-processing are those of `medseg-dfl infer
 checkpoint, {_rescaling_words(cell_scale)} included (see below), so the masks are the same. Needs
 `pip install medseg-dfl[bundle]` (MONAI, pytorch-ignite, fire).
 {_smear_scale_note(cell_scale, class_names)}
-Masks only (no probability maps or overlays); one checkpoint, without test-time augmentation.
+{_mirroring_note(cfg, cell_scale)}
+Masks only (no probability maps or overlays); one checkpoint.
 
 `configs/metadata.json` holds MONAI's metadata fields; its `medseg_dfl` section has the class names,
 the scale the network sees (`target_spacing`; null = the image's own grid), the intensity

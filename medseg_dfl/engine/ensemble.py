@@ -8,6 +8,9 @@ callers take a softmax of the stitched output: for a single window that gives ba
 probabilities exactly; with overlapping windows the Gaussian blend acts on log-probabilities.
 
 Flips: all ``2**d`` combinations of the spatial axes (nnU-Net's mirroring; 8 in 3D, 4 in 2D).
+:func:`tta_flips` gives those of the axes a checkpoint's training flipped and
+:func:`mirrors_by_default` whether ``infer`` mirrors a model unasked; ``infer`` and the exported
+MONAI bundles both read them, so they mirror alike.
 
 :func:`resolve_checkpoints` turns the ``infer`` arguments into checkpoint files: a file is itself;
 a run folder is its ``best.pt``; a folder of fold runs is each sub-folder's ``best.pt``.
@@ -23,8 +26,16 @@ import torch
 from torch import nn
 
 from medseg_dfl.config import Config
+from medseg_dfl.engine.rescale import ModelScale
 
-__all__ = ["AveragedProbabilities", "check_same_preprocessing", "flip_combinations", "resolve_checkpoints"]
+__all__ = [
+    "AveragedProbabilities",
+    "check_same_preprocessing",
+    "flip_combinations",
+    "mirrors_by_default",
+    "resolve_checkpoints",
+    "tta_flips",
+]
 
 BEST_NAME = "best.pt"
 _TINY = 1e-12
@@ -35,6 +46,20 @@ def flip_combinations(spatial_dims: int, spatial_axes: Sequence[int] | None = No
     B,C,spatial tensor (``()`` = no flip), smallest first."""
     axes = [2 + a for a in (range(spatial_dims) if spatial_axes is None else sorted(spatial_axes))]
     return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
+
+
+def tta_flips(cfg: Config) -> list[tuple[int, ...]]:
+    """The flips test-time augmentation averages for ``cfg``'s model: every combination of the axes
+    training flipped (``transforms.augment.flip_axes``), only ``()`` when it did not flip. A model
+    that never saw an axis flipped gets it wrong, so no other axis is mirrored."""
+    augment = cfg.transforms.augment
+    return flip_combinations(cfg.data.spatial_dims, augment.flip_axes if augment.flip else [])
+
+
+def mirrors_by_default(model_scale: ModelScale | None) -> bool:
+    """Whether ``infer`` mirrors a model unasked (``InferenceOptions.tta`` None): a single-cell model
+    (recorded scale kind "object"), where it held another lab's cytoplasm; not smears or volumes."""
+    return model_scale is not None and model_scale.kind == "object"
 
 
 class AveragedProbabilities(nn.Module):

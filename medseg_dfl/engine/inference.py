@@ -43,8 +43,9 @@ from medseg_dfl.engine.distributed import resolve_device, torchrun_rank
 from medseg_dfl.engine.ensemble import (
     AveragedProbabilities,
     check_same_preprocessing,
-    flip_combinations,
+    mirrors_by_default,
     resolve_checkpoints,
+    tta_flips,
 )
 from medseg_dfl.engine.inference_folder import InferenceSummary, find_inputs, pending_plans, prefetch
 from medseg_dfl.engine.output_claims import check_writable_folder, claim_output
@@ -294,8 +295,9 @@ def wants_tta(tta: bool | None, predictor: Predictor) -> bool:
     """``InferenceOptions.tta`` resolved for this model: as given, or (None) on for a single-cell model."""
     if tta is not None:
         return tta
-    scale = recorded_model_scale(predictor.cell_scale, predictor.class_names, predictor.cfg.data.spatial_dims)
-    return scale is not None and scale.kind == "object"
+    return mirrors_by_default(
+        recorded_model_scale(predictor.cell_scale, predictor.class_names, predictor.cfg.data.spatial_dims)
+    )
 
 
 def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions) -> Predictor:
@@ -308,10 +310,8 @@ def load_predictor(checkpoints: Sequence[str | Path], options: InferenceOptions)
     ]  # fmt: skip
     first = dataclasses.replace(predictors[0], max_voxels=options.max_voxels)
     keep = largest_component_classes(options.keep_largest, first.class_names)
-    # Mirror only the axes training mirrored: a model that never saw an axis flipped gets it wrong.
-    augment = first.cfg.transforms.augment
-    tta_axes = augment.flip_axes if augment.flip else []
-    flips = flip_combinations(first.cfg.data.spatial_dims, tta_axes) if wants_tta(options.tta, first) else [()]
+    # Mirror only the axes training mirrored (tta_flips): a model that never saw an axis flipped gets it wrong.
+    flips = tta_flips(first.cfg) if wants_tta(options.tta, first) else [()]
     if len(predictors) == 1 and flips == [()]:  # nothing to average: the network's own logits
         return dataclasses.replace(first, keep_largest=keep)
     check_same_preprocessing([p.cfg for p in predictors], checkpoints)

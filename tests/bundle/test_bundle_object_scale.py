@@ -1,7 +1,8 @@
 """A single-cell (white-cell) model's bundle gives ``medseg-dfl infer``'s masks: with ``cell_diameter``
 set, those of ``infer --cell-diameter`` (each image resampled so the cell is the training size, the
 probabilities back before the argmax, the one cell kept); with it null, the image's own size and the
-one cell kept. Smear bundles keep every object.
+one cell kept. Both mirror as ``infer`` does by default (tests/bundle/test_bundle_mirroring.py).
+Smear bundles keep every object.
 
 The hand-built network is scale-dependent and tells a nucleus from cytoplasm: stained pixels are
 foreground, dark ones whose 9 x 9 window is all dark are nucleus (so the nucleus shrinks by 4 px at
@@ -108,7 +109,7 @@ def _red_only(shape) -> np.ndarray:
 def test_cell_diameter_gives_infer_cell_diameter_masks(wbc_model, crops, tmp_path):
     bundle = export_bundle(wbc_model, tmp_path / "bundle")
     masks = _bundle_masks(bundle, crops, tmp_path / "masks", cell_diameter=float(CELL))
-    predict_folder(wbc_model, crops, tmp_path / "infer", InferenceOptions(device="cpu", cell_diameter=float(CELL), tta=False))
+    predict_folder(wbc_model, crops, tmp_path / "infer", InferenceOptions(device="cpu", cell_diameter=float(CELL)))
     record = json.loads((tmp_path / "infer" / "scale.json").read_text())["images"]["cell.png"]
     assert record["factor"] == pytest.approx(TRAINING_CELL / CELL, abs=1e-5) and record["source"] == "--cell-diameter"
     _assert_equal(masks, _masks(tmp_path / "infer"))
@@ -132,13 +133,13 @@ def test_null_cell_diameter_is_the_own_size_prediction_with_the_one_cell_kept(wb
     bundle = export_bundle(wbc_model, tmp_path / "bundle")
     masks = _bundle_masks(bundle, crops, tmp_path / "masks")
     # infer --no-rescale (own size, every object; infer keeps the one cell only on its rescaled path)
-    predict_folder(wbc_model, crops, tmp_path / "plain", InferenceOptions(device="cpu", rescale=False, tta=False))
+    predict_folder(wbc_model, crops, tmp_path / "plain", InferenceOptions(device="cpu", rescale=False))
     plain = _masks(tmp_path / "plain")
     _assert_equal(masks, {name: keep_core_object(mask, 2) for name, mask in plain.items()})
     assert (plain["cell.png"][_red_only((220, 260))] == 1).mean() > 0.95  # so the step did something
     assert (masks["cell.png"][_red_only((220, 260))] == 0).all()
     # the same as infer --cell-diameter at the training size (factor 1: the own size, the cell kept)
-    predict_folder(wbc_model, crops, tmp_path / "unit", InferenceOptions(device="cpu", cell_diameter=TRAINING_CELL, tta=False))
+    predict_folder(wbc_model, crops, tmp_path / "unit", InferenceOptions(device="cpu", cell_diameter=TRAINING_CELL))
     _assert_equal(masks, _masks(tmp_path / "unit"))
     # own size: the nucleus lost only 4 px of radius (the scale-dependent network; not the 120 px result)
     radius = np.sqrt((masks["cell.png"] == 2).sum() / np.pi)
