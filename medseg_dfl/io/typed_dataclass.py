@@ -52,6 +52,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{path}: expected a mapping, got {value!r}")
         return dict(value)
+    return _convert_scalar(value, tp, path)
+
+
+def _convert_scalar(value: Any, tp: Any, path: str) -> Any:
+    """``value`` checked against a plain annotation (bool, int, float, str, Any)."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{path}: expected true/false, got {value!r}")

@@ -10,6 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import medseg_dfl.bundle.export
+import medseg_dfl.engine.inference
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_data"
 SHIPPED = REPO / "bundles" / "blood_smear_dfl"
@@ -75,3 +78,11 @@ class EdgeInteriorNet(torch.nn.Module):
         interior = -F.max_pool2d(-stained, 9, stride=1, padding=4)
         scores = [1 - stained, stained * interior, stained * (1 - interior), torch.zeros_like(stained)]
         return 20 * torch.cat(scores, 1)
+
+
+def use_hand_built_network(monkeypatch, network_class: type[torch.nn.Module]) -> None:
+    """Both ``infer`` and ``export-bundle`` build ``network_class`` (no weights): a network whose
+    output is known by hand, so the bundle's masks can be compared with ``infer``'s exactly."""
+    monkeypatch.setattr(medseg_dfl.engine.inference, "build_network", lambda cfg: network_class())
+    monkeypatch.setattr(medseg_dfl.bundle.export, "network_spec", lambda cfg: (network_class, {}))
+

@@ -19,12 +19,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from bundle_helpers import read_label_map, run_bundle
+from bundle_helpers import read_label_map, run_bundle, use_hand_built_network
 from monai.inferers import SlidingWindowInferer, sliding_window_inference
 from PIL import Image
 
-import medseg_dfl.bundle.export
-import medseg_dfl.engine.inference
 from medseg_dfl.bundle import export_bundle
 from medseg_dfl.bundle.export import inference_config
 from medseg_dfl.bundle.inferers import MirroredSlidingWindowInferer, parse_switch
@@ -52,8 +50,7 @@ class LeaningCoreNet(torch.nn.Module):
 
 @pytest.fixture(autouse=True)
 def hand_built_network(monkeypatch):
-    monkeypatch.setattr(medseg_dfl.engine.inference, "build_network", lambda cfg: LeaningCoreNet())
-    monkeypatch.setattr(medseg_dfl.bundle.export, "network_spec", lambda cfg: (LeaningCoreNet, {}))
+    use_hand_built_network(monkeypatch, LeaningCoreNet)
 
 
 @pytest.fixture

@@ -19,11 +19,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from bundle_helpers import read_label_map, run_bundle
+from bundle_helpers import read_label_map, run_bundle, use_hand_built_network
 from PIL import Image
 
-import medseg_dfl.bundle.export
-import medseg_dfl.engine.inference
 from medseg_dfl.bundle import export_bundle
 from medseg_dfl.bundle.transforms import KeepCoreObjectd, ToModelScaled
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES
@@ -47,8 +45,7 @@ class NucleusCoreNet(torch.nn.Module):
 
 @pytest.fixture(autouse=True)
 def hand_built_network(monkeypatch):
-    monkeypatch.setattr(medseg_dfl.engine.inference, "build_network", lambda cfg: NucleusCoreNet())
-    monkeypatch.setattr(medseg_dfl.bundle.export, "network_spec", lambda cfg: (NucleusCoreNet, {}))
+    use_hand_built_network(monkeypatch, NucleusCoreNet)
 
 
 @pytest.fixture

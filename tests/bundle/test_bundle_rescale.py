@@ -13,11 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import SAMPLE, EdgeInteriorNet, read_label_map, run_bundle
+from bundle_helpers import SAMPLE, EdgeInteriorNet, read_label_map, run_bundle, use_hand_built_network
 from PIL import Image
 
-import medseg_dfl.bundle.export
-import medseg_dfl.engine.inference
 from medseg_dfl.bundle import export_bundle
 from medseg_dfl.config import config_from_dict, config_to_dict
 from medseg_dfl.data.synthetic_smear import SMEAR_CLASSES, make_smear
@@ -32,8 +30,7 @@ REAL_SMEAR = SAMPLE / "blood_smear_bccd" / "images" / "BloodImage_00001.png"
 
 @pytest.fixture(autouse=True)
 def hand_built_network(monkeypatch):
-    monkeypatch.setattr(medseg_dfl.engine.inference, "build_network", lambda cfg: EdgeInteriorNet())
-    monkeypatch.setattr(medseg_dfl.bundle.export, "network_spec", lambda cfg: (EdgeInteriorNet, {}))
+    use_hand_built_network(monkeypatch, EdgeInteriorNet)
 
 
 @pytest.fixture
