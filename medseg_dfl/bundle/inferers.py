@@ -16,24 +16,22 @@ from typing import Any
 
 import torch
 from monai.inferers import SlidingWindowInferer
+from monai.utils import str2bool
 
 from medseg_dfl.engine.ensemble import AveragedProbabilities
 
 __all__ = ["MirroredSlidingWindowInferer", "parse_switch"]
 
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
 def parse_switch(value: Any, name: str) -> bool:
-    """``value`` as a bool. ``python -m monai.bundle run --tta false`` hands the config the string
-    "false" (fire reads only ``False`` as a bool), which Python would take as true."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
+    """``value`` as a bool (MONAI's ``str2bool`` words: true/false, yes/no, t/f, y/n, 1/0).
+    ``python -m monai.bundle run --tta false`` hands the config the string "false" (fire reads only
+    ``False`` as a bool), which Python would take as true; ``--tta 0`` hands it the int 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+    try:
+        return str2bool(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise ValueError(f"{name} must be true or false, got {value!r}") from None
 
 
 def _checked_flips(flips: Sequence[Sequence[int]], spatial_dims: int) -> list[tuple[int, ...]]:

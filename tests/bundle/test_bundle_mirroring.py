@@ -170,7 +170,8 @@ def test_the_inferer_is_monai_s_window_off_and_infer_s_mirroring_on():
 
 
 def test_bad_mirroring_arguments_are_refused():
-    assert parse_switch("TRUE", "tta") is True and parse_switch(" off ", "tta") is False
+    assert parse_switch("TRUE", "tta") is True and parse_switch(" no ", "tta") is False
+    assert parse_switch(0, "tta") is False and parse_switch(1, "tta") is True
     with pytest.raises(ValueError, match="tta must be true or false, got 'maybe'"):
         MirroredSlidingWindowInferer([32, 32], tta="maybe")
     with pytest.raises(ValueError, match="tta must be true or false, got 2"):
