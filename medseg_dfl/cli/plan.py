@@ -38,6 +38,11 @@ def command(
         typer.Option("--network-candidates/--no-network-candidates",
                      help="With --time-budget: time a few candidate networks and choose one for the budget (else DynUNet)."),
     ] = True,
+    all_cases: Annotated[
+        bool,
+        typer.Option("--all-cases", help="Plan a final model on every case, validating on none (nnU-Net's fold 'all'; "
+                     "sets data.all_cases): the epochs fill the budget without validation time."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Plan a training config from the data; its comments say why each value was chosen.
@@ -55,7 +60,7 @@ def command(
         raise FileExistsError(f"{output} exists; choose another --output or pass --overwrite")
     plan = plan_experiment(
         data_dir, time_budget_min=time_budget, memory_budget_gb=memory_budget, data_root=data_root,
-        device=device, overrides=set_, network_candidates=network_candidates,
+        device=device, overrides=set_, network_candidates=network_candidates, all_cases=all_cases,
     )
     command_line = "medseg-dfl plan " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     written = write_plan(plan, output, command=command_line, overwrite=overwrite)

@@ -282,10 +282,12 @@ def _record_best(cfg: Config, state: RunState, row: dict[str, Any]) -> bool:
 
 
 def _log_line(row: dict[str, Any], stats: EpochStats) -> str:
+    """One epoch's log line; the validation fields only after an epoch that validated (not NaN)."""
     dice = " ".join(f"{k[5:]}={v:.4f}" for k, v in row.items() if k.startswith("dice_"))
-    return (f"epoch {row['epoch']} train_loss={row['train_loss']:.5f} val_loss={row['val_loss']:.5f} "
-            f"mean_fg_dice={row['mean_fg_dice']:.4f} {dice} lr={row['lr']:.3g} steps={stats.steps} "
-            f"seconds={row['seconds']:.1f} data_wait={stats.data_seconds:.1f}s")  # fmt: skip
+    scores = ("" if math.isnan(row["val_loss"]) else
+              f"val_loss={row['val_loss']:.5f} mean_fg_dice={row['mean_fg_dice']:.4f} {dice} ")  # fmt: skip
+    return (f"epoch {row['epoch']} train_loss={row['train_loss']:.5f} {scores}lr={row['lr']:.3g} "
+            f"steps={stats.steps} seconds={row['seconds']:.1f} data_wait={stats.data_seconds:.1f}s")  # fmt: skip
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None = None,

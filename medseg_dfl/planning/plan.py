@@ -273,7 +273,8 @@ def _fit_time(cfg: Config, survey: DatasetSurvey, minutes: float, device: Any, r
                         minutes=minutes)
     r["train.epochs"] = (f"at first only {r['train.epochs']}, fewer than {MIN_STEPS}; " if extra else "") + budget.why
     r["train.steps_per_epoch"] = f"one pass over the {len(train_items)} training cases (at most 250 steps, nnU-Net)"
-    r["train.val_every"] = "validation kept to about a quarter of the training time"
+    r["train.val_every"] = ("unused: data.all_cases validates nothing" if cfg.data.all_cases
+                            else "validation kept to about a quarter of the training time")
     r["optim.warmup_epochs"] = "one warm-up epoch when there are 10 or more, else none"
     network = {"network": {"name": cfg.network.name, "kwargs": cfg.network.kwargs}} if name else {}
     return _merge(_merge(extra, network), {
@@ -330,7 +331,7 @@ def _summary(survey: DatasetSurvey, cfg: Config) -> list[str]:
 def plan_experiment(
     data_dir: str | Path, *, time_budget_min: float | None = None, memory_budget_gb: float | None = None,
     data_root: str | None = None, device: str | None = None, overrides: list[str] | None = None,
-    progress: ProgressCallback | None = None, network_candidates: bool = True,
+    progress: ProgressCallback | None = None, network_candidates: bool = True, all_cases: bool = False,
 ) -> Plan:
     """Survey ``data_dir`` and plan a config for it (see the package docstring for the rules).
 
@@ -339,7 +340,9 @@ def plan_experiment(
     else a quarter of the RAM up to 8 GB); ``data_root``: the path written as ``data.root`` (default
     ``data_dir`` as given); ``overrides``: ``key=value`` applied on top (as ``train --set``);
     ``network_candidates``: with a time budget, time the candidate networks of
-    :mod:`.candidates` and let its rule choose (not when ``overrides`` set ``network.*``: theirs is timed).
+    :mod:`.candidates` and let its rule choose (not when ``overrides`` set ``network.*``: theirs is timed);
+    ``all_cases``: ``data.all_cases`` (every case trains, none validates: nnU-Net's fold "all"), the
+    epochs fitted without validation time.
     """
 
     data_dir = Path(data_dir)
@@ -355,6 +358,12 @@ def plan_experiment(
     survey = survey_dataset(data_dir, progress)
     values, warnings = _base_values(survey, data_root or str(data_dir), memory_gb, torch_device, reasons)
     reasons["train.batch_size"] += f" (budget: {memory_why})"
+    if all_cases:  # before the timing: no validation to time, every case in an epoch
+        values = _merge(values, {"data": {"all_cases": True},
+                                 "experiment": {"name": values["experiment"]["name"] + "_all"}})
+        reasons["experiment.name"] = "default run directory: runs/<name>; _all: beside the validated run's"
+        reasons["data.all_cases"] = ("--all-cases: every case trains and none validates (nnU-Net's fold 'all'), "
+                                     "so the epochs are fitted without validation time")
     def fit(values: dict, choose: bool) -> dict:  # timed with the overrides: --set network.name=UNet fits that network
         timed = apply_overrides(config_to_dict(config_from_dict(values)), overrides)
         timed_cfg = config_from_dict(_merge(timed, {"data": {"root": str(data_dir)}}))

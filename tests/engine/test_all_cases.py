@@ -86,6 +86,8 @@ def test_an_all_cases_run_never_validates_and_saves_best_every_epoch(smears, tmp
     assert math.isnan(result.best_metric) and (result.best_epoch, result.epochs_run) == (2, 2)
     log = (run / "train.log").read_text().splitlines()
     assert "data.all_cases: every case trains (5), nothing validates" in log[0] and len(log) == 3
+    assert log[1].split(" INFO ")[1].startswith("epoch 1 train_loss=") and "val_loss" not in log[1]
+    assert "nan" not in " ".join(log) and "mean_fg_dice" not in log[2]
 
 
 def test_all_cases_with_a_fold_is_an_error_naming_both_keys():
