@@ -200,8 +200,9 @@ Run the network on each window and average the overlapping logits with {blend}.
 2. Argmax over the class axis (first class wins ties): the label map, class i = `{'`, `'.join(names)}`
    ({', '.join(f'{i} = {n}' for i, n in enumerate(names))}).
 
-Written by PNG (uint8) for 2D or NIfTI with the input's affine for 3D, this is `medseg-dfl infer`'s
-mask (without test-time augmentation or `--keep-largest`).
+Written by PNG (uint8) for 2D or NIfTI with the input's affine for 3D, this is the mask of `medseg-dfl
+infer --no-tta` without `--keep-largest` (`infer` mirrors white-cell models by default; so does
+their MONAI bundle, `medseg-dfl export-bundle`).
 """
 
 
