@@ -304,6 +304,14 @@ def _with_deep_supervision(values: dict, reasons: dict, fit: Any) -> dict:
     return fit(values, choose=False) if fit is not None else values
 
 
+def _for_all_cases(values: dict, reasons: dict) -> dict:
+    """``values`` for a final model on every case (``data.all_cases``), run beside the validated one."""
+    reasons["experiment.name"] = "default run directory: runs/<name>; _all: beside the validated run's"
+    reasons["data.all_cases"] = ("--all-cases: every case trains and none validates (nnU-Net's fold 'all'), "
+                                 "so the epochs are fitted without validation time")
+    return _merge(values, {"data": {"all_cases": True}, "experiment": {"name": values["experiment"]["name"] + "_all"}})
+
+
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
@@ -358,12 +366,7 @@ def plan_experiment(
     survey = survey_dataset(data_dir, progress)
     values, warnings = _base_values(survey, data_root or str(data_dir), memory_gb, torch_device, reasons)
     reasons["train.batch_size"] += f" (budget: {memory_why})"
-    if all_cases:  # before the timing: no validation to time, every case in an epoch
-        values = _merge(values, {"data": {"all_cases": True},
-                                 "experiment": {"name": values["experiment"]["name"] + "_all"}})
-        reasons["experiment.name"] = "default run directory: runs/<name>; _all: beside the validated run's"
-        reasons["data.all_cases"] = ("--all-cases: every case trains and none validates (nnU-Net's fold 'all'), "
-                                     "so the epochs are fitted without validation time")
+    values = _for_all_cases(values, reasons) if all_cases else values  # before the timing: no validation
     def fit(values: dict, choose: bool) -> dict:  # timed with the overrides: --set network.name=UNet fits that network
         timed = apply_overrides(config_to_dict(config_from_dict(values)), overrides)
         timed_cfg = config_from_dict(_merge(timed, {"data": {"root": str(data_dir)}}))
