@@ -22,6 +22,7 @@ from medseg_dfl.engine.ensemble import AveragedProbabilities
 
 __all__ = ["MirroredSlidingWindowInferer", "parse_switch"]
 
+
 def parse_switch(value: Any, name: str) -> bool:
     """``value`` as a bool (MONAI's ``str2bool`` words: true/false, yes/no, t/f, y/n, 1/0).
     ``python -m monai.bundle run --tta false`` hands the config the string "false" (fire reads only
