@@ -48,6 +48,7 @@ from medseg_dfl.engine.ensemble import (
     tta_flips,
 )
 from medseg_dfl.engine.inference_folder import InferenceSummary, find_inputs, pending_plans, prefetch
+from medseg_dfl.engine.inference_options import InferenceOptions
 from medseg_dfl.engine.output_claims import check_writable_folder, claim_output
 from medseg_dfl.engine.postprocess import (
     keep_core_object,
@@ -80,8 +81,8 @@ from medseg_dfl.networks import build_network
 from medseg_dfl.progress import ProgressCallback, report
 from medseg_dfl.transforms import build_inference_transforms, build_inverse_postprocess
 
-# InferenceSummary (defined in inference_folder) stays exported here: callers take it from the module
-# of predict_folder, which returns it.
+# InferenceSummary and InferenceOptions (defined in inference_folder and inference_options) stay exported
+# here: callers take them from the module of predict_folder, which takes the one and returns the other.
 __all__ = [
     "InferenceOptions",
     "InferenceSummary",
@@ -95,49 +96,6 @@ __all__ = [
 # Errors that mean "this file cannot be processed" (unreadable, corrupt, wrong channels, out of memory);
 # anything else is a bug and stops the run.
 FILE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, MemoryError)
-
-
-@dataclass
-class InferenceOptions:
-    recursive: bool = False
-    overwrite: bool = False
-    overlay: bool = False
-    probabilities: bool = False
-    device: str = "auto"
-    # Windows per network call; None = the checkpoint's inference.sw_batch_size.
-    batch_size: int | None = None
-    # Fraction of window overlap; None = the checkpoint's inference.overlap.
-    overlap: float | None = None
-    # Network and stitching in float16 (CUDA) / bfloat16 (CPU).
-    half: bool = False
-    # Appended to the mask's stem (e.g. "_seg"); "" keeps the input's name.
-    suffix: str = ""
-    # Test-time augmentation: mean softmax over the flips of the axes training mirrored
-    # (transforms.augment.flip_axes; none when training did not flip), inside the sliding window.
-    # None: on for single-cell (white-cell crop) models, where it held another lab's cytoplasm
-    # (segmentation_WBC Dataset 2, docs/results/wbc_cross_lab.md), off for the rest (no gain on the
-    # hippocampus, 8x the cost in 3D).
-    tta: bool | None = None
-    # Class names whose mask keeps only its largest connected component (nnU-Net's post-processing
-    # for single-object structures); ("all",) = every foreground class. Never for cells.
-    keep_largest: tuple[str, ...] = ()
-    # 2D smear models (a red-cell class and a recorded training scale): each input is resampled so
-    # its red cells are as large as in training, and the result back (medseg_dfl.engine.rescale);
-    # 2D single-cell models: so the cell they segment is (searched, engine.scale_search).
-    # False: every input runs at its own pixel size. 3D models are never rescaled.
-    rescale: bool = True
-    cell_diameter: float | None = None  # px in the inputs (red cell, or the single-cell model's cell); None: found
-    # Single-cell models trained on crops of one object each (white cells): keep that object, split
-    # from what touches it (engine.postprocess.keep_core_object); the mask only, saved probabilities
-    # are the network's. False: every segmented object.
-    single_object: bool = True
-    # Single-cell models: search each input's scale on its own. False (default): every input is
-    # searched, then all run at the median diameter (one lab's crops share a magnification;
-    # engine.scale_search). Ignored with cell_diameter.
-    scale_per_image: bool = False
-    pixel_size: float | None = None  # um per pixel of the inputs
-    # Inputs declaring more voxels x channels are refused before decoding (medseg_dfl.io.limits).
-    max_voxels: int = DEFAULT_MAX_VOXELS
 
 
 @dataclass
